@@ -1,0 +1,167 @@
+"""The one table of probe result classes: what each means, whether it says the key is valid,
+and which runbook section fixes it. Metrics, logs and the check command all read it."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+
+class Validity(enum.Enum):
+    """What a result says about the key itself."""
+
+    VALID = "valid"
+    INVALID = "invalid"
+    UNKNOWN = "unknown"  # the probe failed for reasons that say nothing about the key
+
+
+class Result(enum.StrEnum):
+    OK = "ok"
+    INVALID_API_KEY = "invalid_api_key"
+    ACCOUNT_DEACTIVATED = "account_deactivated"
+    INSUFFICIENT_PERMISSIONS = "insufficient_permissions"
+    MISMATCHED_ORGANIZATION = "mismatched_organization"
+    MISMATCHED_PROJECT = "mismatched_project"
+    INSUFFICIENT_QUOTA = "insufficient_quota"
+    RATE_LIMITED = "rate_limited"
+    UNSUPPORTED_REGION = "unsupported_region"
+    MODEL_NOT_FOUND = "model_not_found"
+    API_SHAPE_RETIRED = "api_shape_retired"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"
+    TLS_ERROR = "tls_error"
+    PROTOCOL_ERROR = "protocol_error"
+    KEY_MISSING = "key_missing"
+    KEY_MALFORMED = "key_malformed"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class ResultInfo:
+    validity: Validity
+    runbook_anchor: str  # section of docs/runbook.md; "" for ok
+    summary: str  # one line for a person
+
+
+RESULTS: dict[Result, ResultInfo] = {
+    Result.OK: ResultInfo(Validity.VALID, "", "OpenAI accepted the key"),
+    Result.INVALID_API_KEY: ResultInfo(
+        Validity.INVALID, "key-invalid", "OpenAI rejected the key (wrong, revoked or deleted)"
+    ),
+    Result.ACCOUNT_DEACTIVATED: ResultInfo(
+        Validity.INVALID, "key-invalid", "the key belongs to a deactivated account"
+    ),
+    Result.INSUFFICIENT_PERMISSIONS: ResultInfo(
+        Validity.VALID, "key-permissions", "the key is restricted and lacks a scope"
+    ),
+    Result.MISMATCHED_ORGANIZATION: ResultInfo(
+        Validity.VALID,
+        "organization-project-mismatch",
+        "the OpenAI-Organization header does not match the key",
+    ),
+    Result.MISMATCHED_PROJECT: ResultInfo(
+        Validity.VALID,
+        "organization-project-mismatch",
+        "the OpenAI-Project header does not match the key",
+    ),
+    Result.INSUFFICIENT_QUOTA: ResultInfo(
+        Validity.VALID, "quota-exhausted", "no credit or quota left"
+    ),
+    Result.RATE_LIMITED: ResultInfo(Validity.VALID, "rate-limited", "rate limit reached"),
+    Result.UNSUPPORTED_REGION: ResultInfo(
+        Validity.UNKNOWN, "unsupported-region", "OpenAI refuses this country or region"
+    ),
+    Result.MODEL_NOT_FOUND: ResultInfo(
+        Validity.VALID, "model-not-found", "the Realtime model does not exist or is not allowed"
+    ),
+    Result.API_SHAPE_RETIRED: ResultInfo(
+        Validity.VALID, "realtime-beta-retired", "the Realtime beta interface is retired"
+    ),
+    Result.SERVER_ERROR: ResultInfo(
+        Validity.UNKNOWN, "upstream-server-error", "OpenAI or its edge answered with a 5xx"
+    ),
+    Result.TIMEOUT: ResultInfo(Validity.UNKNOWN, "probe-timeout", "no answer within the timeout"),
+    Result.CONNECTION_ERROR: ResultInfo(
+        Validity.UNKNOWN, "connection-error", "connection refused, reset, dropped or DNS failure"
+    ),
+    Result.TLS_ERROR: ResultInfo(Validity.UNKNOWN, "tls-error", "TLS handshake failed"),
+    Result.PROTOCOL_ERROR: ResultInfo(
+        Validity.UNKNOWN, "protocol-error", "the answer is not what OpenAI sends"
+    ),
+    Result.KEY_MISSING: ResultInfo(
+        Validity.INVALID, "key-missing-or-malformed", "no key could be read from its source"
+    ),
+    Result.KEY_MALFORMED: ResultInfo(
+        Validity.INVALID,
+        "key-missing-or-malformed",
+        "the key cannot be sent in a header (line break or non-ASCII)",
+    ),
+    Result.OTHER: ResultInfo(Validity.UNKNOWN, "probe-failing", "an unexpected answer"),
+}
+
+# OpenAI `error.code` values (REST body, Realtime error event or close reason) and their class.
+ERROR_CODES: dict[str, Result] = {
+    "invalid_api_key": Result.INVALID_API_KEY,
+    "account_deactivated": Result.ACCOUNT_DEACTIVATED,
+    "mismatched_organization": Result.MISMATCHED_ORGANIZATION,
+    "mismatched_project": Result.MISMATCHED_PROJECT,
+    "insufficient_quota": Result.INSUFFICIENT_QUOTA,
+    "rate_limit_exceeded": Result.RATE_LIMITED,
+    "unsupported_country_region_territory": Result.UNSUPPORTED_REGION,
+    "invalid_model": Result.MODEL_NOT_FOUND,
+    "missing_model": Result.MODEL_NOT_FOUND,
+    "model_not_found": Result.MODEL_NOT_FOUND,
+    "beta_api_shape_disabled": Result.API_SHAPE_RETIRED,
+}
+
+# Codes kept as their own label value in openai_probe_errors_total; others become "other".
+KNOWN_ERROR_CODES: frozenset[str] = frozenset(ERROR_CODES) | {
+    "session_expired",
+    "missing_scopes",
+    "missing_api_key",
+    "server_error",
+}
+
+_MISSING_SCOPES = re.compile(r"missing scopes:", re.IGNORECASE)
+_NO_KEY_PROVIDED = re.compile(
+    r"didn't provide an api key|missing bearer or basic authentication", re.IGNORECASE
+)
+
+
+def is_healthy(result: Result) -> bool:
+    return result is Result.OK
+
+
+def classify_openai_error(
+    status: int | None, error_type: str | None, code: str | None, message: str
+) -> tuple[Result, str]:
+    """Classify an OpenAI error envelope (REST body or Realtime error event).
+
+    Returns the result class and the code to count in openai_probe_errors_total.
+    """
+    if code and code in ERROR_CODES:
+        return ERROR_CODES[code], code
+    if _MISSING_SCOPES.search(message):
+        return Result.INSUFFICIENT_PERMISSIONS, "missing_scopes"
+    if _NO_KEY_PROVIDED.search(message):
+        return Result.KEY_MISSING, "missing_api_key"
+    if error_type == "insufficient_quota":
+        return Result.INSUFFICIENT_QUOTA, "insufficient_quota"
+    if error_type in {"requests", "tokens"} or status == 429:
+        return Result.RATE_LIMITED, "rate_limit_exceeded"
+    if error_type == "server_error" or (status is not None and status >= 500):
+        return Result.SERVER_ERROR, "server_error"
+    if status == 401:
+        return Result.INVALID_API_KEY, code or "invalid_api_key"
+    if status == 403:
+        return Result.INSUFFICIENT_PERMISSIONS, code or "forbidden"
+    return Result.OTHER, code or "other"
+
+
+def error_code_label(code: str) -> str:
+    """Bound the label values of openai_probe_errors_total: unknown codes collapse to `other`."""
+    if code in KNOWN_ERROR_CODES or code in Result.__members__.values():
+        return code
+    return "other"
