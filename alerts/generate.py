@@ -1,0 +1,467 @@
+"""Writes the Prometheus alert rules (alerts/openai-key-exporter.rules.yml) from one table.
+
+    python alerts/generate.py                      # rewrite the committed rules file
+    python alerts/generate.py --check              # exit 1 if the committed file is stale
+    python alerts/generate.py --for-scale 0.1 --output /tmp/fast.rules.yml   # for tests
+
+Base URLs, the job selector and the evaluation interval are set here, in one place; every
+alert links to its runbook section and to a Grafana dashboard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_OUTPUT = HERE / "openai-key-exporter.rules.yml"
+DEFAULT_RUNBOOK_URL = (
+    "https://github.com/openai-key-exporter/openai-key-exporter/blob/main/docs/runbook.md"
+)
+DEFAULT_GRAFANA_URL = "http://localhost:3000"
+# Matches the compose stack's `openai-key-exporter`, Prometheus Operator's
+# `<namespace>/openai-key-exporter` and per-replica jobs such as `openai-key-exporter-shard-2`.
+DEFAULT_SELECTOR = 'job=~".*openai-key-exporter.*"'
+# Key alerts are evaluated this often whatever the server's global evaluation_interval
+# (1m by default), so a revoked key can page within 90 s.
+DEFAULT_EVAL_INTERVAL = "15s"
+
+OVERVIEW_UID = "openai-key-overview"
+DETAIL_UID = "openai-key-detail"
+
+PROBES = ("rest", "realtime")
+# Result classes for which a probe failing says nothing about the key (classify.Validity.UNKNOWN),
+# minus unsupported_region, which has its own alert.
+TRANSIENT_RESULTS = (
+    "server_error",
+    "timeout",
+    "connection_error",
+    "tls_error",
+    "protocol_error",
+    "other",
+)
+# One generous staleness threshold: 3 x the 5 min Realtime default interval.
+STALE_AFTER_SECONDS = 900
+LATENCY_THRESHOLD_SECONDS = 5
+# The latency window is shorter than the `for:` so one slow probe leaves the window before the
+# alert could fire; only sustained slowness pages.
+LATENCY_WINDOW = "10m"
+LATENCY_FOR_SECONDS = 15 * 60
+
+
+@dataclass(frozen=True)
+class Match:
+    """Series of openai_probe_result an alert covers: these results, on one probe or all."""
+
+    results: tuple[str, ...]
+    probe: str | None = None  # None: every probe
+
+
+@dataclass(frozen=True)
+class Alert:
+    name: str
+    severity: str
+    anchor: str  # section of docs/runbook.md
+    summary: str
+    description: str
+    for_seconds: float
+    expr: str = ""  # set for alerts that are not built from result classes
+    matches: tuple[Match, ...] = ()  # result-class alerts
+    min_failures: int = 2  # result-class alerts: openai_probe_consecutive_failures >= this
+    per_key: bool = True  # links to the key's detail dashboard rather than the overview
+
+
+@dataclass(frozen=True)
+class Settings:
+    runbook_url: str = DEFAULT_RUNBOOK_URL
+    grafana_url: str = DEFAULT_GRAFANA_URL
+    selector: str = DEFAULT_SELECTOR
+    for_scale: float = 1.0
+    eval_interval: str = DEFAULT_EVAL_INTERVAL
+
+
+_FAILED_IN_A_ROW = "{{ $value }} probes in a row"
+
+# Alerts on the class of the last probe result. A revoked key fails its next probe and the quick
+# re-probe 10 s later (consecutive_failures 2 by T+70 s): the second probe is the confirmation,
+# so these page with `for: 0s`; a single bad answer never reaches 2.
+CLASS_ALERTS: tuple[Alert, ...] = (
+    Alert(
+        name="OpenAIKeyInvalid",
+        severity="critical",
+        anchor="key-invalid",
+        summary="OpenAI rejects an API key.",
+        description=(
+            "OpenAI answered {{ $labels.result }} to the {{ $labels.probe }} probe of key "
+            "{{ $labels.key }} on " + _FAILED_IN_A_ROW + ". Every request made with this key "
+            "fails until it is replaced."
+        ),
+        for_seconds=0,
+        matches=(Match(("invalid_api_key", "account_deactivated")),),
+    ),
+    Alert(
+        name="OpenAIKeyMissingOrMalformed",
+        severity="critical",
+        anchor="key-missing-or-malformed",
+        summary="An API key cannot be read or cannot be sent.",
+        description=(
+            "The {{ $labels.probe }} probe of key {{ $labels.key }} ended with "
+            "{{ $labels.result }} on " + _FAILED_IN_A_ROW + ": the key's source is empty or "
+            "unreadable, or the key holds characters a header cannot carry."
+        ),
+        for_seconds=0,
+        matches=(Match(("key_missing", "key_malformed")),),
+    ),
+    Alert(
+        name="OpenAIKeyRealtimeRefused",
+        severity="critical",
+        anchor="realtime-refused",
+        summary="The Realtime API refuses a session for an API key.",
+        description=(
+            "The {{ $labels.probe }} probe of key {{ $labels.key }} got {{ $labels.result }} "
+            "on " + _FAILED_IN_A_ROW + ": the key authenticates, but a Realtime session with "
+            "this model and interface cannot be opened."
+        ),
+        for_seconds=0,
+        matches=(
+            Match(("insufficient_permissions", "model_not_found", "api_shape_retired"), "realtime"),
+            Match(("model_not_found", "api_shape_retired"), "rest"),
+        ),
+    ),
+    Alert(
+        name="OpenAIKeyPermissionsMissing",
+        severity="warning",
+        anchor="key-permissions",
+        summary="A restricted API key lacks a scope.",
+        description=(
+            "The {{ $labels.probe }} probe of key {{ $labels.key }} got {{ $labels.result }} on "
+            + _FAILED_IN_A_ROW
+            + ": the key is valid but restricted, and lacks a scope the probe needs."
+        ),
+        for_seconds=0,
+        matches=(Match(("insufficient_permissions",), "rest"),),
+    ),
+    Alert(
+        name="OpenAIKeyOrganizationProjectMismatch",
+        severity="critical",
+        anchor="organization-project-mismatch",
+        summary="The OpenAI-Organization or OpenAI-Project header does not match an API key.",
+        description=(
+            "The {{ $labels.probe }} probe of key {{ $labels.key }} got {{ $labels.result }} on "
+            + _FAILED_IN_A_ROW
+            + ": requests sending this organization or project header are refused."
+        ),
+        for_seconds=0,
+        matches=(Match(("mismatched_organization", "mismatched_project")),),
+    ),
+    Alert(
+        name="OpenAIKeyQuotaExhausted",
+        severity="critical",
+        anchor="quota-exhausted",
+        summary="An API key's organization or project has no credit or quota left.",
+        description=(
+            "The {{ $labels.probe }} probe of key {{ $labels.key }} got insufficient_quota on "
+            + _FAILED_IN_A_ROW
+            + ". Retrying never fixes this: add credit or raise the limit."
+        ),
+        for_seconds=0,
+        matches=(Match(("insufficient_quota",)),),
+    ),
+    Alert(
+        name="OpenAIKeyUnsupportedRegion",
+        severity="critical",
+        anchor="unsupported-region",
+        summary="OpenAI refuses requests from this country or region.",
+        description=(
+            "The {{ $labels.probe }} probe of key {{ $labels.key }} got unsupported_region on "
+            + _FAILED_IN_A_ROW
+            + ": OpenAI refuses the address the requests leave from, whatever the key."
+        ),
+        for_seconds=0,
+        matches=(Match(("unsupported_region",)),),
+    ),
+    Alert(
+        name="OpenAIKeyRateLimited",
+        severity="warning",
+        anchor="rate-limited",
+        summary="An API key has been rate limited for 5 minutes.",
+        description=(
+            "The {{ $labels.probe }} probe of key {{ $labels.key }} has been answered "
+            "rate_limited for 5 minutes (" + _FAILED_IN_A_ROW + "): the key's organization "
+            "or project is at its request or token limit."
+        ),
+        for_seconds=5 * 60,
+        matches=(Match(("rate_limited",)),),
+    ),
+    Alert(
+        name="OpenAIKeyProbeFailing",
+        severity="warning",
+        anchor="probe-failing",
+        summary="Probes of an API key keep failing for reasons that are not the key.",
+        description=(
+            "The {{ $labels.probe }} probe of key {{ $labels.key }} has failed "
+            + _FAILED_IN_A_ROW
+            + " for 5 minutes, last with {{ $labels.result }}. Whether the key works is "
+            "unknown until a probe gets through."
+        ),
+        for_seconds=5 * 60,
+        matches=(Match(TRANSIENT_RESULTS),),
+        min_failures=3,
+    ),
+)
+
+
+def _other_alerts(sel: str) -> tuple[Alert, ...]:
+    stale = STALE_AFTER_SECONDS
+    return (
+        Alert(
+            name="OpenAIKeyLatencyHigh",
+            severity="warning",
+            anchor="latency-high",
+            summary="Probes of an API key are slow.",
+            description=(
+                "The 95th percentile of the {{ $labels.probe }} probe's latency for key "
+                "{{ $labels.key }} has been {{ $value | humanizeDuration }} (over "
+                f"{LATENCY_THRESHOLD_SECONDS}s) for 15 minutes."
+            ),
+            for_seconds=LATENCY_FOR_SECONDS,
+            expr=(
+                "histogram_quantile(0.95,\n"
+                "  sum by (key, probe, le) (\n"
+                f"    rate(openai_probe_latency_seconds_bucket{{{sel}}}[{LATENCY_WINDOW}])\n"
+                "  )\n"
+                f") > {LATENCY_THRESHOLD_SECONDS}"
+            ),
+        ),
+        Alert(
+            name="OpenAIKeyProbesStale",
+            severity="warning",
+            anchor="probes-stale",
+            summary="An API key has not been probed for 15 minutes.",
+            description=(
+                "The {{ $labels.probe }} probe of key {{ $labels.key }} last ran "
+                "{{ $value | humanizeDuration }} ago; the exporter is up but its scheduler "
+                "is not probing this key."
+            ),
+            for_seconds=5 * 60,
+            expr=(
+                f"time() - max by (key, probe) (openai_probe_last_run_timestamp_seconds{{{sel}}})"
+                f"\n  > {stale}"
+            ),
+        ),
+        Alert(
+            name="OpenAIKeyFormatIssue",
+            severity="info",
+            anchor="key-format-issue",
+            summary="An API key's value looks wrong.",
+            description=(
+                "Key {{ $labels.key }} has the format issue {{ $labels.issue }}; it may still "
+                "work, but it is probably not the value that was meant."
+            ),
+            for_seconds=10 * 60,
+            expr=f"max by (key, issue) (openai_key_format_issue{{{sel}}}) > 0",
+        ),
+    )
+
+
+def _exporter_alerts(sel: str) -> tuple[Alert, ...]:
+    return (
+        Alert(
+            name="OpenAIKeyExporterDown",
+            severity="critical",
+            anchor="exporter-down",
+            summary="An openai-key-exporter replica cannot be scraped.",
+            description=(
+                "Prometheus has failed to scrape {{ $labels.instance }} (job {{ $labels.job }}) "
+                "for 5 minutes. The keys it probes are not watched: no key alert can fire for "
+                "them."
+            ),
+            for_seconds=5 * 60,
+            expr=f"up{{{sel}}} == 0",
+            per_key=False,
+        ),
+        Alert(
+            name="OpenAIKeyExporterAbsent",
+            severity="critical",
+            anchor="exporter-down",
+            summary="Prometheus has no openai-key-exporter target at all.",
+            description=(
+                f"No target matches {sel} for 10 minutes: service discovery lost the exporter "
+                "or it was never deployed. No key is watched."
+            ),
+            for_seconds=10 * 60,
+            expr=f"absent(up{{{sel}}})",
+            per_key=False,
+        ),
+    )
+
+
+def _selector(sel: str, *matchers: str) -> str:
+    return ", ".join(m for m in (sel, *matchers) if m)
+
+
+def _regex(values: Sequence[str]) -> str:
+    return "|".join(values)
+
+
+def class_expr(alert: Alert, sel: str) -> str:
+    """Last result in the alert's classes, with >= min_failures consecutive failures.
+
+    The value is the number of failures in a row. Series are paired per target
+    (`ignoring (result)` keeps job and instance), then aggregated by key: a key moved between
+    shards, or probed by two replicas while they reshard, is one alert.
+    """
+    parts = []
+    for match in alert.matches:
+        probe = f'probe="{match.probe}"' if match.probe else ""
+        matcher = (
+            f'result="{match.results[0]}"'
+            if len(match.results) == 1
+            else f'result=~"{_regex(match.results)}"'
+        )
+        parts.append(f"openai_probe_result{{{_selector(sel, probe, matcher)}}} == 1")
+    if len(parts) == 1:
+        results = f"({parts[0]})"
+    else:
+        results = "(\n    " + "\n    or ".join(parts) + "\n  )"
+    return (
+        "max by (key, probe, result) (\n"
+        f"  {results}\n"
+        "  * ignoring (result) group_left ()\n"
+        f"  (openai_probe_consecutive_failures{{{_selector(sel)}}} >= {alert.min_failures})\n"
+        ")"
+    )
+
+
+def format_duration(seconds: float) -> str:
+    """A Prometheus duration: 300 -> 5m, 90 -> 1m30s, 1.5 -> 1s500ms."""
+    millis = round(seconds * 1000)
+    if millis <= 0:
+        return "0s"
+    out = []
+    for unit, size in (("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        count, millis = divmod(millis, size)
+        if count:
+            out.append(f"{count}{unit}")
+    return "".join(out)
+
+
+def _rule(alert: Alert, settings: Settings, expr: str) -> dict[str, object]:
+    if alert.per_key:
+        dashboard = f"{settings.grafana_url}/d/{DETAIL_UID}?var-key={{{{ $labels.key }}}}"
+    else:
+        dashboard = f"{settings.grafana_url}/d/{OVERVIEW_UID}"
+    return {
+        "alert": alert.name,
+        "expr": expr,
+        "for": format_duration(alert.for_seconds * settings.for_scale),
+        "labels": {"severity": alert.severity},
+        "annotations": {
+            "summary": alert.summary,
+            "description": alert.description,
+            "runbook_url": f"{settings.runbook_url}#{alert.anchor}",
+            "dashboard_url": dashboard,
+        },
+    }
+
+
+def all_alerts(settings: Settings) -> list[Alert]:
+    sel = settings.selector
+    return [*CLASS_ALERTS, *_other_alerts(sel), *_exporter_alerts(sel)]
+
+
+def rule_groups(settings: Settings) -> dict[str, object]:
+    sel = settings.selector
+    key_rules = [_rule(a, settings, class_expr(a, sel)) for a in CLASS_ALERTS]
+    key_rules += [_rule(a, settings, a.expr) for a in _other_alerts(sel)]
+    exporter_rules = [_rule(a, settings, a.expr) for a in _exporter_alerts(sel)]
+    return {
+        "groups": [
+            {"name": "openai-key", "interval": settings.eval_interval, "rules": key_rules},
+            {"name": "openai-key-exporter", "rules": exporter_rules},
+        ]
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str_presenter)
+
+
+def render(settings: Settings) -> str:
+    header = (
+        "# Generated by alerts/generate.py from its alert table; do not edit by hand.\n"
+        "# Regenerate with: python alerts/generate.py (see --help for URLs and the job selector)\n"
+    )
+    body = yaml.dump(rule_groups(settings), Dumper=_Dumper, sort_keys=False, width=1000)
+    return header + body
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="file to write")
+    parser.add_argument("--runbook-url", default=DEFAULT_RUNBOOK_URL, help="runbook address")
+    parser.add_argument("--grafana-url", default=DEFAULT_GRAFANA_URL, help="Grafana base URL")
+    parser.add_argument(
+        "--selector",
+        default=DEFAULT_SELECTOR,
+        help="label matchers selecting the exporter's series, e.g. 'job=\"openai-key-exporter\"'",
+    )
+    parser.add_argument(
+        "--for-scale",
+        type=float,
+        default=1.0,
+        help="multiply every `for:` by this (0.1 for fast end-to-end tests)",
+    )
+    parser.add_argument(
+        "--eval-interval",
+        default=DEFAULT_EVAL_INTERVAL,
+        help="evaluation interval of the key alert group",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="do not write; exit 1 if --output differs"
+    )
+    args = parser.parse_args(argv)
+    if args.for_scale <= 0:
+        parser.error("--for-scale must be positive")
+    settings = Settings(
+        runbook_url=args.runbook_url.rstrip("/"),
+        grafana_url=args.grafana_url.rstrip("/"),
+        selector=args.selector.strip(),
+        for_scale=args.for_scale,
+        eval_interval=args.eval_interval,
+    )
+    text = render(settings)
+    if args.check:
+        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+        if current == text:
+            return 0
+        sys.stdout.writelines(
+            difflib.unified_diff(
+                current.splitlines(keepends=True),
+                text.splitlines(keepends=True),
+                str(args.output),
+                "generated",
+            )
+        )
+        print(f"{args.output} is stale: run python alerts/generate.py", file=sys.stderr)
+        return 1
+    args.output.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
