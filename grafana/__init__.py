@@ -1,0 +1,1 @@
+"""Grafana dashboards for openai-key-exporter, written with grafana-foundation-sdk."""

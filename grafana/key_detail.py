@@ -1,0 +1,356 @@
+"""The key detail dashboard: one key's probes, its last error and the runbook section for it."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as dashboard_builders
+from grafana_foundation_sdk.models import dashboard as dashboard_models
+
+from grafana import panels, runbook
+from grafana.panels import (
+    COLOR_BACKGROUND,
+    instant_query,
+    instant_table_query,
+    override,
+    range_query,
+    thresholds,
+)
+from grafana.promql import last_increase_time, probe_matcher, selector
+
+_SEL = ('job=~"$job"', 'key="$key"')
+
+
+def _result(probe_matcher: str, by: str) -> str:
+    series = selector("openai_probe_result", *_SEL, *([probe_matcher] if probe_matcher else []))
+    return f"max by ({by}) ({panels.with_result_runbook(series, 'result', 'runbook')})"
+
+
+def _last_error() -> str:
+    """Per probe, the error code that last increased, valued at that time (Unix ms)."""
+    times = last_increase_time(selector("openai_probe_errors_total", *_SEL), "$__interval")
+    labelled = panels.with_code_runbook(times, "error_runbook")
+    return f"1000 * topk by (probe) (1, max by (probe, code, error_runbook) ({labelled}))"
+
+
+def _runbook_links(label: str) -> list[dict[str, object]]:
+    return [panels.data_link("Runbook: ${__value.text}", runbook.field_link(label))]
+
+
+def summary_stats() -> list[dashboard_builders.Panel]:
+    def result_stat(probe: str, title: str) -> dashboard_builders.Panel:
+        return panels.stat_panel(
+            f"{title} result",
+            f"Result class of the last {title} probe. Anything but ok links to its runbook "
+            "section.",
+            [instant_table_query(_result(f'probe="{probe}"', "result, runbook"), "A")],
+            text_field="result",
+            mappings=panels.result_mappings(),
+            links=_runbook_links("runbook"),
+        )
+
+    last_error = f"topk(1, {_last_error()})"
+    return [
+        panels.stat_panel(
+            "Valid",
+            "Whether OpenAI accepts the key (openai_key_valid). A result that says nothing about "
+            "the key, such as a timeout, keeps the last verdict.",
+            [instant_query(f"max({selector('openai_key_valid', *_SEL)})", "valid")],
+            mappings=panels.valid_mappings(),
+            panel_thresholds=thresholds("red", (1, "green")),
+        ),
+        panels.stat_panel(
+            "Fingerprint",
+            "The key in OpenAI's redacted form (first 8 and last 4 characters). It changes when "
+            "the key is rotated; compare it with the key list in the OpenAI dashboard.",
+            [
+                instant_table_query(
+                    f"max by (fingerprint, kind) ({selector('openai_key_info', *_SEL)})", "A"
+                )
+            ],
+            text_field="fingerprint",
+            panel_thresholds=thresholds("blue"),
+        ),
+        result_stat("rest", "REST"),
+        result_stat("realtime", "Realtime"),
+        panels.stat_panel(
+            "Last error code",
+            "The error code of the most recent failed probe in the time range (OpenAI's "
+            "error.code or the exporter's result class), linked to its runbook section.",
+            [instant_table_query(last_error, "A")],
+            text_field="code",
+            panel_thresholds=thresholds("orange"),
+            links=_runbook_links("error_runbook"),
+        ),
+        panels.stat_panel(
+            "Key format issues",
+            "Problems with how the key is stored (openai_key_format_issue), such as a trailing "
+            "newline, quotes or a world-readable file. Empty is good.",
+            [
+                instant_table_query(
+                    f"max by (issue) ({selector('openai_key_format_issue', *_SEL)} == 1)", "A"
+                )
+            ],
+            text_field="issue",
+            panel_thresholds=thresholds("orange"),
+        ),
+    ]
+
+
+def probes_table() -> dashboard_builders.Panel:
+    sel = selector
+    return (
+        panels.table_panel(
+            "Probes",
+            "One row per probe of this key: last result and last error code (both linked to "
+            "the runbook), when the last error happened, how long ago the probe last "
+            "succeeded, failures in a row, the HTTP status of the last answer and the probe's "
+            "duration.",
+            [
+                instant_table_query(_result("", "probe, result, runbook"), "A"),
+                instant_table_query(_last_error(), "B"),
+                instant_table_query(
+                    "time() - max by (probe) "
+                    f"({sel('openai_probe_last_success_timestamp_seconds', *_SEL)})",
+                    "C",
+                ),
+                instant_table_query(
+                    f"max by (probe) ({sel('openai_probe_consecutive_failures', *_SEL)})", "D"
+                ),
+                instant_table_query(
+                    f"max by (probe) ({sel('openai_probe_http_status_code', *_SEL)})", "E"
+                ),
+                instant_table_query(
+                    f"max by (probe) ({sel('openai_probe_duration_seconds', *_SEL)})", "F"
+                ),
+            ],
+            height=6,
+        )
+        .with_transformation(
+            panels.organize(
+                order=[
+                    "probe",
+                    "result",
+                    "code",
+                    "Value #B",
+                    "Value #C",
+                    "Value #D",
+                    "Value #E",
+                    "Value #F",
+                    "runbook",
+                    "error_runbook",
+                ],
+                renames={
+                    "probe": "Probe",
+                    "result": "Result",
+                    "code": "Last error code",
+                    "Value #B": "Last error",
+                    "Value #C": "Last success",
+                    "Value #D": "Failures in a row",
+                    "Value #E": "HTTP status",
+                    "Value #F": "Duration",
+                },
+                hidden=["Time", "Value #A"],
+            )
+        )
+        .overrides(
+            [
+                override(
+                    "Result",
+                    mappings=panels.result_mappings(),
+                    custom__cellOptions=COLOR_BACKGROUND,
+                    links=_runbook_links("runbook"),
+                ),
+                override(
+                    "Last error code",
+                    custom__cellOptions={"type": "color-text"},
+                    color={"mode": "fixed", "fixedColor": "orange"},
+                    links=_runbook_links("error_runbook"),
+                ),
+                override("Last error", unit="dateTimeFromNow"),
+                override(
+                    "Last success",
+                    unit="s",
+                    decimals=0,
+                    thresholds=panels.age_thresholds().build(),
+                    mappings=[panels.never_mapping()],
+                    custom__cellOptions=COLOR_BACKGROUND,
+                ),
+                override(
+                    "Failures in a row",
+                    thresholds=thresholds("green", (1, "orange"), (3, "red")).build(),
+                    custom__cellOptions=COLOR_BACKGROUND,
+                ),
+                override(
+                    "HTTP status",
+                    thresholds=thresholds("green", (300, "orange"), (400, "red")).build(),
+                    custom__cellOptions={"type": "color-text"},
+                ),
+                override("Duration", unit="s"),
+                override("runbook", custom__hidden=True),
+                override("error_runbook", custom__hidden=True),
+            ]
+        )
+    )
+
+
+def timeseries_panels() -> list[tuple[str, list[dashboard_builders.Panel]]]:
+    sel = selector
+    buckets = sel("openai_probe_latency_seconds_bucket", *_SEL)
+    latency = panels.timeseries_panel(
+        "Probe latency p50 / p95",
+        "Median and 95th percentile probe latency of this key per probe type, from the "
+        "openai_probe_latency_seconds histogram.",
+        [
+            range_query(
+                f"histogram_quantile({q}, sum by (probe, le) (rate({buckets}[$__rate_interval])))",
+                f"{{{{probe}}}} p{int(q * 100)}",
+                ref_id,
+            )
+            for q, ref_id in ((0.5, "A"), (0.95, "B"))
+        ],
+        "s",
+        width=8,
+        panel_thresholds=thresholds("green", (2.5, "orange"), (5, "red")),
+    )
+    phases = [
+        panels.timeseries_panel(
+            f"{title} phases",
+            f"Where each {title} probe of this key spent its time, stacked: {', '.join(names)}.",
+            [
+                range_query(
+                    "max by (phase) ("
+                    f"{sel('openai_probe_phase_duration_seconds', *_SEL, probe_matcher(probe))})",
+                    "{{phase}}",
+                )
+            ],
+            "s",
+            width=8,
+            stacked=True,
+        )
+        for probe, title, names in (
+            ("rest", "REST", ("connect", "tls", "first_byte", "transfer")),
+            ("realtime", "Realtime", ("connect", "session_created", "session_updated")),
+        )
+    ]
+    failures = [
+        panels.timeseries_panel(
+            "Probe errors by code",
+            "Failed probes of this key per scrape interval, by probe and error code.",
+            [
+                range_query(
+                    "sum by (probe, code) (increase("
+                    f"{sel('openai_probe_errors_total', *_SEL)}[$__rate_interval]))",
+                    "{{probe}} {{code}}",
+                )
+            ],
+            "short",
+            width=8,
+            bars=True,
+            stacked=True,
+        ),
+        panels.timeseries_panel(
+            "Realtime close codes",
+            "Realtime WebSocket closes of this key per scrape interval, by close code; the "
+            "last close code is the series' name in the legend.",
+            [
+                range_query(
+                    "sum by (code) (increase("
+                    f"{sel('openai_realtime_closes_total', *_SEL)}[$__rate_interval]))",
+                    "{{code}}",
+                    "A",
+                ),
+            ],
+            "short",
+            width=8,
+            bars=True,
+            stacked=True,
+        ),
+        panels.timeseries_panel(
+            "HTTP status and close code",
+            "Status code of the last REST answer or Realtime handshake, and the close code of "
+            "the last Realtime session (openai_realtime_close_code).",
+            [
+                range_query(
+                    f"max by (probe) ({sel('openai_probe_http_status_code', *_SEL)})",
+                    "{{probe}} HTTP status",
+                    "A",
+                ),
+                range_query(
+                    f"max({sel('openai_realtime_close_code', *_SEL)})",
+                    "Realtime close code",
+                    "B",
+                ),
+            ],
+            "none",
+            width=8,
+        ),
+    ]
+
+    def ratelimit(kind: str) -> dashboard_builders.Panel:
+        return panels.timeseries_panel(
+            f"Rate limit: {kind}",
+            f"The key's per-minute {kind} limit and what was left of it after each probe, from "
+            "OpenAI's x-ratelimit-* headers. Empty when OpenAI sent no such headers.",
+            [
+                range_query(f"max({sel(f'openai_ratelimit_limit_{kind}', *_SEL)})", "limit", "A"),
+                range_query(
+                    f"max({sel(f'openai_ratelimit_remaining_{kind}', *_SEL)})", "remaining", "B"
+                ),
+            ],
+            "short",
+            width=8,
+        )
+
+    budget = [
+        ratelimit("requests"),
+        ratelimit("tokens"),
+        panels.timeseries_panel(
+            "Upstream requests per minute",
+            "Requests the probes of this key sent to OpenAI per minute "
+            "(openai_probe_requests_total): what the exporter costs the key's rate limit.",
+            [
+                range_query(
+                    "sum by (probe) (rate("
+                    f"{sel('openai_probe_requests_total', *_SEL)}[$__rate_interval])) * 60",
+                    "{{probe}}",
+                )
+            ],
+            "reqpm",
+            width=8,
+        ),
+    ]
+    return [
+        ("Latency", [latency, *phases]),
+        ("Failures", failures),
+        ("Rate limits and probe budget", budget),
+    ]
+
+
+def build(runbook_url: str = runbook.RUNBOOK_URL) -> dashboard_builders.Dashboard:
+    board = (
+        dashboard_builders.Dashboard("OpenAI key detail")
+        .uid(panels.DETAIL_UID)
+        .description(
+            "One OpenAI API key as openai-key-exporter sees it: each probe's result, the last "
+            "error and its runbook section, latency, rate limits and rotations."
+        )
+        .tags(panels.TAGS)
+        .editable()
+        .tooltip(dashboard_models.DashboardCursorSync.CROSSHAIR)
+        .time("now-6h", "now")
+        .refresh("1m")
+        .timezone("browser")
+        .with_variable(panels.datasource_variable())
+        .with_variable(panels.job_variable())
+        .with_variable(panels.key_variable(multi=False))
+        .with_variable(panels.runbook_variable(runbook_url))
+        .links(panels.dashboard_links(panels.DETAIL_UID))
+        .annotations(panels.annotations('key="$key"'))
+    )
+    for stat in summary_stats():
+        board = board.with_panel(stat)
+    board = board.with_panel(probes_table())
+    for title, section in timeseries_panels():
+        board = board.with_row(panels.row(title))
+        for panel in section:
+            board = board.with_panel(panel)
+    return board

@@ -1,0 +1,54 @@
+"""Where the dashboards link to: the runbook's address and the section for each result or code."""
+
+from __future__ import annotations
+
+from exporter.classify import ERROR_CODES, RESULTS, Result
+
+# The one place the runbook's address is set. The dashboards carry it as the hidden constant
+# variable `runbook_url`; regenerate with `--runbook-url` to point at a fork or an internal copy.
+RUNBOOK_URL = "https://github.com/openai-key-exporter/openai-key-exporter/blob/main/docs/runbook.md"
+RUNBOOK_VARIABLE = "runbook_url"
+
+# Sections the dashboards link to directly, not through a result class.
+GENERAL_ANCHOR = "probe-failing"
+
+# Error codes of openai_probe_errors_total that are neither a Result value nor an OpenAI code in
+# classify.ERROR_CODES (see classify.KNOWN_ERROR_CODES), and the class each stands for.
+_EXTRA_CODE_RESULTS: dict[str, Result] = {
+    "missing_scopes": Result.INSUFFICIENT_PERMISSIONS,
+    "forbidden": Result.INSUFFICIENT_PERMISSIONS,
+    "missing_api_key": Result.KEY_MISSING,
+    "server_error": Result.SERVER_ERROR,
+    "session_expired": Result.OTHER,
+}
+
+
+def fragment(anchor: str) -> str:
+    """What a query's runbook label holds: `#anchor`, or `#` (the runbook's top) for none.
+
+    Never empty, because label_replace drops a label set to "" and a data link reading a
+    missing field is left uninterpolated.
+    """
+    return f"#{anchor}"
+
+
+def field_link(label: str) -> str:
+    """A data link to the runbook section named by the row's `label` (holding a fragment)."""
+    return f"${{{RUNBOOK_VARIABLE}}}${{__data.fields.{label}}}"
+
+
+def result_anchors() -> dict[str, str]:
+    """Each result class (openai_probe_result's `result` label) and its runbook section; "" for
+    ok, which has none."""
+    return {result.value: info.runbook_anchor for result, info in RESULTS.items()}
+
+
+def code_anchors() -> dict[str, str]:
+    """Each error code (openai_probe_errors_total's `code` label) and its runbook section."""
+    by_code: dict[str, Result] = {r.value: r for r in Result if r is not Result.OK}
+    by_code.update(ERROR_CODES)
+    by_code.update(_EXTRA_CODE_RESULTS)
+    return {
+        code: RESULTS[result].runbook_anchor or GENERAL_ANCHOR
+        for code, result in sorted(by_code.items())
+    }
