@@ -1,0 +1,201 @@
+"""Command line: the exporter itself, and its `check`, `simulate` and `demo` commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import platform
+import signal
+import ssl
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from exporter import __version__
+from exporter.config import ConfigError
+from exporter.logs import FORMATS, LEVELS, setup_logging
+from exporter.server import create_app
+from exporter.service import Exporter, read_config
+
+log = logging.getLogger("exporter.cli")
+DEFAULT_LISTEN = ":10077"
+
+
+def parse_listen_address(text: str) -> tuple[str | None, int]:
+    """`:10077`, `127.0.0.1:10077`, `[::1]:10077` -> (host or None for every interface, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a listen address (write host:port, :port or [ipv6]:port)"
+        )
+    host = host.strip("[]")
+    return (host or None), int(port)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config.file",
+        dest="config_file",
+        metavar="PATH",
+        help="YAML configuration (default: one key from OPENAI_API_KEY)",
+    )
+    parser.add_argument("--log.level", dest="log_level", choices=LEVELS, default="info")
+    parser.add_argument("--log.format", dest="log_format", choices=FORMATS, default="logfmt")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openai-key-exporter",
+        description="Prometheus exporter that probes OpenAI API keys over REST and Realtime.",
+    )
+    _common(parser)
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"openai-key-exporter {__version__} (python {platform.python_version()})",
+    )
+    parser.add_argument(
+        "--config.check",
+        dest="config_check",
+        action="store_true",
+        help="validate the configuration and exit 0 (valid) or 1",
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=DEFAULT_LISTEN,
+        type=parse_listen_address,
+        help=f"address to serve on (default {DEFAULT_LISTEN})",
+    )
+    parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics")
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="PATH",
+        help="TLS and basic auth, in the Prometheus exporter-toolkit format",
+    )
+    parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="allow POST /-/reload",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    check = commands.add_parser("check", help="probe every key once, now, and print the checklist")
+    _common(check)
+    check.add_argument("--output", choices=("text", "json"), default="text")
+    check.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    simulate = commands.add_parser("simulate", help="serve the bundled OpenAI simulator")
+    simulate.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default="127.0.0.1:8089",
+        type=parse_listen_address,
+    )
+    simulate.add_argument("--tls.cert-file", dest="tls_cert_file")
+    simulate.add_argument("--tls.key-file", dest="tls_key_file")
+    demo = commands.add_parser(
+        "demo", help="the exporter against the bundled simulator, no key needed"
+    )
+    demo.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=DEFAULT_LISTEN,
+        type=parse_listen_address,
+    )
+    demo.add_argument("--log.level", dest="log_level", choices=LEVELS, default="info")
+    demo.add_argument("--log.format", dest="log_format", choices=FORMATS, default="logfmt")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    if args.command == "check":
+        from exporter.check import run_check
+
+        return run_check(args.config_file, args.output, args.color)
+    if args.command == "simulate":
+        return run_simulator(args.listen_address, args.tls_cert_file, args.tls_key_file)
+    if args.command == "demo":
+        from exporter.demo import run_demo
+
+        return run_demo(args.listen_address)
+    if args.config_check:
+        return config_check(args.config_file)
+    return serve(args)
+
+
+def run_simulator(address: tuple[str | None, int], cert: str | None, key: str | None) -> int:
+    from exporter.simulator import serve_forever
+
+    if bool(cert) != bool(key):
+        print(
+            "--tls.cert-file and --tls.key-file go together (give both or neither)", file=sys.stderr
+        )
+        return 2
+    context = None
+    if cert and key:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+    host, port = address
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_forever(host or "0.0.0.0", port, context))
+    return 0
+
+
+def config_check(path: str | None) -> int:
+    try:
+        config = read_config(path)
+    except ConfigError as error:
+        print(f"configuration is invalid: {error}", file=sys.stderr)
+        return 1
+    print(f"configuration is valid: {config.source}: {len(config.keys)} keys")
+    return 0
+
+
+def serve(args: argparse.Namespace, exporter: Exporter | None = None) -> int:
+    exporter = exporter or Exporter(args.config_file)
+    try:
+        config = exporter.load()
+    except ConfigError as error:
+        log.error("configuration is invalid", extra={"fields": {"error": str(error)}})
+        return 1
+    log.info(
+        "starting",
+        extra={
+            "fields": {"version": __version__, "keys": len(config.keys), "config": config.source}
+        },
+    )
+    try:
+        asyncio.run(_serve(exporter, args))
+    except OSError as error:
+        log.error("cannot serve", extra={"fields": {"error": str(error)}})
+        return 1
+    return 0
+
+
+async def _serve(exporter: Exporter, args: argparse.Namespace) -> None:
+    host, port = args.listen_address
+    app = create_app(exporter, args.telemetry_path, args.enable_lifecycle)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host=host, port=port, reuse_address=True)
+    await site.start()
+    exporter.start()
+    log.info("listening", extra={"fields": {"address": f"{host or ''}:{port}"}})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, exporter.reload)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        with contextlib.suppress(Exception):
+            await exporter.stop()
+        await runner.cleanup()

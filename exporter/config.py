@@ -1,0 +1,307 @@
+"""The configuration file: strict validation into typed settings, errors that say how to fix them."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from exporter.keys import DotenvFormat, KeySource, SourceKind
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+PROBES = ("rest", "realtime")
+REALTIME_APIS = ("ga", "beta")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$")
+
+
+class ConfigError(Exception):
+    """A configuration a person must fix; the message names the file, the field and the fix."""
+
+
+@dataclass(frozen=True)
+class RealtimeSettings:
+    model: str = "gpt-realtime"
+    api: str = "ga"
+    url: str | None = None
+    interval: float = 300.0
+
+
+@dataclass(frozen=True)
+class KeyConfig:
+    name: str
+    source: KeySource
+    base_url: str = DEFAULT_BASE_URL
+    interval: float = 60.0
+    timeout: float = 10.0
+    retry_interval: float = 10.0
+    probes: tuple[str, ...] = ("rest",)
+    organization: str | None = None
+    project: str | None = None
+    realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
+    tls_ca_file: str | None = None
+
+    def interval_for(self, probe: str) -> float:
+        return self.realtime.interval if probe == "realtime" else self.interval
+
+    @property
+    def realtime_url(self) -> str:
+        if self.realtime.url:
+            return self.realtime.url
+        base = self.base_url.rstrip("/")
+        if base.startswith("https://"):
+            base = "wss://" + base[len("https://") :]
+        elif base.startswith("http://"):
+            base = "ws://" + base[len("http://") :]
+        return base + "/realtime"
+
+
+@dataclass(frozen=True)
+class Config:
+    keys: tuple[KeyConfig, ...]
+    source: str  # the file it came from, or a description of the defaults used
+
+
+def parse_duration(text: object) -> float:
+    """`500ms`, `10s`, `5m`, `1h30m` -> seconds. Raises ValueError with the accepted forms."""
+    if not isinstance(text, str) or not text:
+        raise ValueError(f"{text!r} is not a duration")
+    position, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        position = match.end()
+    if position != len(text) or total <= 0:
+        raise ValueError(f"{text!r} is not a duration")
+    return total
+
+
+class _Fields:
+    """Reads one mapping of the file, remembering where it is for error messages."""
+
+    def __init__(self, data: object, path: str, file: str, allowed: set[str]) -> None:
+        self.path, self.file = path, file
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise self.error("", f"must be a mapping, got {type(data).__name__}", "")
+        unknown = sorted(set(map(str, data)) - allowed)
+        if unknown:
+            raise self.error(
+                unknown[0],
+                "unknown field",
+                f"remove it, or use one of: {', '.join(sorted(allowed))}",
+            )
+        self.data: Mapping[str, Any] = data
+
+    def error(self, name: str, problem: str, fix: str) -> ConfigError:
+        where = ".".join(part for part in (self.path, name) if part)
+        fix_text = f" ({fix})" if fix else ""
+        return ConfigError(f"{self.file}: {where or 'top level'}: {problem}{fix_text}")
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def get(self, name: str, convert: Callable[[Any], Any], default: Any, fix: str) -> Any:
+        if name not in self.data:
+            return default
+        try:
+            return convert(self.data[name])
+        except (TypeError, ValueError) as problem:
+            raise self.error(name, str(problem), fix) from None
+
+
+def _string(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a non-empty string")
+    return value
+
+
+def _url(value: object) -> str:
+    text = _string(value)
+    if not re.match(r"^(https?|wss?)://[^/\s]+", text):
+        raise ValueError(f"{text!r} is not an http(s) URL")
+    return text.rstrip("/")
+
+
+def _probe_list(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("must be a non-empty list")
+    for probe in value:
+        if probe not in PROBES:
+            raise ValueError(f"unknown probe {probe!r}")
+    return tuple(dict.fromkeys(value))
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[object], str]:
+    def convert(value: object) -> str:
+        if value not in options:
+            raise ValueError(f"{value!r} is not one of {', '.join(options)}")
+        return str(value)
+
+    return convert
+
+
+_SETTING_FIELDS = {
+    "base_url",
+    "interval",
+    "timeout",
+    "retry_interval",
+    "probes",
+    "organization",
+    "project",
+    "realtime",
+    "tls",
+}
+_SOURCE_FIELDS = {"api_key_env", "api_key_file", "dotenv", "dotenv_var", "dotenv_format"}
+_DURATION_FIX = "write a duration such as 500ms, 10s or 5m"
+
+
+def _settings(fields: _Fields, inherited: KeyConfig) -> dict[str, Any]:
+    """The shared settings of `defaults` or of one key, over what it inherits."""
+    realtime = _Fields(
+        fields.data.get("realtime"),
+        f"{fields.path}.realtime" if fields.path else "realtime",
+        fields.file,
+        {"model", "api", "url", "interval"},
+    )
+    tls = _Fields(
+        fields.data.get("tls"),
+        f"{fields.path}.tls" if fields.path else "tls",
+        fields.file,
+        {"ca_file"},
+    )
+    base = inherited.realtime
+    realtime_settings = RealtimeSettings(
+        model=realtime.get("model", _string, base.model, "name a Realtime model"),
+        api=realtime.get("api", _choice(REALTIME_APIS), base.api, "use ga or beta"),
+        url=realtime.get("url", _url, base.url, "use a ws:// or wss:// URL"),
+        interval=realtime.get("interval", parse_duration, base.interval, _DURATION_FIX),
+    )
+    ca_file = tls.get("ca_file", _string, inherited.tls_ca_file, "give a PEM file path")
+    if ca_file and not os.path.isfile(ca_file):
+        raise tls.error("ca_file", f"{ca_file} does not exist", "give a readable PEM file")
+    settings: dict[str, Any] = {
+        "base_url": fields.get("base_url", _url, inherited.base_url, "use an https:// URL"),
+        "interval": fields.get("interval", parse_duration, inherited.interval, _DURATION_FIX),
+        "timeout": fields.get("timeout", parse_duration, inherited.timeout, _DURATION_FIX),
+        "retry_interval": fields.get(
+            "retry_interval", parse_duration, inherited.retry_interval, _DURATION_FIX
+        ),
+        "probes": fields.get(
+            "probes", _probe_list, inherited.probes, f"list some of: {', '.join(PROBES)}"
+        ),
+        "organization": fields.get("organization", _string, inherited.organization, ""),
+        "project": fields.get("project", _string, inherited.project, ""),
+        "realtime": realtime_settings,
+        "tls_ca_file": ca_file,
+    }
+    if settings["timeout"] > settings["interval"]:
+        raise fields.error(
+            "timeout",
+            f"{settings['timeout']:g}s is longer than the interval ({settings['interval']:g}s)",
+            "make the timeout shorter than the interval",
+        )
+    return settings
+
+
+def _key_source(fields: _Fields) -> KeySource:
+    given = [name for name in ("api_key_env", "api_key_file", "dotenv") if fields.has(name)]
+    if len(given) != 1:
+        problem = "no key source" if not given else f"several key sources ({', '.join(given)})"
+        raise fields.error("", problem, "set exactly one of api_key_env, api_key_file, dotenv")
+    kind = SourceKind(given[0])
+    location = fields.get(kind.value, _string, "", "give a variable name or a file path")
+    if kind is not SourceKind.DOTENV and fields.has("dotenv_var"):
+        raise fields.error("dotenv_var", "only applies with dotenv", "remove it")
+    if kind is not SourceKind.ENV and not os.path.isfile(location):
+        raise fields.error(
+            kind.value, f"{location} does not exist", f"set {kind.value} to a readable file"
+        )
+    if kind is SourceKind.ENV and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", location):
+        raise fields.error(kind.value, f"{location!r} is not a variable name", "")
+    return KeySource(
+        kind=kind,
+        location=location,
+        dotenv_var=fields.get("dotenv_var", _string, "OPENAI_API_KEY", ""),
+        dotenv_format=fields.get(
+            "dotenv_format",
+            lambda value: DotenvFormat(_choice(tuple(DotenvFormat))(value)),
+            DotenvFormat.NODE,
+            "use node (the npm dotenv package) or literal (docker --env-file)",
+        ),
+    )
+
+
+def parse_config(text: str, file: str) -> Config:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as problem:
+        mark = getattr(problem, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        detail = getattr(problem, "problem", None)
+        what = f": {detail}" if detail else ""
+        raise ConfigError(f"{file}: not valid YAML{where}{what} (fix the syntax)") from None
+    top = _Fields(data, "", file, {"defaults", "keys"})
+    defaults_fields = _Fields(top.data.get("defaults"), "defaults", file, _SETTING_FIELDS)
+    defaults = _settings(defaults_fields, KeyConfig(name="", source=_NO_SOURCE))
+    raw_keys = top.data.get("keys")
+    if not isinstance(raw_keys, list) or not raw_keys:
+        raise top.error("keys", "must be a non-empty list of keys", "add at least one key")
+    keys: list[KeyConfig] = []
+    seen: dict[str, int] = {}
+    for index, raw in enumerate(raw_keys):
+        fields = _Fields(raw, f"keys[{index}]", file, {"name"} | _SETTING_FIELDS | _SOURCE_FIELDS)
+        name = fields.get("name", _string, None, "name the key: it is its label in metrics")
+        if name is None:
+            raise fields.error("name", "missing", "name the key: it is its label in metrics")
+        if not _KEY_NAME.match(name):
+            raise fields.error(
+                "name",
+                f"{name!r} is not a usable name",
+                "use letters, digits and _ . : @ / - (at most 128)",
+            )
+        if name in seen:
+            raise fields.error(
+                "name",
+                f"{name!r} is already used by keys[{seen[name]}]",
+                "give each key its own name",
+            )
+        seen[name] = index
+        source = _key_source(fields)
+        inherited = KeyConfig(name=name, source=source, **defaults)
+        keys.append(KeyConfig(name=name, source=source, **_settings(fields, inherited)))
+    return Config(keys=tuple(keys), source=file)
+
+
+_NO_SOURCE = KeySource(SourceKind.ENV, "OPENAI_API_KEY")
+
+
+def load_config(path: str) -> Config:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as problem:
+        raise ConfigError(
+            f"{path}: cannot be read: {problem.strerror} (pass --config.file a readable file)"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: is not UTF-8 text (save it as UTF-8)") from None
+    return parse_config(text, path)
+
+
+def config_from_environment() -> Config:
+    """No file: one key named `default`, as the OpenAI SDKs read it."""
+    base_url = os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+    try:
+        base_url = _url(base_url)
+    except ValueError as problem:
+        raise ConfigError(f"OPENAI_BASE_URL: {problem} (set it to an https:// URL)") from None
+    key = KeyConfig(name="default", source=_NO_SOURCE, base_url=base_url)
+    return Config(keys=(key,), source="environment (OPENAI_API_KEY, OPENAI_BASE_URL)")

@@ -1,0 +1,202 @@
+"""Where each key comes from, what is wrong with its text, and its public identity."""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+
+from exporter.redaction import SECRETS, redact
+
+
+class SourceKind(enum.StrEnum):
+    ENV = "api_key_env"
+    FILE = "api_key_file"
+    DOTENV = "dotenv"
+
+
+class DotenvFormat(enum.StrEnum):
+    NODE = "node"  # the `dotenv` npm package: trims, strips matching quotes
+    LITERAL = "literal"  # `docker run --env-file`: everything after the first `=`, as is
+
+
+@dataclass(frozen=True)
+class KeySource:
+    kind: SourceKind
+    location: str  # variable name or file path
+    dotenv_var: str = "OPENAI_API_KEY"
+    dotenv_format: DotenvFormat = DotenvFormat.NODE
+
+    def describe(self) -> str:
+        if self.kind is SourceKind.ENV:
+            return f"environment variable {self.location}"
+        if self.kind is SourceKind.FILE:
+            return f"file {self.location}"
+        return f"{self.dotenv_var} in {self.location}"
+
+
+@dataclass(frozen=True)
+class KeyReading:
+    """A key as the application would read it, with what the reading revealed."""
+
+    key: str | None  # None: the source holds no key
+    problem: str = ""  # why key is None, for a person
+    source_issues: tuple[str, ...] = ()  # findings on the source itself (dotenv line, file mode)
+
+
+@dataclass(frozen=True)
+class KeyLint:
+    fingerprint: str
+    kind: str
+    issues: tuple[str, ...]
+    sendable: bool  # can be put in an HTTP header as is
+    unsendable_reason: str = ""
+
+
+@dataclass
+class _DotenvLine:
+    value: str
+    raw_value: str
+    issues: list[str] = field(default_factory=list)
+
+
+KEY_KINDS: tuple[tuple[str, str], ...] = (
+    ("sk-proj-", "project"),
+    ("sk-svcacct-", "service_account"),
+    ("sk-admin-", "admin"),
+    ("sk-", "user"),
+)
+_PLAUSIBLE_LENGTH = range(40, 257)
+_KEY_CHARSET = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+def read_key(name: str, source: KeySource) -> KeyReading:
+    """Read the key now, from its source, exactly as the application would."""
+    try:
+        reading = _read(source)
+    except OSError as error:
+        reading = KeyReading(None, f"{source.describe()}: {error.strerror or error}")
+    SECRETS.remember(name, reading.key or "")
+    return reading
+
+
+def _read(source: KeySource) -> KeyReading:
+    if source.kind is SourceKind.ENV:
+        value = os.environ.get(source.location)
+        if value is None:
+            return KeyReading(None, f"environment variable {source.location} is not set")
+        return KeyReading(value or None, "" if value else f"{source.location} is empty")
+    issues = _file_mode_issues(source.location)
+    with open(source.location, "rb") as handle:
+        raw = handle.read(64 * 1024)
+    text = raw.decode("utf-8", errors="replace")
+    if source.kind is SourceKind.FILE:
+        # A secret file's trailing newline is not part of the key (kubectl, echo, editors add it).
+        value = text[:-1] if text.endswith("\n") else text
+        return KeyReading(value or None, "" if value else f"{source.location} is empty", issues)
+    line = _dotenv_lookup(text, source.dotenv_var, source.dotenv_format)
+    if line is None:
+        return KeyReading(None, f"{source.dotenv_var} is not set in {source.location}", issues)
+    issues = issues + tuple(line.issues)
+    empty = f"{source.dotenv_var} is empty in {source.location}"
+    return KeyReading(line.value or None, "" if line.value else empty, issues)
+
+
+def _file_mode_issues(path: str) -> tuple[str, ...]:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return ()
+    return ("file_readable_by_others",) if mode & stat.S_IROTH else ()
+
+
+_DOTENV_LINE = re.compile(
+    r"""^\s*(?:export\s+)?(?P<name>[\w.-]+)(?P<sep>\s*=\s*|:\s+)(?P<value>.*)$"""
+)
+
+
+def _dotenv_lookup(text: str, variable: str, fmt: DotenvFormat) -> _DotenvLine | None:
+    found: _DotenvLine | None = None
+    count = 0
+    for raw_line in text.split("\n"):
+        match = _DOTENV_LINE.match(raw_line)
+        if not match or match.group("name") != variable:
+            continue
+        count += 1
+        found = _parse_dotenv_value(raw_line, match, fmt)
+    if found is not None and count > 1:
+        found.issues.append("dotenv_duplicate_variable")
+    return found
+
+
+def _parse_dotenv_value(raw_line: str, match: re.Match[str], fmt: DotenvFormat) -> _DotenvLine:
+    issues: list[str] = []
+    if raw_line.endswith("\r"):
+        issues.append("dotenv_crlf")
+    if match.group("sep") not in {"=", ": "} and "=" in match.group("sep"):
+        issues.append("dotenv_spaces_around_equals")
+    if fmt is DotenvFormat.LITERAL:
+        value = raw_line.split("=", 1)[1] if "=" in raw_line else ""
+        return _DotenvLine(value, value, issues)
+    raw_value = match.group("value")
+    # The npm dotenv package turns CRLF into LF first, then trims, then strips one pair of quotes.
+    value = raw_value.rstrip("\r")
+    quoted = re.match(r"""^\s*(['"`])(.*)\1""", value)
+    if quoted:
+        issues.append("dotenv_quoted_value")
+        value = quoted.group(2)
+        if quoted.group(1) == '"':
+            value = value.replace("\\n", "\n").replace("\\r", "\r")
+    else:
+        value = re.sub(r"\s+#.*$", "", value).strip()
+    return _DotenvLine(value, raw_value, issues)
+
+
+def key_kind(key: str) -> str:
+    cleaned = key.strip().strip("\"'")
+    for prefix, kind in KEY_KINDS:
+        if cleaned.startswith(prefix):
+            return kind
+    return "unknown"
+
+
+def lint_key(key: str) -> KeyLint:
+    """Findings about the key's text, without sending it anywhere."""
+    issues: list[str] = []
+    cleaned = key.strip()
+    if key != key.lstrip():
+        issues.append("leading_whitespace")
+    if key != key.rstrip():
+        issues.append("trailing_whitespace")
+    if any(ch in "\r\n" for ch in key):
+        issues.append("line_break")
+    if any(ch.isspace() and ch not in "\r\n" for ch in cleaned):
+        issues.append("inner_whitespace")
+    if len(cleaned) >= 2 and cleaned[0] == cleaned[-1] and cleaned[0] in "\"'`":
+        issues.append("surrounding_quotes")
+        cleaned = cleaned[1:-1].strip()
+    if not key.isascii():
+        issues.append("non_ascii")
+    kind = key_kind(cleaned)
+    if kind == "unknown":
+        issues.append("unknown_prefix")
+    if len(cleaned) not in _PLAUSIBLE_LENGTH:
+        issues.append("implausible_length")
+    elif not _KEY_CHARSET.match(cleaned) and not {"non_ascii", "inner_whitespace"} & set(issues):
+        issues.append("unexpected_characters")
+    reason = ""
+    if "line_break" in issues:
+        reason = "the key contains a line break (CR or LF), which cannot be sent in a header"
+    elif "non_ascii" in issues:
+        reason = "the key contains non-ASCII characters, which cannot be sent in a header"
+    elif any(ord(ch) < 32 or ord(ch) == 127 for ch in key if ch != "\t"):
+        reason = "the key contains control characters, which cannot be sent in a header"
+    return KeyLint(
+        fingerprint=redact(cleaned),
+        kind=kind,
+        issues=tuple(issues),
+        sendable=not reason,
+        unsendable_reason=reason,
+    )

@@ -1,0 +1,61 @@
+"""Log lines as logfmt or JSON, one line per event, scrubbed of keys before they are written."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from exporter.redaction import ScrubbingFilter
+
+LEVELS = ("debug", "info", "warn", "error")
+FORMATS = ("logfmt", "json")
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+        "level": record.levelname.lower().replace("warning", "warn"),
+        "caller": record.name,
+        "msg": record.getMessage(),
+    }
+    extra = getattr(record, "fields", None)
+    if isinstance(extra, dict):
+        fields.update(extra)
+    if record.exc_text:
+        fields["error"] = record.exc_text
+    return fields
+
+
+def _logfmt_value(value: Any) -> str:
+    text = str(value)
+    if text and not any(ch in text for ch in ' ="\\\n\t') and text.isprintable():
+        return text
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+class LogfmtFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return " ".join(f"{k}={_logfmt_value(v)}" for k, v in _fields(record).items())
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(_fields(record), default=str)
+
+
+def setup_logging(level: str = "info", fmt: str = "logfmt", stream: Any = None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
+    handler.addFilter(ScrubbingFilter())
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel({"warn": logging.WARNING}.get(level, level.upper()))
+    # Libraries below us log request details at debug; our own debug lines say what matters.
+    for noisy in ("httpx", "httpcore", "websockets", "aiohttp.access", "apscheduler", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

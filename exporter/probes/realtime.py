@@ -1,0 +1,289 @@
+"""Realtime probe: open a session over WebSocket as the application does, and stop before billing.
+
+connect -> session.created -> session.update -> session.updated -> close 1000.
+Never sends response.create or audio: those are the billed events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidMessage,
+    InvalidStatus,
+    InvalidURI,
+)
+
+from exporter.classify import Result, classify_openai_error
+from exporter.config import KeyConfig
+from exporter.probes.rest import auth_headers, tls_context
+from exporter.redaction import scrub
+from exporter.state import ProbeResult
+
+MAX_MESSAGE_BYTES = 1024 * 1024  # session.created is a few KiB
+MAX_EVENTS_BEFORE_UPDATED = 1000  # a flood of events is a broken server, not a slow one
+GA_SESSION_UPDATE = {
+    "type": "session.update",
+    "session": {"type": "realtime", "output_modalities": ["text"]},
+}
+BETA_SESSION_UPDATE = {"type": "session.update", "session": {"modalities": ["text"]}}
+CLOSE_CODE_RESULTS = {
+    1001: Result.SERVER_ERROR,  # going away: the server restarts or ends the session
+    1006: Result.CONNECTION_ERROR,  # dropped without a close frame
+    1009: Result.PROTOCOL_ERROR,  # message too big
+    1011: Result.SERVER_ERROR,
+    1012: Result.SERVER_ERROR,
+    1013: Result.SERVER_ERROR,
+}
+
+
+class _Verdict(Exception):
+    """Ends a probe early with a classified result."""
+
+    def __init__(self, result: Result, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.result, self.message, self.code = result, message, code or result.value
+
+
+@dataclass
+class _Session:
+    started: float = field(default_factory=time.perf_counter)
+    phases: dict[str, float] = field(default_factory=dict)
+    mark: float = 0.0
+    http_status: int = 0
+    close_code: int | None = None
+    error_event: dict[str, Any] | None = None
+    stage: str = "connect"
+
+    def phase_done(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase] = now - (self.mark or self.started)
+        self.mark = now
+
+
+class RealtimeProber:
+    def __init__(self) -> None:
+        self._contexts: dict[str | None, ssl.SSLContext] = {}
+
+    async def probe(self, config: KeyConfig, key: str) -> ProbeResult:
+        url = config.realtime_url
+        context = None
+        if url.startswith("wss://"):
+            if config.tls_ca_file not in self._contexts:
+                self._contexts[config.tls_ca_file] = tls_context(config.tls_ca_file)
+            context = self._contexts[config.tls_ca_file]
+        return await probe_realtime(config, key, context)
+
+    def forget(self, name: str) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+def session_url(config: KeyConfig) -> str:
+    separator = "&" if "?" in config.realtime_url else "?"
+    return f"{config.realtime_url}{separator}model={quote(config.realtime.model)}"
+
+
+async def probe_realtime(
+    config: KeyConfig, key: str, context: ssl.SSLContext | None
+) -> ProbeResult:
+    session = _Session()
+    headers = auth_headers(config, key)
+    beta = config.realtime.api == "beta"
+    if beta:
+        headers["OpenAI-Beta"] = "realtime=v1"
+    try:
+        async with asyncio.timeout(config.timeout):
+            try:
+                async with connect(
+                    session_url(config),
+                    additional_headers=headers,
+                    ssl=context,
+                    open_timeout=None,  # the probe's timeout governs every step
+                    close_timeout=1.0,
+                    ping_interval=None,
+                    max_size=MAX_MESSAGE_BYTES,
+                    compression=None,
+                    user_agent_header="openai-key-exporter",
+                ) as websocket:
+                    session.http_status = 101
+                    session.phase_done("connect")
+                    await _converse(websocket, session, beta)
+                    await websocket.close(1000)
+                    session.close_code = 1000
+            except ConnectionClosed as closed:
+                raise _closed_verdict(closed, session) from None
+    except _Verdict as verdict:
+        return _result(session, verdict.result, verdict.message, verdict.code)
+    except TimeoutError:
+        waiting_for = {
+            "connect": "the WebSocket upgrade",
+            "session_created": "session.created",
+            "session_updated": "session.updated",
+        }[session.stage]
+        return _result(session, Result.TIMEOUT, f"no {waiting_for} within {config.timeout:g}s")
+    except InvalidStatus as rejected:
+        return _rejected(session, rejected)
+    except (InvalidURI, ValueError) as error:
+        return _result(session, Result.OTHER, scrub(f"{type(error).__name__}: {error}", [key]))
+    except (InvalidHandshake, InvalidMessage, OSError) as error:
+        return _result(session, *_transport_failure(error, key))
+    return _result(session, Result.OK, "")
+
+
+async def _converse(websocket: ClientConnection, session: _Session, beta: bool) -> None:
+    session.stage = "session_created"
+    event = await _next_event(websocket, session)
+    if event.get("type") != "session.created":
+        raise _Verdict(
+            Result.PROTOCOL_ERROR,
+            f"first event was {str(event.get('type'))[:60]!r}, not session.created",
+        )
+    session.phase_done("session_created")
+    session.stage = "session_updated"
+    await websocket.send(json.dumps(BETA_SESSION_UPDATE if beta else GA_SESSION_UPDATE))
+    for _ in range(MAX_EVENTS_BEFORE_UPDATED):
+        event = await _next_event(websocket, session)
+        if event.get("type") == "session.updated":
+            session.phase_done("session_updated")
+            return
+    raise _Verdict(
+        Result.PROTOCOL_ERROR, f"over {MAX_EVENTS_BEFORE_UPDATED} events without session.updated"
+    )
+
+
+async def _next_event(websocket: ClientConnection, session: _Session) -> dict[str, Any]:
+    message = await websocket.recv()
+    if isinstance(message, bytes):
+        raise _Verdict(Result.PROTOCOL_ERROR, f"binary frame of {len(message)} bytes")
+    try:
+        event = json.loads(message)
+    except ValueError:
+        raise _Verdict(
+            Result.PROTOCOL_ERROR, f"non-JSON text frame of {len(message)} characters"
+        ) from None
+    if not isinstance(event, dict):
+        raise _Verdict(Result.PROTOCOL_ERROR, "a JSON frame that is not an event object")
+    if event.get("type") == "error":
+        session.error_event = event.get("error") if isinstance(event.get("error"), dict) else {}
+        error = session.error_event or {}
+        code = error.get("code") if isinstance(error.get("code"), str) else None
+        # OpenAI closes the socket right after a fatal error; wait for the close frame to learn
+        # its code, but an error that leaves the session open (invalid_value...) ends the probe.
+        try:
+            async with asyncio.timeout(1.0):
+                await websocket.recv()
+        except TimeoutError:
+            result, label = classify_openai_error(
+                None, _str(error.get("type")), code, _str(error.get("message"))
+            )
+            raise _Verdict(
+                result if result is not Result.OTHER else Result.PROTOCOL_ERROR,
+                scrub(_str(error.get("message"))[:300]),
+                label,
+            ) from None
+        raise _Verdict(Result.PROTOCOL_ERROR, "an event arrived after an error event")
+    return event
+
+
+def _str(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _closed_verdict(closed: ConnectionClosed, session: _Session) -> _Verdict:
+    frame = closed.rcvd
+    code = frame.code if frame is not None else 1006
+    reason = frame.reason if frame is not None else ""
+    session.close_code = code
+    error = session.error_event or {}
+    error_code = _str(error.get("code"))
+    error_type = _str(error.get("type"))
+    message = _str(error.get("message"))
+    if not error_code and "." in reason:
+        error_type, _, error_code = reason.partition(".")
+    elif not error_type and reason:
+        error_type = reason
+    if error_code or message or code in (3000, 4000):
+        result, label = classify_openai_error(None, error_type or None, error_code or None, message)
+        if result is Result.OTHER and code in CLOSE_CODE_RESULTS:
+            result = CLOSE_CODE_RESULTS[code]
+        detail = message or reason or f"closed with {code}"
+        return _Verdict(result, scrub(f"close {code}: {detail}"[:300]), label)
+    result = CLOSE_CODE_RESULTS.get(code, Result.OTHER)
+    waiting = session.stage.replace("_", ".")
+    return _Verdict(
+        result, f"closed with {code} {reason[:100]!r} while waiting for {waiting}".strip()
+    )
+
+
+def _rejected(session: _Session, rejected: InvalidStatus) -> ProbeResult:
+    response = rejected.response
+    session.http_status = response.status_code
+    body = bytes(response.body or b"")[:65536]
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict):
+        message = _str(error.get("message"))[:300]
+        result, label = classify_openai_error(
+            response.status_code,
+            _str(error.get("type")) or None,
+            _str(error.get("code")) or None,
+            message,
+        )
+        return _result(
+            session,
+            result,
+            scrub(f"upgrade refused with HTTP {response.status_code}: {message}"),
+            label,
+        )
+    result = Result.SERVER_ERROR if response.status_code >= 500 else Result.OTHER
+    if response.status_code == 429:
+        result = Result.RATE_LIMITED
+    content_type = response.headers.get("content-type", "no content type").split(";")[0]
+    return _result(
+        session, result, f"upgrade refused with HTTP {response.status_code} ({content_type})"
+    )
+
+
+def _transport_failure(error: BaseException, key: str) -> tuple[Result, str]:
+    text = scrub(f"{type(error).__name__}: {error}", [key])
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError | ssl.CertificateError):
+            return Result.TLS_ERROR, text
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(error, OSError):
+        return Result.CONNECTION_ERROR, text
+    if isinstance(error, InvalidMessage):
+        # The server hung up or sent no HTTP answer to the upgrade request.
+        return Result.CONNECTION_ERROR if "did not receive" in str(error) or "EOF" in str(
+            error
+        ) else Result.PROTOCOL_ERROR, text
+    return Result.PROTOCOL_ERROR, text
+
+
+def _result(session: _Session, result: Result, message: str, code: str = "") -> ProbeResult:
+    return ProbeResult(
+        probe="realtime",
+        result=result,
+        duration=time.perf_counter() - session.started,
+        phases=dict(session.phases),
+        http_status=session.http_status,
+        error_code="" if result is Result.OK else (code or result.value),
+        message=message,
+        close_code=session.close_code,
+    )

@@ -1,0 +1,143 @@
+"""Runs one probe for one key: read the key, lint it, probe, record, and log what changed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Protocol
+
+from exporter.classify import RESULTS, Result
+from exporter.config import KeyConfig
+from exporter.keys import KeyLint, KeyReading, lint_key, read_key
+from exporter.redaction import scrub
+from exporter.state import KeyIdentity, ProbeResult, StateStore
+
+log = logging.getLogger("exporter.runner")
+
+MAX_CONCURRENT_PROBES = 256  # bounds sockets and memory, whatever the number of keys
+
+
+class Prober(Protocol):
+    async def probe(self, config: KeyConfig, key: str) -> ProbeResult: ...
+
+    def forget(self, name: str) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ProbeRunner:
+    def __init__(self, store: StateStore, probers: dict[str, Prober]) -> None:
+        self.store = store
+        self.probers = probers
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT_PROBES)
+
+    async def run(self, config: KeyConfig, probe: str) -> ProbeResult:
+        reading = read_key(config.name, config.source)
+        lint = lint_key(reading.key) if reading.key is not None else None
+        identity = _identity(reading, lint)
+        async with self._slots:
+            result = await self._probe(config, probe, reading, lint)
+        previous_state = self.store.get(config.name)
+        previous = None
+        if previous_state is not None and probe in previous_state.probes:
+            previous = previous_state.probes[probe].last
+        self.store.record(config.name, identity, result)
+        _log_result(config.name, identity, previous, result)
+        return result
+
+    async def _probe(
+        self, config: KeyConfig, probe: str, reading: KeyReading, lint: KeyLint | None
+    ) -> ProbeResult:
+        if reading.key is None or lint is None:
+            return ProbeResult(
+                probe=probe,
+                result=Result.KEY_MISSING,
+                error_code=Result.KEY_MISSING.value,
+                message=reading.problem,
+                requests_made=0,
+            )
+        if not lint.sendable:
+            return ProbeResult(
+                probe=probe,
+                result=Result.KEY_MALFORMED,
+                error_code=Result.KEY_MALFORMED.value,
+                message=lint.unsendable_reason,
+                requests_made=0,
+            )
+        started = time.time()
+        try:
+            # The probe's own timeout should win; this one catches a probe that forgot to.
+            async with asyncio.timeout(config.timeout + 1.0):
+                return await self.probers[probe].probe(config, reading.key)
+        except TimeoutError:
+            return ProbeResult(
+                probe=probe,
+                result=Result.TIMEOUT,
+                duration=time.time() - started,
+                error_code=Result.TIMEOUT.value,
+                message=f"no answer within {config.timeout:g}s",
+                started_at=started,
+            )
+        except Exception as error:  # a probe bug must not stop the schedule
+            message = scrub(f"{type(error).__name__}: {error}", [reading.key])
+            log.error(
+                "probe crashed",
+                extra={"fields": {"key": config.name, "probe": probe, "error": message}},
+            )
+            return ProbeResult(
+                probe=probe,
+                result=Result.OTHER,
+                duration=time.time() - started,
+                error_code=Result.OTHER.value,
+                message=message,
+                started_at=started,
+            )
+
+    async def aclose(self) -> None:
+        for prober in self.probers.values():
+            await prober.aclose()
+
+
+def _identity(reading: KeyReading, lint: KeyLint | None) -> KeyIdentity:
+    if lint is None:
+        return KeyIdentity(issues=(*reading.source_issues, "empty"))
+    return KeyIdentity(
+        fingerprint=lint.fingerprint,
+        kind=lint.kind,
+        issues=tuple(dict.fromkeys((*lint.issues, *reading.source_issues))),
+    )
+
+
+def _log_result(
+    name: str, identity: KeyIdentity, previous: ProbeResult | None, result: ProbeResult
+) -> None:
+    fields = {
+        "key": name,
+        "probe": result.probe,
+        "result": result.result.value,
+        "fingerprint": identity.fingerprint,
+        "duration_seconds": round(result.duration, 4),
+        "http_status": result.http_status,
+    }
+    if result.error_code:
+        fields["error_code"] = result.error_code
+    if result.close_code is not None:
+        fields["close_code"] = result.close_code
+    if result.request_id:
+        fields["request_id"] = result.request_id
+    if result.message:
+        fields["message"] = result.message
+    changed = previous is None or previous.result is not result.result
+    if not changed:
+        log.debug("probe finished", extra={"fields": fields})
+        return
+    if previous is not None:
+        fields["previous_result"] = previous.result.value
+    anchor = RESULTS[result.result].runbook_anchor
+    if anchor:
+        fields["runbook"] = anchor
+    if result.healthy:
+        log.info("key result changed", extra={"fields": fields})
+    else:
+        log.warning("key result changed", extra={"fields": fields})

@@ -1,0 +1,93 @@
+"""The HTTP side: /metrics, the landing page, health, readiness and reload."""
+
+from __future__ import annotations
+
+import html
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from exporter import __version__
+from exporter.classify import RESULTS
+from exporter.metrics import CONTENT_TYPE
+from exporter.service import Exporter
+
+RUNBOOK_URL = "https://github.com/openai-key-exporter/openai-key-exporter/blob/main/docs/runbook.md"
+
+
+def create_app(
+    exporter: Exporter,
+    telemetry_path: str = "/metrics",
+    enable_lifecycle: bool = False,
+    middlewares: list[Middleware] | None = None,
+) -> web.Application:
+    app = web.Application(middlewares=middlewares or [])
+
+    async def metrics(_: web.Request) -> web.Response:
+        # Only the stored results are rendered: a scrape never causes an upstream request.
+        return web.Response(body=exporter.renderer.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def healthy(_: web.Request) -> web.Response:
+        return web.Response(text="OK\n")
+
+    async def ready(_: web.Request) -> web.Response:
+        if exporter.store.ready:
+            return web.Response(text="Ready\n")
+        waiting = sum(1 for state in exporter.store.states() if not state.probed_once)
+        return web.Response(status=503, text=f"Not ready: {waiting} keys not probed yet\n")
+
+    async def reload(_: web.Request) -> web.Response:
+        if not enable_lifecycle:
+            return web.Response(
+                status=403, text="Lifecycle API is not enabled (--web.enable-lifecycle)\n"
+            )
+        ok, message = exporter.reload()
+        return web.Response(status=200 if ok else 500, text=message + "\n")
+
+    async def landing(_: web.Request) -> web.Response:
+        return web.Response(text=landing_page(exporter, telemetry_path), content_type="text/html")
+
+    app.router.add_get(telemetry_path, metrics)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_post("/-/reload", reload)
+    app.router.add_put("/-/reload", reload)
+    app.router.add_get("/", landing)
+    return app
+
+
+def landing_page(exporter: Exporter, telemetry_path: str) -> str:
+    rows = []
+    for state in exporter.store.states():
+        cells = [html.escape(state.name), html.escape(state.identity.fingerprint or "(none)")]
+        valid = {True: "valid", False: "INVALID", None: "unknown"}[state.valid]
+        cells.append(valid)
+        for probe in ("rest", "realtime"):
+            probe_state = state.probes.get(probe)
+            if probe_state is None:
+                cells.append("not probed")
+            elif probe_state.last is None:
+                cells.append("pending")
+            else:
+                result = probe_state.last.result
+                anchor = RESULTS[result].runbook_anchor
+                text = html.escape(result.value)
+                cells.append(f'<a href="{RUNBOOK_URL}#{anchor}">{text}</a>' if anchor else text)
+        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    path = html.escape(telemetry_path)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>OpenAI Key Exporter</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em 1em;text-align:left}}</style>
+</head><body>
+<h1>OpenAI Key Exporter</h1>
+<p>Version {html.escape(__version__)}. Probes OpenAI API keys on a schedule; never spends a token.</p>
+<ul>
+<li><a href="{path}">Metrics</a></li>
+<li><a href="/-/healthy">Health</a> and <a href="/-/ready">readiness</a></li>
+<li><a href="{RUNBOOK_URL}">Runbook</a></li>
+</ul>
+<h2>Keys</h2>
+<table><tr><th>Key</th><th>Fingerprint</th><th>Validity</th><th>REST</th><th>Realtime</th></tr>
+{"".join(rows)}
+</table>
+</body></html>
+"""

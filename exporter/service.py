@@ -1,0 +1,73 @@
+"""The running exporter: configuration, state, schedule and metrics wired together, and reloads."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from exporter.config import Config, ConfigError, config_from_environment, load_config
+from exporter.metrics import ExporterMetrics, MetricsRenderer
+from exporter.probes.realtime import RealtimeProber
+from exporter.probes.rest import RestProber
+from exporter.redaction import SECRETS
+from exporter.runner import ProbeRunner
+from exporter.scheduler import ProbeScheduler
+from exporter.state import StateStore
+
+log = logging.getLogger("exporter.service")
+
+KeyFilter = Callable[[Config], Config]
+
+
+def read_config(path: str | None) -> Config:
+    return load_config(path) if path else config_from_environment()
+
+
+class Exporter:
+    def __init__(self, config_path: str | None, key_filter: KeyFilter | None = None) -> None:
+        self.config_path = config_path
+        self.key_filter = key_filter or (lambda config: config)
+        self.store = StateStore()
+        self.metrics = ExporterMetrics()
+        self.renderer = MetricsRenderer(self.metrics)
+        self.store.subscribe(self.renderer.update)
+        self.runner = ProbeRunner(self.store, {"rest": RestProber(), "realtime": RealtimeProber()})
+        self.scheduler = ProbeScheduler(self.runner)
+        self.config: Config | None = None
+
+    def load(self) -> Config:
+        """Read and apply the configuration; raises ConfigError and changes nothing on failure."""
+        config = self.key_filter(read_config(self.config_path))
+        self._apply(config)
+        return config
+
+    def _apply(self, config: Config) -> None:
+        old_names = {key.name for key in self.config.keys} if self.config else set()
+        self.config = config
+        names = {key.name for key in config.keys}
+        for removed in old_names - names:
+            SECRETS.forget(removed)
+        self.store.configure({key.name: key.probes for key in config.keys})
+        self.renderer.retain(names)
+        self.scheduler.apply(config)
+        self.metrics.config_loaded(True, len(config.keys))
+
+    def reload(self) -> tuple[bool, str]:
+        try:
+            config = self.load()
+        except ConfigError as error:
+            self.metrics.config_loaded(False)
+            log.error(
+                "configuration reload failed; keeping the previous one",
+                extra={"fields": {"error": str(error)}},
+            )
+            return False, str(error)
+        log.info("configuration reloaded", extra={"fields": {"keys": len(config.keys)}})
+        return True, f"reloaded {len(config.keys)} keys"
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        self.scheduler.shutdown()
+        await self.runner.aclose()

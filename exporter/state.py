@@ -1,0 +1,153 @@
+"""The one shared store: the latest result of each key and probe, and what accumulates from them."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from exporter.classify import RESULTS, Result, Validity
+
+LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one probe run found. Holds no key: only its consequences."""
+
+    probe: str
+    result: Result
+    duration: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+    http_status: int = 0
+    error_code: str = ""  # OpenAI's error.code, or the result class when OpenAI gave none
+    message: str = ""  # for a person; already scrubbed of keys
+    request_id: str = ""
+    requests_made: int = 1
+    retry_after: float | None = None
+    ratelimit: dict[str, float] = field(default_factory=dict)
+    close_code: int | None = None
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def healthy(self) -> bool:
+        return self.result is Result.OK
+
+
+@dataclass(frozen=True)
+class KeyIdentity:
+    """The public face of a key as last read: never the key itself."""
+
+    fingerprint: str = ""
+    kind: str = "unknown"
+    issues: tuple[str, ...] = ()
+
+
+@dataclass
+class ProbeState:
+    last: ProbeResult | None = None
+    consecutive_failures: int = 0
+    last_success_at: float | None = None
+    requests_total: int = 0
+    errors_total: Counter[str] = field(default_factory=Counter)
+    closes_total: Counter[int] = field(default_factory=Counter)
+    bucket_counts: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+    latency_count: int = 0
+    latency_sum: float = 0.0
+    # connect/TLS are kept from the last probe that opened a connection (reused ones skip them)
+    phases: dict[str, float] = field(default_factory=dict)
+
+    def observe(self, result: ProbeResult) -> None:
+        self.last = result
+        self.requests_total += result.requests_made
+        self.phases.update(result.phases)
+        if result.healthy:
+            self.consecutive_failures = 0
+            self.last_success_at = result.started_at + result.duration
+        else:
+            self.consecutive_failures += 1
+            self.errors_total[result.error_code or result.result.value] += 1
+        if result.close_code is not None:
+            self.closes_total[result.close_code] += 1
+        if result.requests_made:
+            self.latency_count += 1
+            self.latency_sum += result.duration
+            for index, bound in enumerate(LATENCY_BUCKETS):
+                if result.duration <= bound:
+                    self.bucket_counts[index] += 1
+
+
+@dataclass
+class KeyState:
+    name: str
+    probes: dict[str, ProbeState]
+    identity: KeyIdentity = field(default_factory=KeyIdentity)
+    valid: bool | None = None  # None until a conclusive answer
+    ratelimit: dict[str, float] = field(default_factory=dict)
+    version: int = 0
+
+    @property
+    def probed_once(self) -> bool:
+        return all(state.last is not None for state in self.probes.values())
+
+
+Listener = Callable[[KeyState], None]
+
+
+class StateStore:
+    """Latest state per key. Probes write through `record`; readers never block writers."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, KeyState] = {}
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def configure(self, keys: dict[str, tuple[str, ...]]) -> None:
+        """Match the configured keys and probes; unchanged ones keep their state."""
+        for name in list(self._keys):
+            if name not in keys:
+                del self._keys[name]
+        for name, probes in keys.items():
+            state = self._keys.get(name)
+            if state is None:
+                state = KeyState(name=name, probes={})
+                self._keys[name] = state
+            state.probes = {probe: state.probes.get(probe) or ProbeState() for probe in probes}
+            self._changed(state)
+
+    def record(self, name: str, identity: KeyIdentity, result: ProbeResult) -> KeyState | None:
+        state = self._keys.get(name)
+        if state is None or result.probe not in state.probes:
+            return None  # the key was removed by a reload while its probe ran
+        state.identity = identity
+        state.probes[result.probe].observe(result)
+        validity = RESULTS[result.result].validity
+        if validity is Validity.VALID:
+            state.valid = True
+        elif validity is Validity.INVALID:
+            state.valid = False
+        if result.ratelimit:
+            state.ratelimit = dict(result.ratelimit)
+        self._changed(state)
+        return state
+
+    def _changed(self, state: KeyState) -> None:
+        state.version += 1
+        for listener in self._listeners:
+            listener(state)
+
+    def states(self) -> list[KeyState]:
+        return list(self._keys.values())
+
+    def get(self, name: str) -> KeyState | None:
+        return self._keys.get(name)
+
+    def names(self) -> set[str]:
+        return set(self._keys)
+
+    @property
+    def ready(self) -> bool:
+        return all(state.probed_once for state in self._keys.values())
