@@ -61,7 +61,7 @@ _Dumper.add_representer(str, _represent_str)
 
 def _dump(document: dict[str, Any]) -> str:
     return yaml.dump(
-        document, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100
+        document, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=4096
     )
 
 
