@@ -171,16 +171,26 @@ def serve(args: argparse.Namespace, exporter: Exporter | None = None) -> int:
         },
     )
     try:
-        asyncio.run(_serve(exporter, args))
+        asyncio.run(
+            serve_until_stopped(
+                exporter, args.listen_address, args.telemetry_path, args.enable_lifecycle
+            )
+        )
     except OSError as error:
         log.error("cannot serve", extra={"fields": {"error": str(error)}})
         return 1
     return 0
 
 
-async def _serve(exporter: Exporter, args: argparse.Namespace) -> None:
-    host, port = args.listen_address
-    app = create_app(exporter, args.telemetry_path, args.enable_lifecycle)
+async def serve_until_stopped(
+    exporter: Exporter,
+    listen_address: tuple[str | None, int],
+    telemetry_path: str = "/metrics",
+    enable_lifecycle: bool = False,
+) -> None:
+    """Serve a loaded exporter until SIGTERM or SIGINT; SIGHUP reloads its configuration."""
+    host, port = listen_address
+    app = create_app(exporter, telemetry_path, enable_lifecycle)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host=host, port=port, reuse_address=True)

@@ -43,6 +43,7 @@ class KeyReading:
 
     key: str | None  # None: the source holds no key
     problem: str = ""  # why key is None, for a person
+    empty: bool = False  # the source exists but holds an empty value
     source_issues: tuple[str, ...] = ()  # findings on the source itself (dotenv line, file mode)
 
 
@@ -87,7 +88,9 @@ def _read(source: KeySource) -> KeyReading:
         value = os.environ.get(source.location)
         if value is None:
             return KeyReading(None, f"environment variable {source.location} is not set")
-        return KeyReading(value or None, "" if value else f"{source.location} is empty")
+        return KeyReading(
+            value or None, "" if value else f"{source.location} is empty", empty=not value
+        )
     issues = _file_mode_issues(source.location)
     with open(source.location, "rb") as handle:
         raw = handle.read(64 * 1024)
@@ -95,13 +98,14 @@ def _read(source: KeySource) -> KeyReading:
     if source.kind is SourceKind.FILE:
         # A secret file's trailing newline is not part of the key (kubectl, echo, editors add it).
         value = text[:-1] if text.endswith("\n") else text
-        return KeyReading(value or None, "" if value else f"{source.location} is empty", issues)
+        problem = "" if value else f"{source.location} is empty"
+        return KeyReading(value or None, problem, issues, empty=not value)
     line = _dotenv_lookup(text, source.dotenv_var, source.dotenv_format)
     if line is None:
         return KeyReading(None, f"{source.dotenv_var} is not set in {source.location}", issues)
     issues = issues + tuple(line.issues)
     empty = f"{source.dotenv_var} is empty in {source.location}"
-    return KeyReading(line.value or None, "" if line.value else empty, issues)
+    return KeyReading(line.value or None, "" if line.value else empty, issues, empty=not line.value)
 
 
 def _file_mode_issues(path: str) -> tuple[str, ...]:
@@ -139,6 +143,8 @@ def _parse_dotenv_value(raw_line: str, match: re.Match[str], fmt: DotenvFormat) 
         issues.append("dotenv_spaces_around_equals")
     if fmt is DotenvFormat.LITERAL:
         value = raw_line.split("=", 1)[1] if "=" in raw_line else ""
+        if re.match(r"""^\s*(['"`]).*\1\s*$""", value):
+            issues.append("dotenv_quoted_value")
         return _DotenvLine(value, value, issues)
     raw_value = match.group("value")
     # The npm dotenv package turns CRLF into LF first, then trims, then strips one pair of quotes.

@@ -101,7 +101,7 @@ class ProbeRunner:
 
 def _identity(reading: KeyReading, lint: KeyLint | None) -> KeyIdentity:
     if lint is None:
-        return KeyIdentity(issues=(*reading.source_issues, "empty"))
+        return KeyIdentity(issues=(*reading.source_issues, "empty" if reading.empty else "missing"))
     return KeyIdentity(
         fingerprint=lint.fingerprint,
         kind=lint.kind,

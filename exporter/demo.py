@@ -1,0 +1,91 @@
+"""`openai-key-exporter demo`: the exporter against the bundled simulator, with keys that show
+each kind of failure, so /metrics, the landing page and the alerts have something to say."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from exporter.cli import serve_until_stopped
+from exporter.config import ConfigError
+from exporter.service import Exporter
+from exporter.simulator import make_key, start_simulator
+
+log = logging.getLogger("exporter.demo")
+
+# name -> (scenario, extra settings); each key's file holds a fake key selecting the scenario.
+DEMO_KEYS: dict[str, tuple[str, dict[str, object]]] = {
+    "prod": ("ok", {}),
+    "voice-agent-beta": ("ok", {"realtime": {"api": "beta", "interval": "30s"}}),
+    "revoked": ("invalid_api_key", {}),
+    "restricted": ("missing_scopes", {}),
+    "realtime-denied": ("rt_forbidden", {}),
+    "no-credit": ("insufficient_quota", {}),
+    "throttled": ("rate_limited", {}),
+    "flaky-upstream": ("server_error", {}),
+}
+
+
+def write_demo_config(directory: Path, base_url: str) -> Path:
+    keys: list[dict[str, object]] = []
+    for name, (scenario, extra) in DEMO_KEYS.items():
+        key_file = directory / f"{name}.key"
+        key_file.write_text(make_key(scenario, seed=name) + "\n")
+        key_file.chmod(0o600)
+        keys.append({"name": name, "api_key_file": str(key_file), **extra})
+    # The outage this project was born from: a .env line a naive parser reads with its quotes.
+    dotenv = directory / "websocket-server.env"
+    dotenv.write_text(f'OPENAI_API_KEY = "{make_key("ok", seed="dotenv")}"\n')
+    dotenv.chmod(0o600)
+    keys.append({"name": "dotenv-quoted", "dotenv": str(dotenv), "dotenv_format": "literal"})
+    keys.append({"name": "missing", "api_key_env": "OPENAI_DEMO_KEY_THAT_IS_NOT_SET"})
+    config = {
+        "defaults": {
+            "base_url": base_url,
+            "interval": "15s",
+            "timeout": "5s",
+            "probes": ["rest", "realtime"],
+            "realtime": {"interval": "30s"},
+        },
+        "keys": keys,
+    }
+    path = directory / "demo.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+async def _demo(listen_address: tuple[str | None, int]) -> None:
+    simulator = await start_simulator()
+    with tempfile.TemporaryDirectory(prefix="openai-key-exporter-demo-") as directory:
+        config_path = write_demo_config(Path(directory), simulator.base_url)
+        exporter = Exporter(str(config_path))
+        exporter.load()
+        host, port = listen_address
+        log.info(
+            "demo running against the bundled simulator",
+            extra={
+                "fields": {
+                    "simulator": simulator.base_url,
+                    "metrics": f"http://{host or 'localhost'}:{port}/metrics",
+                }
+            },
+        )
+        try:
+            await serve_until_stopped(exporter, listen_address, enable_lifecycle=True)
+        finally:
+            await simulator.close()
+
+
+def run_demo(listen_address: tuple[str | None, int]) -> int:
+    os.environ.pop("OPENAI_DEMO_KEY_THAT_IS_NOT_SET", None)
+    try:
+        asyncio.run(_demo(listen_address))
+    except (ConfigError, OSError) as error:
+        log.error("demo failed", extra={"fields": {"error": str(error)}})
+        return 1
+    return 0
