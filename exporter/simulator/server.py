@@ -1,0 +1,194 @@
+"""The simulator's HTTP server: REST, Realtime and the /_sim control API on one port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from exporter.simulator import realtime, rest
+from exporter.simulator.scenarios import SCENARIOS
+from exporter.simulator.state import SimulatorState, key_id
+
+log = logging.getLogger("exporter.simulator")
+
+_CLOSE_GRACE_S = 1.0  # how long close() lets cancelled handlers finish before moving on
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def _get_stats(request: web.Request) -> web.StreamResponse:
+    return web.json_response(request.app[rest.STATE].stats())
+
+
+async def _post_reset(request: web.Request) -> web.StreamResponse:
+    request.app[rest.STATE].reset()
+    return web.Response(status=204)
+
+
+def _bad_request(message: str) -> web.Response:
+    return web.json_response({"error": message}, status=400)
+
+
+async def _post_override(request: web.Request) -> web.StreamResponse:
+    try:
+        body = await request.json()
+    except json.JSONDecodeError:
+        return _bad_request('body must be JSON: {"key": "...", "scenario": "...", "arg": null}')
+    if not isinstance(body, dict):
+        return _bad_request("body must be a JSON object")
+    key, scenario, arg = body.get("key"), body.get("scenario"), body.get("arg")
+    if not isinstance(key, str) or not key:
+        return _bad_request("key must be the full key, a non-empty string")
+    if scenario is not None and scenario not in SCENARIOS:
+        return _bad_request(f"scenario {scenario!r} is unknown (known: {', '.join(SCENARIOS)})")
+    if arg is not None and (not isinstance(arg, int) or isinstance(arg, bool) or arg < 0):
+        return _bad_request("arg must be null or an integer >= 0")
+    request.app[rest.STATE].set_override(key, scenario, arg)
+    log.info("override: key %s now behaves as %s", key_id(key), scenario or "its own text")
+    return web.json_response({"key_id": key_id(key), "scenario": scenario, "arg": arg})
+
+
+async def _delete_overrides(request: web.Request) -> web.StreamResponse:
+    request.app[rest.STATE].clear_overrides()
+    return web.Response(status=204)
+
+
+class RunningSimulator:
+    """A simulator listening on a port; close() stops it, hung connections included."""
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        state: SimulatorState,
+        host: str,
+        port: int,
+        tls: bool,
+        handlers: set[asyncio.Task[Any]],
+    ) -> None:
+        self._runner = runner
+        self._state = state
+        self._handlers = handlers
+        self.host = host
+        self.port = port
+        url_host = f"[{host}]" if ":" in host else host
+        self.base_url = f"{'https' if tls else 'http'}://{url_host}:{port}/v1"
+        self.realtime_url = f"{'wss' if tls else 'ws'}://{url_host}:{port}/v1/realtime"
+        self._closed = False
+
+    def stats(self) -> dict[str, Any]:
+        """The same document as GET /_sim/stats."""
+        return self._state.stats()
+
+    def set_override(self, key: str, scenario: str | None, arg: int | None = None) -> None:
+        """From now on `key` behaves as `scenario` (None: as its own text says)."""
+        self._state.set_override(key, scenario, arg)
+
+    def clear_overrides(self) -> None:
+        """Every key behaves as its own text says again (DELETE /_sim/override)."""
+        self._state.clear_overrides()
+
+    def reset(self) -> None:
+        """Zero the counters (POST /_sim/reset); overrides stay."""
+        self._state.reset()
+
+    def recent_rest_requests(self, key: str, window_s: float) -> int:
+        """How many REST requests `key` made in the last `window_s` seconds."""
+        return self._state.recent_rest_requests(key, window_s)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        handlers = [task for task in self._handlers if not task.done()]
+        for task in handlers:
+            task.cancel()
+        if handlers:
+            await asyncio.wait(handlers, timeout=_CLOSE_GRACE_S)
+        await self._runner.cleanup()
+
+    async def __aenter__(self) -> RunningSimulator:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def build_app(state: SimulatorState, handlers: set[asyncio.Task[Any]]) -> web.Application:
+    @web.middleware
+    async def track_handler(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # Every handler is tracked so close() can cancel the ones a scenario left hanging.
+        task = asyncio.current_task()
+        if task is not None:
+            handlers.add(task)
+        try:
+            return await handler(request)
+        finally:
+            if task is not None:
+                handlers.discard(task)
+
+    app = web.Application(middlewares=[track_handler])
+    app[rest.STATE] = state
+    app.router.add_get("/v1/models", rest.handle_models)
+    app.router.add_get("/v1/models/{model}", rest.handle_models)
+    app.router.add_get("/v1/realtime", realtime.handle_realtime)
+    app.router.add_route("*", "/v1/{tail:.*}", rest.handle_unknown_path)
+    app.router.add_get("/_sim/stats", _get_stats)
+    app.router.add_post("/_sim/reset", _post_reset)
+    app.router.add_post("/_sim/override", _post_override)
+    app.router.add_delete("/_sim/override", _delete_overrides)
+    return app
+
+
+async def start_simulator(
+    host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+) -> RunningSimulator:
+    """Start the simulator on host:port (0: a free port) and return once it accepts connections."""
+    state = SimulatorState()
+    handlers: set[asyncio.Task[Any]] = set()
+    runner = web.AppRunner(
+        build_app(state, handlers),
+        handler_cancellation=True,  # a hung handler ends when its client goes away
+        shutdown_timeout=_CLOSE_GRACE_S,
+        access_log=None,
+    )
+    await runner.setup()
+    try:
+        sock = socket.create_server((host, port), reuse_port=False)
+        sock.setblocking(False)
+        site = web.SockSite(runner, sock, ssl_context=ssl_context)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound_port = sock.getsockname()[1]
+    url_host = "127.0.0.1" if host in ("", "0.0.0.0") else "::1" if host == "::" else host
+    return RunningSimulator(runner, state, url_host, bound_port, ssl_context is not None, handlers)
+
+
+async def serve_forever(host: str, port: int, ssl_context: ssl.SSLContext | None) -> None:
+    """Run the simulator until cancelled (the CLI's `simulator` command)."""
+    simulator = await start_simulator(host, port, ssl_context)
+    log.info(
+        "OpenAI simulator listening: REST %s, Realtime %s",
+        simulator.base_url,
+        simulator.realtime_url,
+    )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await simulator.close()
