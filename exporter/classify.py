@@ -114,6 +114,9 @@ ERROR_CODES: dict[str, Result] = {
     "missing_model": Result.MODEL_NOT_FOUND,
     "model_not_found": Result.MODEL_NOT_FOUND,
     "beta_api_shape_disabled": Result.API_SHAPE_RETIRED,
+    # Azure OpenAI's codes for a deployment that is absent or cannot serve Realtime
+    "DeploymentNotFound": Result.MODEL_NOT_FOUND,
+    "OperationNotSupported": Result.MODEL_NOT_FOUND,
 }
 
 # Codes kept as their own label value in openai_probe_errors_total; others become "other".
@@ -130,8 +133,13 @@ _NO_KEY_PROVIDED = re.compile(
 )
 
 
-def is_healthy(result: Result) -> bool:
-    return result is Result.OK
+RUNBOOK_URL = "https://github.com/openai-key-exporter/openai-key-exporter/blob/main/docs/runbook.md"
+
+
+def runbook_link(result: Result) -> str:
+    """Where a person reads how to fix this result; "" for ok."""
+    anchor = RESULTS[result].runbook_anchor
+    return f"{RUNBOOK_URL}#{anchor}" if anchor else ""
 
 
 def classify_openai_error(

@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = commands.add_parser("check", help="probe every key once, now, and print the checklist")
     _common(check)
+    check.set_defaults(log_level="error")  # the checklist is the output; logs would repeat it
     check.add_argument("--output", choices=("text", "json"), default="text")
     check.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     simulate = commands.add_parser("simulate", help="serve the bundled OpenAI simulator")

@@ -43,8 +43,8 @@ class KeyReading:
 
     key: str | None  # None: the source holds no key
     problem: str = ""  # why key is None, for a person
-    empty: bool = False  # the source exists but holds an empty value
     source_issues: tuple[str, ...] = ()  # findings on the source itself (dotenv line, file mode)
+    empty: bool = False  # the source exists but holds an empty value
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,8 @@ def _read(source: KeySource) -> KeyReading:
     if line is None:
         return KeyReading(None, f"{source.dotenv_var} is not set in {source.location}", issues)
     issues = issues + tuple(line.issues)
-    empty = f"{source.dotenv_var} is empty in {source.location}"
-    return KeyReading(line.value or None, "" if line.value else empty, issues, empty=not line.value)
+    problem = "" if line.value else f"{source.dotenv_var} is empty in {source.location}"
+    return KeyReading(line.value or None, problem, issues, empty=not line.value)
 
 
 def _file_mode_issues(path: str) -> tuple[str, ...]:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import html
+
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from exporter import __version__
-from exporter.classify import RESULTS
+from exporter.classify import RUNBOOK_URL, runbook_link
 from exporter.metrics import CONTENT_TYPE
 from exporter.service import Exporter
-
-RUNBOOK_URL = "https://github.com/openai-key-exporter/openai-key-exporter/blob/main/docs/runbook.md"
 
 
 def create_app(
@@ -69,9 +68,9 @@ def landing_page(exporter: Exporter, telemetry_path: str) -> str:
                 cells.append("pending")
             else:
                 result = probe_state.last.result
-                anchor = RESULTS[result].runbook_anchor
+                link = runbook_link(result)
                 text = html.escape(result.value)
-                cells.append(f'<a href="{RUNBOOK_URL}#{anchor}">{text}</a>' if anchor else text)
+                cells.append(f'<a href="{html.escape(link)}">{text}</a>' if link else text)
         rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     path = html.escape(telemetry_path)
     return f"""<!DOCTYPE html>

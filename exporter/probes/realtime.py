@@ -10,7 +10,7 @@ import asyncio
 import json
 import ssl
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -29,6 +29,7 @@ from exporter.probes.rest import auth_headers, tls_context
 from exporter.redaction import scrub
 from exporter.state import ProbeResult
 
+CLOSE_TIMEOUT = 1.0
 MAX_MESSAGE_BYTES = 1024 * 1024  # session.created is a few KiB
 MAX_EVENTS_BEFORE_UPDATED = 1000  # a flood of events is a broken server, not a slow one
 GA_SESSION_UPDATE = {
@@ -103,43 +104,60 @@ async def probe_realtime(
     beta = config.realtime.api == "beta"
     if beta:
         headers["OpenAI-Beta"] = "realtime=v1"
+    websocket: ClientConnection | None = None
     try:
         async with asyncio.timeout(config.timeout):
-            try:
-                async with connect(
-                    session_url(config),
-                    additional_headers=headers,
-                    ssl=context,
-                    open_timeout=None,  # the probe's timeout governs every step
-                    close_timeout=1.0,
-                    ping_interval=None,
-                    max_size=MAX_MESSAGE_BYTES,
-                    compression=None,
-                    user_agent_header="openai-key-exporter",
-                ) as websocket:
-                    session.http_status = 101
-                    session.phase_done("connect")
-                    await _converse(websocket, session, beta)
-                    await websocket.close(1000)
-                    session.close_code = 1000
-            except ConnectionClosed as closed:
-                raise _closed_verdict(closed, session) from None
+            websocket = await connect(
+                session_url(config),
+                additional_headers=headers,
+                ssl=context,
+                open_timeout=None,  # the probe's timeout governs every step
+                close_timeout=CLOSE_TIMEOUT,
+                ping_interval=None,
+                max_size=MAX_MESSAGE_BYTES,
+                compression=None,
+                user_agent_header="openai-key-exporter",
+            )
+            session.http_status = 101
+            session.phase_done("connect")
+            await _converse(websocket, session, beta)
+        result = _result(session, Result.OK, "")
+    except ConnectionClosed as closed:
+        verdict = _closed_verdict(closed, session)
+        result = _result(session, verdict.result, verdict.message, verdict.code)
     except _Verdict as verdict:
-        return _result(session, verdict.result, verdict.message, verdict.code)
+        result = _result(session, verdict.result, verdict.message, verdict.code)
     except TimeoutError:
         waiting_for = {
-            "connect": "the WebSocket upgrade",
-            "session_created": "session.created",
-            "session_updated": "session.updated",
+            "connect": "no answer to the WebSocket upgrade",
+            "session_created": "no session.created",
+            "session_updated": "no session.updated",
         }[session.stage]
-        return _result(session, Result.TIMEOUT, f"no {waiting_for} within {config.timeout:g}s")
+        result = _result(session, Result.TIMEOUT, f"{waiting_for} within {config.timeout:g}s")
     except InvalidStatus as rejected:
-        return _rejected(session, rejected)
+        result = _rejected(session, rejected)
     except (InvalidURI, ValueError) as error:
-        return _result(session, Result.OTHER, scrub(f"{type(error).__name__}: {error}", [key]))
+        result = _result(session, Result.OTHER, scrub(f"{type(error).__name__}: {error}", [key]))
     except (InvalidHandshake, InvalidMessage, OSError) as error:
-        return _result(session, *_transport_failure(error, key))
-    return _result(session, Result.OK, "")
+        result = _result(session, *_transport_failure(error, key))
+    if websocket is not None:
+        await _close(websocket)
+        if result.healthy:
+            result = replace(result, close_code=1000)
+    return result
+
+
+async def _close(websocket: ClientConnection) -> None:
+    """Close with 1000, never waiting longer than CLOSE_TIMEOUT on a peer that keeps talking."""
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await websocket.close(1000)
+    except (TimeoutError, OSError, ConnectionClosed):
+        pass
+    finally:
+        transport = websocket.transport
+        if transport is not None and not transport.is_closing():
+            transport.abort()
 
 
 async def _converse(websocket: ClientConnection, session: _Session, beta: bool) -> None:

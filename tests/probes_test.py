@@ -1,0 +1,240 @@
+"""Each probe against the simulator over real sockets: every scenario classified as expected."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from exporter.classify import Result
+from exporter.config import KeyConfig, RealtimeSettings
+from exporter.keys import KeySource, SourceKind
+from exporter.probes.realtime import RealtimeProber
+from exporter.probes.rest import RestProber
+from exporter.simulator import RunningSimulator, key_id, make_key, start_simulator
+
+REST_EXPECTED: dict[str, tuple[Result, int, str]] = {
+    "ok": (Result.OK, 200, ""),
+    "ok_no_ratelimit_headers": (Result.OK, 200, ""),
+    "invalid_api_key": (Result.INVALID_API_KEY, 401, "invalid_api_key"),
+    "missing_scopes": (Result.INSUFFICIENT_PERMISSIONS, 401, "missing_scopes"),
+    "account_deactivated": (Result.ACCOUNT_DEACTIVATED, 401, "account_deactivated"),
+    "mismatched_organization": (Result.MISMATCHED_ORGANIZATION, 401, "mismatched_organization"),
+    "mismatched_project": (Result.MISMATCHED_PROJECT, 401, "mismatched_project"),
+    "insufficient_quota": (Result.INSUFFICIENT_QUOTA, 429, "insufficient_quota"),
+    "rate_limited": (Result.RATE_LIMITED, 429, "rate_limit_exceeded"),
+    "unsupported_region": (
+        Result.UNSUPPORTED_REGION,
+        403,
+        "unsupported_country_region_territory",
+    ),
+    "server_error": (Result.SERVER_ERROR, 500, "server_error"),
+    "overloaded": (Result.SERVER_ERROR, 503, "server_error"),
+    "bad_gateway": (Result.SERVER_ERROR, 502, "server_error"),
+    "gateway_timeout": (Result.SERVER_ERROR, 504, "server_error"),
+    "hang": (Result.TIMEOUT, 0, "timeout"),
+    "hang_body": (Result.TIMEOUT, 0, "timeout"),
+    "reset": (Result.CONNECTION_ERROR, 0, "connection_error"),
+    "non_json": (Result.PROTOCOL_ERROR, 200, "protocol_error"),
+    "wrong_shape": (Result.PROTOCOL_ERROR, 200, "protocol_error"),
+    "html_200": (Result.PROTOCOL_ERROR, 200, "protocol_error"),
+    "endless": (Result.PROTOCOL_ERROR, 200, "protocol_error"),
+    "rt_forbidden": (Result.OK, 200, ""),
+    "rest_missing_scopes": (Result.INSUFFICIENT_PERMISSIONS, 401, "missing_scopes"),
+}
+
+REALTIME_EXPECTED: dict[str, tuple[Result, int, int | None]] = {
+    "ok": (Result.OK, 101, 1000),
+    "invalid_api_key": (Result.INVALID_API_KEY, 101, 3000),
+    "account_deactivated": (Result.ACCOUNT_DEACTIVATED, 101, 3000),
+    "mismatched_organization": (Result.MISMATCHED_ORGANIZATION, 101, 3000),
+    "insufficient_quota": (Result.OK, 101, 1000),
+    "rate_limited": (Result.OK, 101, 1000),
+    "unsupported_region": (Result.UNSUPPORTED_REGION, 403, None),
+    "server_error": (Result.SERVER_ERROR, 101, 1011),
+    "overloaded": (Result.SERVER_ERROR, 503, None),
+    "bad_gateway": (Result.SERVER_ERROR, 502, None),
+    "hang": (Result.TIMEOUT, 0, None),
+    "reset": (Result.CONNECTION_ERROR, 0, None),
+    "rt_missing_scopes": (Result.INSUFFICIENT_PERMISSIONS, 101, 3000),
+    "rt_forbidden": (Result.MODEL_NOT_FOUND, 403, None),
+    "rt_azure_400": (Result.MODEL_NOT_FOUND, 400, None),
+    "rt_html_502": (Result.SERVER_ERROR, 502, None),
+    "rt_session_expired": (Result.SERVER_ERROR, 101, 1001),
+    "rt_drop": (Result.CONNECTION_ERROR, 101, 1006),
+    "rt_silent": (Result.TIMEOUT, 101, None),
+    "rt_silent_update": (Result.TIMEOUT, 101, None),
+    "rt_binary": (Result.PROTOCOL_ERROR, 101, None),
+    "rt_garbage": (Result.PROTOCOL_ERROR, 101, None),
+    "rt_unknown_close": (Result.OTHER, 101, 4999),
+    "rt_unexpected_event": (Result.PROTOCOL_ERROR, 101, None),
+    "rt_flood": (Result.PROTOCOL_ERROR, 101, None),
+    "rest_missing_scopes": (Result.OK, 101, 1000),
+}
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[RunningSimulator]:
+    running = await start_simulator()
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+def key_config(simulator: RunningSimulator, **overrides: object) -> KeyConfig:
+    settings: dict[str, object] = {
+        "name": "test",
+        "source": KeySource(SourceKind.ENV, "UNUSED"),
+        "base_url": simulator.base_url,
+        "timeout": 1.0,
+        "interval": 60.0,
+    }
+    settings.update(overrides)
+    return KeyConfig(**settings)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("scenario", sorted(REST_EXPECTED))
+async def test_rest_probe_classifies_scenario(simulator: RunningSimulator, scenario: str) -> None:
+    expected, status, code = REST_EXPECTED[scenario]
+    prober = RestProber()
+    try:
+        result = await prober.probe(key_config(simulator), make_key(scenario))
+    finally:
+        await prober.aclose()
+    assert (result.result, result.http_status, result.error_code) == (expected, status, code), result
+    assert result.probe == "rest"
+    assert result.duration > 0
+    if status:
+        assert {"connect", "first_byte", "transfer"} <= set(result.phases), result.phases
+    if expected is Result.TIMEOUT:
+        assert 0.9 <= result.duration < 1.6
+
+
+async def test_rest_probe_reports_ratelimit_and_retry_after(simulator: RunningSimulator) -> None:
+    prober = RestProber()
+    try:
+        limited = await prober.probe(key_config(simulator), make_key("rate_limited", 37))
+        ok = await prober.probe(key_config(simulator), make_key("ok"))
+    finally:
+        await prober.aclose()
+    assert limited.retry_after == 37
+    assert limited.ratelimit["remaining_requests"] == 0
+    assert ok.request_id.startswith("req_")
+    assert ok.ratelimit["limit_requests"] > 0
+
+
+async def test_rest_probe_timing_includes_server_delay(simulator: RunningSimulator) -> None:
+    prober = RestProber()
+    try:
+        result = await prober.probe(key_config(simulator), make_key("slow", 300))
+    finally:
+        await prober.aclose()
+    assert result.result is Result.OK
+    assert 0.3 <= result.duration < 0.6
+    assert 0.29 <= result.phases["first_byte"] < 0.6
+
+
+async def test_rest_probe_sends_organization_and_project(simulator: RunningSimulator) -> None:
+    prober = RestProber()
+    config = key_config(simulator, organization="org-abc", project="proj_abc")
+    try:
+        result = await prober.probe(config, make_key("ok"))
+    finally:
+        await prober.aclose()
+    assert result.result is Result.OK
+
+
+async def test_rest_probe_connection_refused_is_classified() -> None:
+    prober = RestProber()
+    config = KeyConfig(
+        name="t", source=KeySource(SourceKind.ENV, "X"), base_url="http://127.0.0.1:9/v1", timeout=1.0
+    )
+    try:
+        result = await prober.probe(config, make_key("ok"))
+    finally:
+        await prober.aclose()
+    assert result.result is Result.CONNECTION_ERROR
+
+
+@pytest.mark.parametrize("scenario", sorted(REALTIME_EXPECTED))
+async def test_realtime_probe_classifies_scenario(
+    simulator: RunningSimulator, scenario: str
+) -> None:
+    expected, status, close_code = REALTIME_EXPECTED[scenario]
+    result = await RealtimeProber().probe(key_config(simulator), make_key(scenario))
+    assert (result.result, result.http_status) == (expected, status), result
+    if close_code is not None:
+        assert result.close_code == close_code, result
+    if expected is Result.OK:
+        assert set(result.phases) == {"connect", "session_created", "session_updated"}
+        assert result.error_code == ""
+    else:
+        assert result.error_code
+
+
+async def test_realtime_invalid_key_reports_openai_error_code(simulator: RunningSimulator) -> None:
+    result = await RealtimeProber().probe(key_config(simulator), make_key("invalid_api_key"))
+    assert result.error_code == "invalid_api_key"
+    assert "Incorrect API key provided" in result.message
+    assert "connect" in result.phases
+
+
+async def test_realtime_beta_shape_is_retired(simulator: RunningSimulator) -> None:
+    config = key_config(simulator, realtime=RealtimeSettings(api="beta"))
+    result = await RealtimeProber().probe(config, make_key("ok"))
+    assert result.result is Result.API_SHAPE_RETIRED
+    assert (result.close_code, result.error_code) == (4000, "beta_api_shape_disabled")
+
+
+async def test_realtime_unknown_model(simulator: RunningSimulator) -> None:
+    config = key_config(simulator, realtime=RealtimeSettings(model="gpt-nope"))
+    result = await RealtimeProber().probe(config, make_key("ok"))
+    assert result.result is Result.MODEL_NOT_FOUND
+    assert (result.close_code, result.error_code) == (4000, "invalid_model")
+
+
+async def test_realtime_delay_before_session_created_is_its_phase(
+    simulator: RunningSimulator,
+) -> None:
+    result = await RealtimeProber().probe(key_config(simulator), make_key("slow", 250))
+    assert result.result is Result.OK
+    assert 0.25 <= result.phases["session_created"] < 0.5
+    assert result.phases["connect"] < 0.2
+
+
+async def test_realtime_probe_never_bills_and_leaks_nothing(simulator: RunningSimulator) -> None:
+    """100 probes, healthy and failing: no billable event, no task or socket left behind."""
+    scenarios = ["ok", "invalid_api_key", "rt_drop", "rt_binary", "rt_silent_update", "server_error"]
+    keys = {scenario: make_key(scenario) for scenario in scenarios}
+    prober = RealtimeProber()
+    tasks_before = len(asyncio.all_tasks())
+    config = key_config(simulator, timeout=0.3)
+    for index in range(100):
+        await prober.probe(config, keys[scenarios[index % len(scenarios)]])
+    await asyncio.sleep(0.2)
+    stats = simulator.stats()
+    for key in keys.values():
+        entry = stats["keys"].get(key_id(key), {})
+        assert entry.get("billable_events", 0) == 0, entry
+    ok_events = stats["keys"][key_id(keys["ok"])]["client_events"]
+    assert set(ok_events) == {"session.update"}, ok_events
+    assert len(asyncio.all_tasks()) <= tasks_before
+    assert _open_client_sockets(simulator.port) == 0
+
+
+def _open_client_sockets(port: int) -> int:
+    """Established TCP connections from us to the simulator's port, read from /proc."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            remote_port = int(fields[2].split(":")[1], 16)
+            if remote_port == port and fields[3] == "01":  # 01: ESTABLISHED
+                count += 1
+    return count
