@@ -8,17 +8,27 @@ import contextlib
 import logging
 import platform
 import signal
+import socket
 import ssl
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from aiohttp import web
 
 from exporter import __version__
-from exporter.config import ConfigError
+from exporter.config import Config, ConfigError
 from exporter.logs import FORMATS, LEVELS, setup_logging
 from exporter.server import create_app
-from exporter.service import Exporter, read_config
+from exporter.service import Exporter, KeyFilter, read_config
+from exporter.sharding import resolve_shard, shard_for
+from exporter.webconfig import (
+    WebConfigError,
+    WebConfigWatcher,
+    auth_middleware,
+    load_web_config,
+    ssl_context,
+)
 
 log = logging.getLogger("exporter.cli")
 DEFAULT_LISTEN = ":10077"
@@ -83,6 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow POST /-/reload",
     )
+    parser.add_argument(
+        "--shard.index",
+        dest="shard_index",
+        type=int,
+        metavar="N",
+        help="this replica's shard (default: the pod's StatefulSet ordinal)",
+    )
+    parser.add_argument(
+        "--shard.total",
+        dest="shard_total",
+        type=int,
+        default=1,
+        metavar="N",
+        help="replicas sharing the keys; each probes the keys whose name hashes to it",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = commands.add_parser("check", help="probe every key once, now, and print the checklist")
     _common(check)
@@ -126,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(args.listen_address)
     if args.config_check:
-        return config_check(args.config_file)
+        return config_check(args.config_file, args.web_config_file)
     return serve(args)
 
 
@@ -148,21 +173,39 @@ def run_simulator(address: tuple[str | None, int], cert: str | None, key: str | 
     return 0
 
 
-def config_check(path: str | None) -> int:
+def config_check(path: str | None, web_config_path: str | None = None) -> int:
     try:
         config = read_config(path)
-    except ConfigError as error:
+        if web_config_path:
+            load_web_config(web_config_path)
+    except (ConfigError, WebConfigError) as error:
         print(f"configuration is invalid: {error}", file=sys.stderr)
         return 1
     print(f"configuration is valid: {config.source}: {len(config.keys)} keys")
     return 0
 
 
-def serve(args: argparse.Namespace, exporter: Exporter | None = None) -> int:
-    exporter = exporter or Exporter(args.config_file)
+def shard_filter(index: int, total: int) -> KeyFilter:
+    def only_this_shard(config: Config) -> Config:
+        keys = tuple(key for key in config.keys if shard_for(key.name, total) == index)
+        return replace(config, keys=keys)
+
+    return only_this_shard
+
+
+def serve(args: argparse.Namespace) -> int:
+    try:
+        index, total = resolve_shard(args.shard_index, args.shard_total, socket.gethostname())
+        watcher = WebConfigWatcher(args.web_config_file)
+    except (ValueError, WebConfigError) as error:
+        log.error("cannot start", extra={"fields": {"error": str(error)}})
+        return 1
+    exporter = Exporter(args.config_file, shard_filter(index, total) if total > 1 else None)
+    exporter.metrics.set_shard(index, total)
     try:
         config = exporter.load()
     except ConfigError as error:
+        exporter.metrics.config_loaded(False)
         log.error("configuration is invalid", extra={"fields": {"error": str(error)}})
         return 1
     log.info(
@@ -174,7 +217,11 @@ def serve(args: argparse.Namespace, exporter: Exporter | None = None) -> int:
     try:
         asyncio.run(
             serve_until_stopped(
-                exporter, args.listen_address, args.telemetry_path, args.enable_lifecycle
+                exporter,
+                args.listen_address,
+                args.telemetry_path,
+                args.enable_lifecycle,
+                watcher,
             )
         )
     except OSError as error:
@@ -188,13 +235,17 @@ async def serve_until_stopped(
     listen_address: tuple[str | None, int],
     telemetry_path: str = "/metrics",
     enable_lifecycle: bool = False,
+    web_config: WebConfigWatcher | None = None,
 ) -> None:
     """Serve a loaded exporter until SIGTERM or SIGINT; SIGHUP reloads its configuration."""
     host, port = listen_address
-    app = create_app(exporter, telemetry_path, enable_lifecycle)
+    watcher = web_config or WebConfigWatcher(None)
+    app = create_app(exporter, telemetry_path, enable_lifecycle, [auth_middleware(watcher)])
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host=host, port=port, reuse_address=True)
+    site = web.TCPSite(
+        runner, host=host, port=port, reuse_address=True, ssl_context=ssl_context(watcher.config)
+    )
     await site.start()
     exporter.start()
     log.info("listening", extra={"fields": {"address": f"{host or ''}:{port}"}})
