@@ -56,6 +56,7 @@ def summary_stats() -> list[dashboard_builders.Panel]:
             [instant_query(f"max({selector('openai_key_valid', *_SEL)})", "valid")],
             mappings=panels.valid_mappings(),
             panel_thresholds=thresholds("red", (1, "green")),
+            runbook_anchors=(runbook.INVALID_ANCHOR,),
         ),
         panels.stat_panel(
             "Fingerprint",
@@ -91,6 +92,7 @@ def summary_stats() -> list[dashboard_builders.Panel]:
             ],
             text_field="issue",
             panel_thresholds=thresholds("orange"),
+            runbook_anchors=(runbook.FORMAT_ANCHOR,),
         ),
     ]
 
@@ -123,6 +125,10 @@ def probes_table() -> dashboard_builders.Panel:
                 ),
             ],
             height=6,
+            runbook_anchors=(
+                runbook.OK_ANCHOR,
+                runbook.GENERAL_ANCHOR,
+            ),
         )
         .with_transformation(
             panels.organize(
@@ -210,6 +216,7 @@ def timeseries_panels() -> list[tuple[str, list[dashboard_builders.Panel]]]:
         "s",
         width=8,
         panel_thresholds=thresholds("green", (2.5, "orange"), (5, "red")),
+        runbook_anchors=(runbook.LATENCY_ANCHOR,),
     )
     phases = [
         panels.timeseries_panel(
@@ -246,6 +253,7 @@ def timeseries_panels() -> list[tuple[str, list[dashboard_builders.Panel]]]:
             width=8,
             bars=True,
             stacked=True,
+            runbook_anchors=(runbook.GENERAL_ANCHOR,),
         ),
         panels.timeseries_panel(
             "Realtime close codes",
@@ -263,6 +271,7 @@ def timeseries_panels() -> list[tuple[str, list[dashboard_builders.Panel]]]:
             width=8,
             bars=True,
             stacked=True,
+            runbook_anchors=(runbook.REALTIME_ANCHOR,),
         ),
         panels.timeseries_panel(
             "HTTP status and close code",
@@ -316,6 +325,7 @@ def timeseries_panels() -> list[tuple[str, list[dashboard_builders.Panel]]]:
             ],
             "reqpm",
             width=8,
+            runbook_anchors=(runbook.RATE_LIMITED_ANCHOR,),
         ),
     ]
     return [

@@ -51,6 +51,10 @@ def keys_table() -> dashboard_builders.Panel:
                 ),
             ],
             height=10,
+            runbook_anchors=(
+                runbook.OK_ANCHOR,
+                runbook.GENERAL_ANCHOR,
+            ),
         )
         .with_transformation(
             panels.organize(
@@ -143,6 +147,7 @@ def summary_stats() -> list[dashboard_builders.Panel]:
             "from a deactivated account. Runbook: key-invalid.",
             [instant_query(count(f"{selector('openai_key_valid', *_SEL)} == 0"), "invalid")],
             panel_thresholds=thresholds("green", (1, "red")),
+            runbook_anchors=(runbook.INVALID_ANCHOR,),
         ),
         panels.stat_panel(
             "Failing keys",
@@ -155,6 +160,7 @@ def summary_stats() -> list[dashboard_builders.Panel]:
                 )
             ],
             panel_thresholds=thresholds("green", (1, "red")),
+            runbook_anchors=(runbook.GENERAL_ANCHOR,),
         ),
         panels.stat_panel(
             "Key format issues",
@@ -167,6 +173,7 @@ def summary_stats() -> list[dashboard_builders.Panel]:
                 )
             ],
             panel_thresholds=thresholds("green", (1, "orange")),
+            runbook_anchors=(runbook.FORMAT_ANCHOR,),
         ),
         panels.stat_panel(
             "Upstream requests / min",
@@ -180,6 +187,7 @@ def summary_stats() -> list[dashboard_builders.Panel]:
             ],
             unit="reqpm",
             panel_thresholds=thresholds("blue"),
+            runbook_anchors=(runbook.RATE_LIMITED_ANCHOR,),
         ),
         panels.stat_panel(
             "Exporter version",
@@ -236,6 +244,7 @@ def latency_panels() -> list[dashboard_builders.Panel]:
             "s",
             width=8,
             panel_thresholds=thresholds("green", (2.5, "orange"), (5, "red")),
+            runbook_anchors=(runbook.LATENCY_ANCHOR,),
         ),
         *phases,
     ]
@@ -257,6 +266,7 @@ def failure_panels() -> list[dashboard_builders.Panel]:
             "short",
             bars=True,
             stacked=True,
+            runbook_anchors=(runbook.GENERAL_ANCHOR,),
         ),
         panels.timeseries_panel(
             "Realtime close codes",
@@ -272,6 +282,7 @@ def failure_panels() -> list[dashboard_builders.Panel]:
             "short",
             bars=True,
             stacked=True,
+            runbook_anchors=(runbook.REALTIME_ANCHOR,),
         ),
         panels.timeseries_panel(
             "Consecutive failures",
@@ -285,6 +296,7 @@ def failure_panels() -> list[dashboard_builders.Panel]:
             ],
             "short",
             panel_thresholds=thresholds("green", (1, "orange"), (3, "red")),
+            runbook_anchors=(runbook.GENERAL_ANCHOR,),
         ),
         panels.timeseries_panel(
             "Time since last probe run",
@@ -299,6 +311,7 @@ def failure_panels() -> list[dashboard_builders.Panel]:
             ],
             "s",
             panel_thresholds=thresholds("green", (300, "orange"), (900, "red")),
+            runbook_anchors=(runbook.STALE_ANCHOR,),
         ),
     ]
 
@@ -323,6 +336,7 @@ def budget_panels() -> list[dashboard_builders.Panel]:
             "percentunit",
             max_value=1,
             panel_thresholds=thresholds("red", (0.1, "orange"), (0.25, "green")),
+            runbook_anchors=(runbook.RATE_LIMITED_ANCHOR,),
         ),
         panels.timeseries_panel(
             "Upstream requests per minute",
@@ -336,6 +350,7 @@ def budget_panels() -> list[dashboard_builders.Panel]:
                 )
             ],
             "reqpm",
+            runbook_anchors=(runbook.RATE_LIMITED_ANCHOR,),
         ),
     ]
 

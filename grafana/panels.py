@@ -169,6 +169,7 @@ def timeseries_panel(
     min_value: float | None = 0,
     max_value: float | None = None,
     panel_thresholds: dashboard_builders.ThresholdsConfig | None = None,
+    runbook_anchors: Sequence[str] = (),
 ) -> timeseries.Panel:
     panel = (
         timeseries.Panel()
@@ -206,6 +207,8 @@ def timeseries_panel(
     if bars:
         panel = panel.draw_style(common.GraphDrawStyle.BARS)
     panel = panel.thresholds(panel_thresholds or thresholds("green"))
+    if runbook_anchors:
+        panel = panel.links(runbook_links(*runbook_anchors))
     return panel
 
 
@@ -221,6 +224,7 @@ def stat_panel(
     mappings: list[dashboard_models.ValueMapping] | None = None,
     text_field: str | None = None,
     links: list[dict[str, object]] | None = None,
+    runbook_anchors: Sequence[str] = (),
 ) -> stat.Panel:
     """A stat; with `text_field`, it shows that label of an instant table query as text."""
     reduce = common_builders.ReduceDataOptions().calcs(["lastNotNull"])
@@ -252,6 +256,8 @@ def stat_panel(
                 .properties([dashboard_models.DynamicConfigValue(id_val="links", value=links)])
             ]
         )
+    if runbook_anchors:
+        panel = panel.links(runbook_links(*runbook_anchors))
     return panel
 
 
@@ -262,9 +268,10 @@ def table_panel(
     *,
     width: int = 24,
     height: int = 8,
+    runbook_anchors: Sequence[str] = (),
 ) -> table.Panel:
     """A table of instant queries merged into one row per common label set."""
-    return (
+    panel = (
         table.Panel()
         .title(title)
         .description(description)
@@ -281,6 +288,9 @@ def table_panel(
         .inspect(False)
         .with_transformation(dashboard_models.DataTransformerConfig(id_val="merge", options={}))
     )
+    if runbook_anchors:
+        panel = panel.links(runbook_links(*runbook_anchors))
+    return panel
 
 
 def organize(
@@ -295,6 +305,16 @@ def organize(
             "renameByName": renames,
         },
     )
+
+
+def runbook_links(*anchors: str) -> list[dashboard_builders.DashboardLink]:
+    """Panel links (the panel header's link menu) to runbook sections."""
+    return [
+        dashboard_builders.DashboardLink(f"Runbook: {anchor}")
+        .url(runbook.link(anchor))
+        .target_blank(True)
+        for anchor in anchors
+    ]
 
 
 def row(title: str) -> dashboard_builders.Row:

@@ -10,7 +10,14 @@ RUNBOOK_URL = "https://github.com/openai-key-exporter/openai-key-exporter/blob/m
 RUNBOOK_VARIABLE = "runbook_url"
 
 # Sections the dashboards link to directly, not through a result class.
-GENERAL_ANCHOR = "probe-failing"
+GENERAL_ANCHOR = "probe-failing"  # any failing probe; also the class of codes we cannot place
+OK_ANCHOR = "checklist"  # an ok result needs no fix: link to checking a key by hand
+INVALID_ANCHOR = RESULTS[Result.INVALID_API_KEY].runbook_anchor
+RATE_LIMITED_ANCHOR = RESULTS[Result.RATE_LIMITED].runbook_anchor
+FORMAT_ANCHOR = "key-format-issue"
+STALE_ANCHOR = "probes-stale"
+LATENCY_ANCHOR = "latency-high"
+REALTIME_ANCHOR = "realtime-refused"
 
 # Error codes of openai_probe_errors_total that are neither a Result value nor an OpenAI code in
 # classify.ERROR_CODES (see classify.KNOWN_ERROR_CODES), and the class each stands for.
@@ -23,8 +30,13 @@ _EXTRA_CODE_RESULTS: dict[str, Result] = {
 }
 
 
+def link(anchor: str) -> str:
+    """A link to one runbook section, through the dashboard's `runbook_url` variable."""
+    return f"${{{RUNBOOK_VARIABLE}}}#{anchor}"
+
+
 def fragment(anchor: str) -> str:
-    """What a query's runbook label holds: `#anchor`, or `#` (the runbook's top) for none.
+    """What a query's runbook label holds: `#anchor`.
 
     Never empty, because label_replace drops a label set to "" and a data link reading a
     missing field is left uninterpolated.
@@ -38,9 +50,8 @@ def field_link(label: str) -> str:
 
 
 def result_anchors() -> dict[str, str]:
-    """Each result class (openai_probe_result's `result` label) and its runbook section; "" for
-    ok, which has none."""
-    return {result.value: info.runbook_anchor for result, info in RESULTS.items()}
+    """Each result class (openai_probe_result's `result` label) and its runbook section."""
+    return {result.value: info.runbook_anchor or OK_ANCHOR for result, info in RESULTS.items()}
 
 
 def code_anchors() -> dict[str, str]:

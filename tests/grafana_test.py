@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
@@ -27,6 +23,15 @@ from grafana_foundation_sdk.models.dashboard import Dashboard
 from exporter.classify import Result
 from grafana import generate, panels, runbook
 from tests.conftest import require_tool
+from tests.harness import (
+    Process,
+    free_port,
+    start_exporter_process,
+    start_simulator_process,
+    wait_http,
+    write_config,
+    write_key,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 GRAFANA = REPO / "grafana"
@@ -234,8 +239,7 @@ def test_runbook_links_point_at_existing_sections() -> None:
     anchors = set(_STATIC_RUNBOOK_LINK.findall(text))
     anchors |= set(_FRAGMENT.findall(" ".join(every_expr())))
     anchors |= set(runbook.result_anchors().values()) | set(runbook.code_anchors().values())
-    anchors.discard("")  # `#` alone: the top of the runbook, for results that need no fix
-    assert anchors, "the dashboards link to no runbook section"
+    assert anchors and "" not in anchors, "a runbook link without a section"
     assert RUNBOOK.is_file(), f"{RUNBOOK.relative_to(REPO)} is missing; the dashboards link to it"
     defined = _ANCHOR.findall(RUNBOOK.read_text(encoding="utf-8"))
     missing = sorted(anchors - set(defined))
@@ -349,69 +353,6 @@ def substitute(expr: str, *, key: str, job: str = ".*") -> str:
     return expr
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Process:
-    """A child process with its output in a file, for the failure message."""
-
-    def __init__(self, name: str, argv: list[str], workdir: Path) -> None:
-        self.name = name
-        self.log = workdir / f"{name}.log"
-        with self.log.open("wb") as out:
-            self.popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        self.popen.terminate()
-        try:
-            self.popen.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
-
-
-def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback)
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
-def wait_until_ready(process: Process, url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.popen.poll() is not None:
-            pytest.fail(f"{process.name} exited early:\n{process.output()}")
-        try:
-            if http_get(url, timeout=1)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"{process.name} not ready at {url} within {timeout}s:\n{process.output()}")
-
-
-def wait_for_port(process: Process, port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.popen.poll() is not None:
-            pytest.fail(f"{process.name} exited early:\n{process.output()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"{process.name} not listening on {port} within {timeout}s:\n{process.output()}")
-
-
 @dataclass
 class Stack:
     prometheus: str  # base URL
@@ -419,15 +360,15 @@ class Stack:
     processes: list[Process]
 
     def query(self, expr: str) -> list[dict[str, Any]]:
-        url = f"{self.prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        status, body = http_get(url)
-        answer = json.loads(body)
-        assert status == 200 and answer["status"] == "success", f"{expr}\n-> {answer}"
+        response = httpx.get(f"{self.prometheus}/api/v1/query", params={"query": expr})
+        answer = response.json()
+        assert response.status_code == 200, f"{expr}\n-> {answer}"
+        assert answer["status"] == "success", f"{expr}\n-> {answer}"
         result: list[dict[str, Any]] = answer["data"]["result"]
         return result
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.output()}" for p in self.processes)
+        return "\n".join(f"--- {p.args[0]}\n{p.output()[-4000:]}" for p in self.processes)
 
 
 @pytest.fixture(scope="module")
@@ -436,85 +377,51 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     from exporter.simulator.scenarios import make_key
 
     workdir = tmp_path_factory.mktemp("grafana-live")
-    sim_port, exporter_port, prometheus_port = free_port(), free_port(), free_port()
-    keys = []
-    for name, (scenario, arg) in LIVE_KEYS.items():
-        key_file = workdir / f"{name}.key"
-        key_file.write_text(make_key(scenario, arg))
-        key_file.chmod(0o600)
-        keys.append({"name": name, "api_key_file": str(key_file)})
-    config = {
-        "defaults": {
-            "base_url": f"http://127.0.0.1:{sim_port}/v1",
-            "interval": "2s",
-            "timeout": "2s",
-            "probes": ["rest", "realtime"],
-        },
-        "keys": keys,
-    }
-    (workdir / "exporter.yml").write_text(yaml.safe_dump(config))
-    (workdir / "prometheus.yml").write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "scrape_configs": [
-                    {
-                        "job_name": SCRAPE_JOB,
-                        "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
-                    }
-                ],
-            }
-        )
-    )
     processes: list[Process] = []
     try:
-        simulator = Process(
-            "simulator",
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "simulate",
-                "--web.listen-address",
-                f"127.0.0.1:{sim_port}",
-            ],
-            workdir,
-        )
+        simulator, base_url = start_simulator_process(workdir)
         processes.append(simulator)
-        wait_for_port(simulator, sim_port)
-        exporter = Process(
-            "exporter",
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "--config.file",
-                str(workdir / "exporter.yml"),
-                "--web.listen-address",
-                f"127.0.0.1:{exporter_port}",
-            ],
-            workdir,
-        )
+        keys = [
+            {"name": name, "api_key_file": str(write_key(workdir, name, make_key(*scenario)))}
+            for name, scenario in LIVE_KEYS.items()
+        ]
+        config = write_config(workdir / "exporter.yml", base_url, keys, timeout="2s")
+        exporter, exporter_url = start_exporter_process(config, workdir)
         processes.append(exporter)
-        wait_until_ready(exporter, f"http://127.0.0.1:{exporter_port}/-/ready")
+        prometheus_config = workdir / "prometheus.yml"
+        prometheus_config.write_text(
+            yaml.safe_dump(
+                {
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "scrape_configs": [
+                        {
+                            "job_name": SCRAPE_JOB,
+                            "static_configs": [{"targets": [exporter_url.split("//")[1]]}],
+                        }
+                    ],
+                }
+            )
+        )
+        port = free_port()
         prometheus = Process(
-            "prometheus",
             [
                 prometheus_bin,
-                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--config.file={prometheus_config}",
                 f"--storage.tsdb.path={workdir / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{prometheus_port}",
+                f"--web.listen-address=127.0.0.1:{port}",
             ],
-            workdir,
-        )
+            workdir / "prometheus.log",
+        ).start()
         processes.append(prometheus)
-        base = f"http://127.0.0.1:{prometheus_port}"
-        wait_until_ready(prometheus, f"{base}/-/ready")
-        live = Stack(base, f"http://127.0.0.1:{exporter_port}", processes)
-        # Enough scrapes for rate() and several probe runs (every 2s) for every key.
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/-/ready", process=prometheus)
+        live = Stack(base, exporter_url, processes)
+        # Enough scrapes for rate() over 1m, and several probe runs (every 2s) of every key.
+        enough = (
+            f'min(count_over_time(openai_probe_requests_total{{job="{SCRAPE_JOB}"}}[1m])) >= 12'
+        )
         deadline = time.monotonic() + 60
-        enough = 'min(count_over_time(openai_probe_requests_total{job="%s"}[1m])) >= 12'
-        while not live.query(enough % SCRAPE_JOB):
+        while not live.query(enough):
             if time.monotonic() > deadline:
                 pytest.fail(f"Prometheus did not collect enough scrapes:\n{live.logs()}")
             time.sleep(1)
@@ -555,12 +462,11 @@ def test_every_query_returns_data(stack: Stack) -> None:
 @pytest.mark.e2e
 def test_variables_have_values(stack: Stack) -> None:
     def label_values(label: str, match: str) -> list[str]:
-        url = f"{stack.prometheus}/api/v1/label/{label}/values?" + urllib.parse.urlencode(
-            {"match[]": match}
+        response = httpx.get(
+            f"{stack.prometheus}/api/v1/label/{label}/values", params={"match[]": match}
         )
-        status, body = http_get(url)
-        assert status == 200, body
-        values: list[str] = json.loads(body)["data"]
+        assert response.status_code == 200, response.text
+        values: list[str] = response.json()["data"]
         return values
 
     assert label_values("job", "openai_key_exporter_build_info") == [SCRAPE_JOB]
@@ -576,7 +482,7 @@ def test_runbook_labels_match_the_results(stack: Stack) -> None:
     (table,) = [p for p in overview["panels"] if p["title"] == "Keys"]
     rest = next(t["expr"] for t in table["targets"] if t["refId"] == "C")
     rows = {row["metric"]["key"]: row["metric"] for row in stack.query(substitute(rest, key=".*"))}
-    assert rows["good"]["rest"] == "ok" and rows["good"]["rest_runbook"] == "#"
+    assert rows["good"]["rest"] == "ok" and rows["good"]["rest_runbook"] == "#checklist"
     assert rows["bad"]["rest"] == "invalid_api_key"
     assert rows["bad"]["rest_runbook"] == "#key-invalid"
     assert rows["limited"]["rest_runbook"] == "#rate-limited"
@@ -590,8 +496,8 @@ def test_runbook_labels_match_the_results(stack: Stack) -> None:
 
 @pytest.mark.e2e
 def test_scraped_metrics_match_the_list(stack: Stack) -> None:
-    status, body = http_get(f"{stack.exporter}/metrics")
-    assert status == 200
-    families = set(re.findall(r"^# TYPE (\S+) ", body.decode(), flags=re.MULTILINE))
+    response = httpx.get(f"{stack.exporter}/metrics")
+    assert response.status_code == 200
+    families = set(re.findall(r"^# TYPE (\S+) ", response.text, flags=re.MULTILINE))
     used_and_absent = EXPORTED_METRICS - families - set(EXPECTED_ABSENT_METRICS)
     assert not used_and_absent, f"the exporter does not expose: {sorted(used_and_absent)}"
