@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Every test, on a fresh Debian machine: installs what the tests need, then lint, types, tests.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k probes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/bootstrap.sh
+
+debian=()
+command -v promtool >/dev/null || debian+=(prometheus)
+command -v amtool >/dev/null || debian+=(prometheus-alertmanager)
+command -v prometheus-blackbox-exporter >/dev/null || debian+=(prometheus-blackbox-exporter)
+apt_install "${debian[@]}"
+ensure_venv
+
+echo "== ruff" >&2
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "== mypy --strict" >&2
+.venv/bin/mypy --strict exporter
+echo "== pytest" >&2
+exec .venv/bin/pytest -p no:cacheprovider "$@"
