@@ -45,6 +45,7 @@ PROVISIONING_DIR = REPO / "grafana" / "provisioning"
 DEMO_KEYS = COMPOSE_DIR / "demo" / "keys.env"
 EXPORTER_PORT = 10077
 GENERATED = {"prometheusrule.yaml", "grafana-dashboards.yaml"}
+GENERATE_COMMAND = "python deploy/kubernetes/generate.py"
 
 # Whose work a missing file waits on, so a failure says where to look.
 OWNERS = {
@@ -511,9 +512,7 @@ def kustomize_objects(directory: Path) -> list[dict[str, Any]]:
             objects.extend(kustomize_objects(path))
         else:
             if not path.is_file() and path.name in GENERATED:
-                pytest.fail(
-                    f"{path.relative_to(REPO)} is missing: run python deploy/kubernetes/generate.py"
-                )
+                pytest.fail(f"{path.relative_to(REPO)} is missing: run {GENERATE_COMMAND}")
             assert path.is_file(), f"{directory / 'kustomization.yaml'}: {resource} is missing"
             objects.extend(load_yaml_documents(path))
     for patch in spec.get("patches", []):
@@ -549,15 +548,19 @@ def generate_check() -> subprocess.CompletedProcess[str]:
 
 
 def require_generated() -> None:
+    """The generated manifests exist (whether they are current is one test of its own)."""
     require_file(RULES_FILE)
     require_file(DASHBOARDS_DIR)
-    result = generate_check()
-    if result.returncode != 0:
-        pytest.fail(f"deploy/kubernetes/generate.py --check: {result.stderr.strip()}")
+    for name in sorted(GENERATED):
+        if not (BASE / name).is_file():
+            pytest.fail(f"deploy/kubernetes/base/{name} is missing: run {GENERATE_COMMAND}")
 
 
 def test_generated_manifests_are_up_to_date() -> None:
     require_generated()
+    result = generate_check()
+    if result.returncode != 0:
+        pytest.fail(f"deploy/kubernetes/generate.py --check: {result.stderr.strip()}")
 
 
 @pytest.mark.parametrize("directory", [BASE, SHARDED], ids=["base", "sharded"])
@@ -755,7 +758,11 @@ def test_dashboard_configmaps_hold_every_dashboard() -> None:
         assert configmap["kind"] == "ConfigMap"
         assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
         held.update(configmap["data"])
-    assert held == {path.name: path.read_text(encoding="utf-8") for path in files}
+    assert sorted(held) == [path.name for path in files]
+    for path in files:
+        assert held[path.name] == path.read_text(encoding="utf-8"), (
+            f"grafana-dashboards.yaml holds an old {path.name}: run {GENERATE_COMMAND}"
+        )
     for text in held.values():
         json.loads(text)
         # Client-side `kubectl apply` keeps a copy in an annotation limited to 256 KiB.
