@@ -123,11 +123,16 @@ def _string(value: object) -> str:
     return value
 
 
-def _url(value: object) -> str:
+def _url(value: object, schemes: str = "https?") -> str:
     text = _string(value)
-    if not re.match(r"^(https?|wss?)://[^/\s]+", text):
-        raise ValueError(f"{text!r} is not an http(s) URL")
+    if not re.match(rf"^({schemes})://[^/\s]+", text):
+        kind = "a ws(s)" if schemes.startswith("ws") else "an http(s)"
+        raise ValueError(f"{text!r} is not {kind} URL")
     return text.rstrip("/")
+
+
+def _ws_url(value: object) -> str:
+    return _url(value, "wss?")
 
 
 def _probe_list(value: object) -> tuple[str, ...]:
@@ -181,7 +186,7 @@ def _settings(fields: _Fields, inherited: KeyConfig) -> dict[str, Any]:
     realtime_settings = RealtimeSettings(
         model=realtime.get("model", _string, base.model, "name a Realtime model"),
         api=realtime.get("api", _choice(REALTIME_APIS), base.api, "use ga or beta"),
-        url=realtime.get("url", _url, base.url, "use a ws:// or wss:// URL"),
+        url=realtime.get("url", _ws_url, base.url, "use a ws:// or wss:// URL"),
         interval=realtime.get("interval", parse_duration, base.interval, _DURATION_FIX),
     )
     ca_file = tls.get("ca_file", _string, inherited.tls_ca_file, "give a PEM file path")
