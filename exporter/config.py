@@ -90,7 +90,11 @@ class _Fields:
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
-            raise self.error("", f"must be a mapping, got {type(data).__name__}", "")
+            raise self.error(
+                "",
+                f"must be a mapping, got {type(data).__name__}",
+                "write it as `field: value` lines",
+            )
         unknown = sorted(set(map(str, data)) - allowed)
         if unknown:
             raise self.error(
@@ -166,6 +170,8 @@ _SETTING_FIELDS = {
 }
 _SOURCE_FIELDS = {"api_key_env", "api_key_file", "dotenv", "dotenv_var", "dotenv_format"}
 _DURATION_FIX = "write a duration such as 500ms, 10s or 5m"
+_VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VARIABLE_NAME_FIX = "use letters, digits and _, not starting with a digit"
 
 
 def _settings(fields: _Fields, inherited: KeyConfig) -> dict[str, Any]:
@@ -202,8 +208,12 @@ def _settings(fields: _Fields, inherited: KeyConfig) -> dict[str, Any]:
         "probes": fields.get(
             "probes", _probe_list, inherited.probes, f"list some of: {', '.join(PROBES)}"
         ),
-        "organization": fields.get("organization", _string, inherited.organization, ""),
-        "project": fields.get("project", _string, inherited.project, ""),
+        "organization": fields.get(
+            "organization", _string, inherited.organization, "give an organization ID (org-...)"
+        ),
+        "project": fields.get(
+            "project", _string, inherited.project, "give a project ID (proj_...)"
+        ),
         "realtime": realtime_settings,
         "tls_ca_file": ca_file,
     }
@@ -223,18 +233,21 @@ def _key_source(fields: _Fields) -> KeySource:
         raise fields.error("", problem, "set exactly one of api_key_env, api_key_file, dotenv")
     kind = SourceKind(given[0])
     location = fields.get(kind.value, _string, "", "give a variable name or a file path")
-    if kind is not SourceKind.DOTENV and fields.has("dotenv_var"):
-        raise fields.error("dotenv_var", "only applies with dotenv", "remove it")
+    for dotenv_only in ("dotenv_var", "dotenv_format"):
+        if kind is not SourceKind.DOTENV and fields.has(dotenv_only):
+            raise fields.error(dotenv_only, "only applies with dotenv", "remove it")
     if kind is not SourceKind.ENV and not os.path.isfile(location):
         raise fields.error(
             kind.value, f"{location} does not exist", f"set {kind.value} to a readable file"
         )
-    if kind is SourceKind.ENV and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", location):
-        raise fields.error(kind.value, f"{location!r} is not a variable name", "")
+    if kind is SourceKind.ENV and not _VARIABLE_NAME.match(location):
+        raise fields.error(kind.value, f"{location!r} is not a variable name", _VARIABLE_NAME_FIX)
     return KeySource(
         kind=kind,
         location=location,
-        dotenv_var=fields.get("dotenv_var", _string, "OPENAI_API_KEY", ""),
+        dotenv_var=fields.get(
+            "dotenv_var", _string, "OPENAI_API_KEY", "name the variable in the .env file"
+        ),
         dotenv_format=fields.get(
             "dotenv_format",
             lambda value: DotenvFormat(_choice(tuple(DotenvFormat))(value)),
