@@ -132,7 +132,7 @@ def summary_stats() -> list[dashboard_builders.Panel]:
 
     return [
         panels.stat_panel(
-            "Keys",
+            "Keys probed",
             "Keys the exporter probes (after the job and key filters).",
             [
                 instant_query(
@@ -270,8 +270,9 @@ def failure_panels() -> list[dashboard_builders.Panel]:
         ),
         panels.timeseries_panel(
             "Realtime close codes",
-            "Realtime WebSocket closes per scrape interval, by close code (1000 is a normal "
-            "close; 1008 and 4xxx carry OpenAI's reason, such as an invalid key).",
+            "Realtime WebSocket closes per scrape interval, by close code: 1000 is the probe's "
+            "own normal close; 3000 and 4xxx carry OpenAI's error (an invalid key, say), 1006 "
+            "is a dropped connection and 1011 a server error.",
             [
                 range_query(
                     "sum by (code) (increase("

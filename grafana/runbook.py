@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from exporter import classify
 from exporter.classify import ERROR_CODES, RESULTS, Result
 
-# The one place the runbook's address is set. The dashboards carry it as the hidden constant
-# variable `runbook_url`; regenerate with `--runbook-url` to point at a fork or an internal copy.
-RUNBOOK_URL = "https://github.com/openai-key-exporter/openai-key-exporter/blob/main/docs/runbook.md"
+# The runbook's address is set once, in classify.py, for the exporter and the dashboards alike.
+# The dashboards carry it as the hidden constant variable `runbook_url`; regenerate with
+# `--runbook-url` to point them at a fork or an internal copy.
+RUNBOOK_URL = classify.RUNBOOK_URL
 RUNBOOK_VARIABLE = "runbook_url"
 
 # Sections the dashboards link to directly, not through a result class.

@@ -189,6 +189,12 @@ def test_every_panel_has_a_title_and_a_description(filename: str) -> None:
 
 
 @pytest.mark.parametrize("filename", sorted(generate.DASHBOARDS))
+def test_panel_titles_are_unique(filename: str) -> None:
+    titles = [panel["title"] for panel in walk_panels(committed(filename))]
+    assert len(titles) == len(set(titles)), f"{filename}: repeated titles in {titles}"
+
+
+@pytest.mark.parametrize("filename", sorted(generate.DASHBOARDS))
 def test_panels_do_not_overlap(filename: str) -> None:
     cells: dict[tuple[int, int], str] = {}
     for panel in committed(filename)["panels"]:
@@ -317,6 +323,7 @@ LIVE_KEYS: dict[str, tuple[str, int | None]] = {
     "rtdenied": ("rt_forbidden", None),
 }
 DETAIL_KEY = "limited"  # REST fails (errors, rate-limit headers), Realtime succeeds
+READABLE_BY_OTHERS = DETAIL_KEY  # mode 0644: the key format issue file_readable_by_others
 # (dashboard uid, panel title, refId) -> why this query has no data with LIVE_KEYS.
 EXPECTED_EMPTY: dict[tuple[str, str, str], str] = {
     (
@@ -385,6 +392,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             {"name": name, "api_key_file": str(write_key(workdir, name, make_key(*scenario)))}
             for name, scenario in LIVE_KEYS.items()
         ]
+        (workdir / f"{READABLE_BY_OTHERS}.key").chmod(0o644)
         config = write_config(workdir / "exporter.yml", base_url, keys, timeout="2s")
         exporter, exporter_url = start_exporter_process(config, workdir)
         processes.append(exporter)
