@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from exporter.keys import DotenvFormat, KeySource, SourceKind
+from exporter.keys import DotenvFormat, KeySource, SourceKind, key_kind
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PROBES = ("rest", "realtime")
@@ -169,6 +169,7 @@ _SETTING_FIELDS = {
     "tls",
 }
 _SOURCE_FIELDS = {"api_key_env", "api_key_file", "dotenv", "dotenv_var", "dotenv_format"}
+_FILE_SOURCES = {"api_key_file", "dotenv"}
 _DURATION_FIX = "write a duration such as 500ms, 10s or 5m"
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VARIABLE_NAME_FIX = "use letters, digits and _, not starting with a digit"
@@ -226,6 +227,11 @@ def _settings(fields: _Fields, inherited: KeyConfig) -> dict[str, Any]:
     return settings
 
 
+def _looks_like_key(text: str) -> bool:
+    """A key pasted where its name or location belongs: never to be quoted back."""
+    return key_kind(text) != "unknown" and len(text.strip()) >= 40  # the shortest real keys
+
+
 def _key_source(fields: _Fields) -> KeySource:
     given = [name for name in ("api_key_env", "api_key_file", "dotenv") if fields.has(name)]
     if len(given) != 1:
@@ -233,6 +239,14 @@ def _key_source(fields: _Fields) -> KeySource:
         raise fields.error("", problem, "set exactly one of api_key_env, api_key_file, dotenv")
     kind = SourceKind(given[0])
     location = fields.get(kind.value, _string, "", "give a variable name or a file path")
+    for name, value in ((kind.value, location), ("dotenv_var", fields.data.get("dotenv_var"))):
+        if isinstance(value, str) and _looks_like_key(value):
+            raise fields.error(
+                name,
+                "holds what looks like an API key, not where to find one",
+                "keep the key out of the configuration: put it in a file or variable"
+                f" and set {name} to its {'path' if name in _FILE_SOURCES else 'name'}",
+            )
     for dotenv_only in ("dotenv_var", "dotenv_format"):
         if kind is not SourceKind.DOTENV and fields.has(dotenv_only):
             raise fields.error(dotenv_only, "only applies with dotenv", "remove it")
@@ -279,6 +293,12 @@ def parse_config(text: str, file: str) -> Config:
         name = fields.get("name", _string, None, "name the key: it is its label in metrics")
         if name is None:
             raise fields.error("name", "missing", "name the key: it is its label in metrics")
+        if _looks_like_key(name):
+            raise fields.error(
+                "name",
+                "looks like an API key",
+                "the name is a public label in metrics: name the key by its use, such as web",
+            )
         if not _KEY_NAME.match(name):
             raise fields.error(
                 "name",
