@@ -326,10 +326,8 @@ def class_expr(alert: Alert, sel: str) -> str:
             else f'result=~"{_regex(match.results)}"'
         )
         parts.append(f"openai_probe_result{{{_selector(sel, probe, matcher)}}} == 1")
-    if len(parts) == 1:
-        results = f"({parts[0]})"
-    else:
-        results = "(\n    " + "\n    or ".join(parts) + "\n  )"
+    joined = "\n    or ".join(parts)
+    results = f"({joined})" if len(parts) == 1 else f"(\n    {joined}\n  )"
     return (
         "max by (key, probe, result) (\n"
         f"  {results}\n"

@@ -30,7 +30,13 @@ ALERT_ANCHORS = {
 # Every troubleshooting section says these things, in this order (section markers per language).
 SECTION_PARTS = {
     RUNBOOK_EN: ["**Meaning**", "**Confirm**", "**Causes**", "**Fix**", "**Verify**"],
-    RUNBOOK_FR: ["**Signification**", "**Confirmer**", "**Causes**", "**Corriger**", "**Vérifier**"],
+    RUNBOOK_FR: [
+        "**Signification**",
+        "**Confirmer**",
+        "**Causes**",
+        "**Corriger**",
+        "**Vérifier**",
+    ],
 }
 # Sections that are not the troubleshooting of one alert or class.
 GENERAL_SECTIONS = {"checklist", "by-hand", "alerts"}
