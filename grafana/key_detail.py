@@ -35,8 +35,8 @@ def _runbook_links(label: str) -> list[dict[str, object]]:
     return [panels.data_link("Runbook: ${__value.text}", runbook.field_link(label))]
 
 
-def summary_stats() -> list[dashboard_builders.Panel]:
-    def result_stat(probe: str, title: str) -> dashboard_builders.Panel:
+def summary_stats() -> list[panels.PanelBuilder]:
+    def result_stat(probe: str, title: str) -> panels.PanelBuilder:
         return panels.stat_panel(
             f"{title} result",
             f"Result class of the last {title} probe. Anything but ok links to its runbook "
@@ -97,7 +97,7 @@ def summary_stats() -> list[dashboard_builders.Panel]:
     ]
 
 
-def probes_table() -> dashboard_builders.Panel:
+def probes_table() -> panels.PanelBuilder:
     sel = selector
     return (
         panels.table_panel(
@@ -198,7 +198,7 @@ def probes_table() -> dashboard_builders.Panel:
     )
 
 
-def timeseries_panels() -> list[tuple[str, list[dashboard_builders.Panel]]]:
+def timeseries_panels() -> list[tuple[str, list[panels.PanelBuilder]]]:
     sel = selector
     buckets = sel("openai_probe_latency_seconds_bucket", *_SEL)
     latency = panels.timeseries_panel(
@@ -238,7 +238,7 @@ def timeseries_panels() -> list[tuple[str, list[dashboard_builders.Panel]]]:
             ("realtime", "Realtime", ("connect", "session_created", "session_updated")),
         )
     ]
-    failures = [
+    failures: list[panels.PanelBuilder] = [
         panels.timeseries_panel(
             "Probe errors by code",
             "Failed probes of this key per scrape interval, by probe and error code.",
@@ -294,7 +294,7 @@ def timeseries_panels() -> list[tuple[str, list[dashboard_builders.Panel]]]:
         ),
     ]
 
-    def ratelimit(kind: str) -> dashboard_builders.Panel:
+    def ratelimit(kind: str) -> panels.PanelBuilder:
         return panels.timeseries_panel(
             f"Rate limit: {kind}",
             f"The key's per-minute {kind} limit and what was left of it after each probe, from "
@@ -354,7 +354,7 @@ def build(runbook_url: str = runbook.RUNBOOK_URL) -> dashboard_builders.Dashboar
         .with_variable(panels.key_variable(multi=False))
         .with_variable(panels.runbook_variable(runbook_url))
         .links(panels.dashboard_links(panels.DETAIL_UID))
-        .annotations(panels.annotations('key="$key"'))
+        .annotations(panels.key_annotations('key="$key"'))
     )
     for stat in summary_stats():
         board = board.with_panel(stat)

@@ -28,7 +28,7 @@ def _probe_result(probe: str, column: str) -> str:
     return f"max by (key, {column}, {column}_runbook) ({labelled})"
 
 
-def keys_table() -> dashboard_builders.Panel:
+def keys_table() -> panels.PanelBuilder:
     result_link = "{column}: ${{__value.text}} (runbook)"
     panel = (
         panels.table_panel(
@@ -126,7 +126,7 @@ def keys_table() -> dashboard_builders.Panel:
     return panel
 
 
-def summary_stats() -> list[dashboard_builders.Panel]:
+def summary_stats() -> list[panels.PanelBuilder]:
     def count(expr: str) -> str:
         return f"count({expr}) or vector(0)"
 
@@ -204,7 +204,7 @@ def summary_stats() -> list[dashboard_builders.Panel]:
     ]
 
 
-def latency_panels() -> list[dashboard_builders.Panel]:
+def latency_panels() -> list[panels.PanelBuilder]:
     buckets = selector("openai_probe_latency_seconds_bucket", *_SEL)
     quantiles = [
         range_query(
@@ -250,7 +250,7 @@ def latency_panels() -> list[dashboard_builders.Panel]:
     ]
 
 
-def failure_panels() -> list[dashboard_builders.Panel]:
+def failure_panels() -> list[panels.PanelBuilder]:
     return [
         panels.timeseries_panel(
             "Probe errors by code",
@@ -317,7 +317,7 @@ def failure_panels() -> list[dashboard_builders.Panel]:
     ]
 
 
-def budget_panels() -> list[dashboard_builders.Panel]:
+def budget_panels() -> list[panels.PanelBuilder]:
     def remaining(kind: str) -> str:
         return (
             f"min by (key) ({selector(f'openai_ratelimit_remaining_{kind}', *_SEL)}"
@@ -375,7 +375,7 @@ def build(runbook_url: str = runbook.RUNBOOK_URL) -> dashboard_builders.Dashboar
         .with_variable(panels.key_variable(multi=True))
         .with_variable(panels.runbook_variable(runbook_url))
         .links(panels.dashboard_links(panels.OVERVIEW_UID))
-        .annotations(panels.annotations('key=~"$key"'))
+        .annotations(panels.key_annotations('key=~"$key"'))
     )
     for stat in summary_stats():
         board = board.with_panel(stat)

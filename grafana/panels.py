@@ -9,11 +9,16 @@ from grafana_foundation_sdk.builders import dashboard as dashboard_builders
 from grafana_foundation_sdk.builders import prometheus, stat, table, timeseries
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dashboard_models
+from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from exporter.classify import RESULTS, Result, Validity
 from grafana import runbook
 from grafana.promql import with_mapped_label
+
+PanelBuilder = cogbuilder.Builder[dashboard_models.Panel]
+LinkBuilder = cogbuilder.Builder[dashboard_models.DashboardLink]
+AnnotationBuilderType = cogbuilder.Builder[dashboard_models.AnnotationQuery]
 
 DATASOURCE = dashboard_models.DataSourceRef(type_val="prometheus", uid="${datasource}")
 OVERVIEW_UID = "openai-key-overview"
@@ -307,7 +312,7 @@ def organize(
     )
 
 
-def runbook_links(*anchors: str) -> list[dashboard_builders.DashboardLink]:
+def runbook_links(*anchors: str) -> list[LinkBuilder]:
     """Panel links (the panel header's link menu) to runbook sections."""
     return [
         dashboard_builders.DashboardLink(f"Runbook: {anchor}")
@@ -372,7 +377,7 @@ def runbook_variable(url: str) -> dashboard_builders.ConstantVariable:
     )
 
 
-def dashboard_links(this_uid: str) -> list[dashboard_builders.DashboardLink]:
+def dashboard_links(this_uid: str) -> list[LinkBuilder]:
     other_uid, other_title = (
         (DETAIL_UID, "OpenAI key detail")
         if this_uid == OVERVIEW_UID
@@ -437,7 +442,7 @@ class AnnotationBuilder(dashboard_builders.AnnotationQuery):
         self._internal = annotation
 
 
-def annotations(key_matcher: str) -> list[AnnotationBuilder]:
+def key_annotations(key_matcher: str) -> list[AnnotationBuilderType]:
     """Key rotations (a new fingerprint for a key that existed before) and keys turning invalid."""
     info = f'openai_key_info{{job=~"$job", {key_matcher}}}'
     valid = f'openai_key_valid{{job=~"$job", {key_matcher}}}'

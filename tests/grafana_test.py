@@ -18,7 +18,7 @@ import pytest
 import yaml
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.cog.plugins import register_default_plugins
-from grafana_foundation_sdk.models.dashboard import Dashboard
+from grafana_foundation_sdk.models.dashboard import Dashboard, ValueMap
 
 from exporter.classify import Result
 from grafana import generate, panels, runbook
@@ -127,7 +127,9 @@ def every_expr() -> list[str]:
 
 
 def variable(dashboard: dict[str, Any], name: str) -> dict[str, Any]:
-    matches = [v for v in dashboard["templating"]["list"] if v["name"] == name]
+    matches: list[dict[str, Any]] = [
+        v for v in dashboard["templating"]["list"] if v["name"] == name
+    ]
     assert len(matches) == 1, f"{dashboard['uid']}: expected one variable {name!r}"
     return matches[0]
 
@@ -233,7 +235,8 @@ def test_uids_variables_and_links() -> None:
 
 def test_every_result_class_has_a_colour_and_a_runbook_section() -> None:
     mapping = panels.result_mappings()[0]
-    assert set(mapping.options) == {result.value for result in Result}  # type: ignore[union-attr]
+    assert isinstance(mapping, ValueMap)
+    assert set(mapping.options) == {result.value for result in Result}
     assert set(runbook.result_anchors()) == {result.value for result in Result}
     fragments = set(_FRAGMENT.findall(" ".join(every_expr())))
     for result, anchor in runbook.result_anchors().items():
