@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
 from grafana_foundation_sdk.builders import prometheus, stat, table, timeseries
+from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dashboard_models
-from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from exporter.classify import RESULTS, Result, Validity
