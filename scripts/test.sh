@@ -9,6 +9,7 @@ debian=()
 command -v promtool >/dev/null || debian+=(prometheus)
 command -v amtool >/dev/null || debian+=(prometheus-alertmanager)
 command -v prometheus-blackbox-exporter >/dev/null || debian+=(prometheus-blackbox-exporter)
+command -v kubectl >/dev/null || debian+=(kubectl)  # for `kubectl kustomize` of deploy/kubernetes
 apt_install "${debian[@]}"
 ensure_venv
 
