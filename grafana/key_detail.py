@@ -78,6 +78,7 @@ def summary_stats() -> list[panels.PanelBuilder]:
             "error.code or the exporter's result class), linked to its runbook section.",
             [instant_table_query(last_error, "A")],
             text_field="code",
+            no_value="none in range",
             panel_thresholds=thresholds("orange"),
             links=_runbook_links("error_runbook"),
         ),
@@ -91,6 +92,8 @@ def summary_stats() -> list[panels.PanelBuilder]:
                 )
             ],
             text_field="issue",
+            max_values=8,
+            no_value="none",
             panel_thresholds=thresholds("orange"),
             runbook_anchors=(runbook.FORMAT_ANCHOR,),
         ),

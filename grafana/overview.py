@@ -199,6 +199,7 @@ def summary_stats() -> list[panels.PanelBuilder]:
                 )
             ],
             text_field="version",
+            max_values=5,
             panel_thresholds=thresholds("blue"),
         ),
     ]

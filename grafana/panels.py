@@ -228,14 +228,17 @@ def stat_panel(
     panel_thresholds: dashboard_builders.ThresholdsConfig | None = None,
     mappings: list[dashboard_models.ValueMapping] | None = None,
     text_field: str | None = None,
+    max_values: int = 1,
+    no_value: str | None = None,
     links: list[dict[str, object]] | None = None,
     runbook_anchors: Sequence[str] = (),
 ) -> stat.Panel:
-    """A stat; with `text_field`, it shows that label of an instant table query as text."""
+    """A stat; with `text_field`, it shows that label of an instant table query as text (up to
+    `max_values` rows of it)."""
     reduce = common_builders.ReduceDataOptions().calcs(["lastNotNull"])
     if text_field is not None:
         # values=True keeps the row, so data links can read the row's other labels.
-        reduce = reduce.values(True).limit(1).fields(f"/^{text_field}$/")
+        reduce = reduce.values(True).limit(max_values).fields(f"/^{text_field}$/")
     panel = (
         stat.Panel()
         .title(title)
@@ -253,6 +256,8 @@ def stat_panel(
     )
     if mappings:
         panel = panel.mappings(mappings)
+    if no_value is not None:
+        panel = panel.no_value(no_value)
     if links:
         panel = panel.overrides(
             [
