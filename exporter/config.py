@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from exporter.keys import DotenvFormat, KeySource, SourceKind, key_kind
+from exporter.redaction import redact
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PROBES = ("rest", "realtime")
@@ -18,10 +19,18 @@ REALTIME_APIS = ("ga", "beta")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$")
+_PASTED_KEY = re.compile(r"sk-[A-Za-z0-9_-]{20,}")  # every kind of key OpenAI issues starts sk-
 
 
 class ConfigError(Exception):
-    """A configuration a person must fix; the message names the file, the field and the fix."""
+    """A configuration a person must fix; the message names the file, the field and the fix.
+
+    Messages quote the offending value back, so a key pasted into any field (base_url,
+    interval, a field name...) is shown in its redacted form only.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(_PASTED_KEY.sub(lambda match: redact(match.group()), message))
 
 
 @dataclass(frozen=True)
