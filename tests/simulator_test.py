@@ -396,6 +396,22 @@ async def test_endless_streams_until_the_client_leaves(
     assert (await get_models(client, sim, make_key("ok"))).status_code == 200
 
 
+async def test_rest_clients_may_leave_at_any_time(
+    sim: RunningSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    leaving = ["slow", "drip", "hang", "hang_body", "reset", "ok"]  # endless: its own test
+    async with httpx.AsyncClient(timeout=httpx.Timeout(1.0, read=0.1)) as http:
+        for scenario in leaving:
+            with contextlib.suppress(httpx.HTTPError):
+                await get_models(http, sim, make_key(scenario, 500 if scenario == "slow" else None))
+    await asyncio.sleep(0.6)  # the slow and drip handlers finish writing to nobody
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        assert (await get_models(http, sim, make_key("ok"))).status_code == 200
+    errors = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert errors == []
+
+
 @pytest.mark.parametrize("scenario", [name for name in SCENARIOS if name.startswith("rt_")])
 async def test_realtime_scenarios_answer_rest_ok(
     sim: RunningSimulator, client: httpx.AsyncClient, scenario: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -86,7 +87,7 @@ def _success_headers(processing_ms: int | None = None) -> dict[str, str]:
 
 
 def _ratelimit_headers(state: SimulatorState, token: str) -> dict[str, str]:
-    used = state.recent_rest_requests(token, 60.0)
+    used = state.requests_last_minute(token)
     return {
         "x-ratelimit-limit-requests": str(shapes.RATE_LIMIT_REQUESTS),
         "x-ratelimit-remaining-requests": str(max(0, shapes.RATE_LIMIT_REQUESTS - used)),
@@ -227,7 +228,8 @@ async def hang_body(call: RestCall) -> web.StreamResponse:
     response.content_type = "application/json"
     response.content_length = len(body)
     await response.prepare(call.request)
-    await response.write(body[: len(body) // 2])
+    with contextlib.suppress(ConnectionError):  # the client left; hang() ends on cancellation
+        await response.write(body[: len(body) // 2])
     await hang()
 
 
@@ -277,10 +279,13 @@ async def drip(call: RestCall) -> web.StreamResponse:
     response.content_type = "application/json"
     response.content_length = len(body)
     await response.prepare(call.request)
-    for index in range(_DRIP_PIECES):
-        if index:
-            await asyncio.sleep(step_s)
-        await response.write(body[index * size : (index + 1) * size])
+    try:
+        for index in range(_DRIP_PIECES):
+            if index:
+                await asyncio.sleep(step_s)
+            await response.write(body[index * size : (index + 1) * size])
+    except ConnectionError:
+        await hang()  # the client left: wait for aiohttp to cancel this handler
     await response.write_eof()
     return response
 

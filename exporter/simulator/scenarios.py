@@ -132,7 +132,7 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "rt_flood": Scenario(
         "200 model list",
-        "<arg> unrelated events before session.created and more before session.updated, "
+        "<arg> unrelated events before session.created and <arg>/3 before session.updated, "
         "otherwise healthy",
         default_arg=300,
     ),

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -60,6 +61,12 @@ async def _post_override(request: web.Request) -> web.StreamResponse:
 async def _delete_overrides(request: web.Request) -> web.StreamResponse:
     request.app[rest.STATE].clear_overrides()
     return web.Response(status=204)
+
+
+async def _edge_headers(request: web.Request, response: web.StreamResponse) -> None:
+    # api.openai.com sits behind Cloudflare; aiohttp's own Server header would give us away.
+    response.headers["Server"] = "cloudflare"
+    response.headers.setdefault("cf-ray", f"{secrets.token_hex(8)}-CDG")
 
 
 class RunningSimulator:
@@ -141,6 +148,7 @@ def build_app(state: SimulatorState, handlers: set[asyncio.Task[Any]]) -> web.Ap
                 handlers.discard(task)
 
     app = web.Application(middlewares=[track_handler])
+    app.on_response_prepare.append(_edge_headers)
     app[rest.STATE] = state
     app.router.add_get("/v1/models", rest.handle_models)
     app.router.add_get("/v1/models/{model}", rest.handle_models)

@@ -21,6 +21,7 @@ BILLABLE_EVENTS = frozenset(
     }
 )
 _MAX_TIMES = 100_000  # per key, so a long benchmark cannot grow memory without bound
+RATE_WINDOW_S = 60.0  # x-ratelimit-remaining-requests counts requests per minute
 
 
 def key_id(key: str) -> str:
@@ -41,6 +42,12 @@ class KeyStats:
     realtime_session_times: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=_MAX_TIMES)
     )
+    # REST requests of the last RATE_WINDOW_S, pruned as it goes so each request costs O(1)
+    last_minute: collections.deque[float] = field(default_factory=collections.deque)
+
+    def prune(self, now: float) -> None:
+        while self.last_minute and self.last_minute[0] < now - RATE_WINDOW_S:
+            self.last_minute.popleft()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -93,8 +100,11 @@ class SimulatorState:
     def record_rest(self, token: str | None) -> None:
         with self._lock:
             stats = self._stats_for(token)
+            now = time.monotonic()
             stats.rest_requests += 1
-            stats.rest_request_times.append(time.monotonic())
+            stats.rest_request_times.append(now)
+            stats.last_minute.append(now)
+            stats.prune(now)
 
     def record_realtime(self, token: str | None) -> None:
         with self._lock:
@@ -109,6 +119,15 @@ class SimulatorState:
             if event_type in BILLABLE_EVENTS:
                 stats.billable_events += 1
 
+    def requests_last_minute(self, token: str) -> int:
+        """REST requests this key made in the last minute, for x-ratelimit-remaining-requests."""
+        with self._lock:
+            stats = self._keys.get(key_id(token))
+            if stats is None:
+                return 0
+            stats.prune(time.monotonic())
+            return len(stats.last_minute)
+
     def recent_rest_requests(self, token: str | None, window_s: float) -> int:
         """How many REST requests this key made in the last `window_s` seconds."""
         since = time.monotonic() - window_s
@@ -116,7 +135,12 @@ class SimulatorState:
             stats = self._keys.get(ANONYMOUS if token is None else key_id(token))
             if stats is None:
                 return 0
-            return sum(1 for t in stats.rest_request_times if t >= since)
+            count = 0
+            for when in reversed(stats.rest_request_times):
+                if when < since:
+                    break
+                count += 1
+            return count
 
     def reset(self) -> None:
         with self._lock:
