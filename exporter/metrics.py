@@ -138,67 +138,83 @@ def _number(value: float) -> str:
 
 
 class _Lines:
-    """Samples of one key, sorted into their families."""
+    """Samples of one key, sorted into their families; labels arrive already rendered."""
+
+    __slots__ = ("by_family",)
 
     def __init__(self) -> None:
         self.by_family: list[list[str]] = [[] for _ in FAMILIES]
 
-    def add(self, family: str, labels: dict[str, str], value: float, suffix: str = "") -> None:
-        rendered = ",".join(f'{name}="{_escape(text)}"' for name, text in labels.items())
-        self.by_family[_INDEX[family]].append(f"{family}{suffix}{{{rendered}}} {_number(value)}\n")
+    def add(self, family: str, labels: str, value: float, suffix: str = "") -> None:
+        self.by_family[_INDEX[family]].append(f"{family}{suffix}{{{labels}}} {_number(value)}\n")
+
+
+def _label(name: str, text: str) -> str:
+    return f'{name}="{_escape(text)}"'
 
 
 def render_key(state: KeyState) -> list[bytes]:
     """One key's samples, one bytes block per family (empty when it has none)."""
     lines = _Lines()
-    key = {"key": state.name}
+    key = _label("key", state.name)  # rendered once, shared by every sample of the key
     if state.valid is not None:
         lines.add("openai_key_valid", key, 1 if state.valid else 0)
     identity = state.identity
-    lines.add(
-        "openai_key_info", {**key, "fingerprint": identity.fingerprint, "kind": identity.kind}, 1
-    )
+    info = f"{key},{_label('fingerprint', identity.fingerprint)},{_label('kind', identity.kind)}"
+    lines.add("openai_key_info", info, 1)
     for issue in identity.issues:
-        lines.add("openai_key_format_issue", {**key, "issue": issue}, 1)
+        lines.add("openai_key_format_issue", f"{key},{_label('issue', issue)}", 1)
     for header, value in sorted(state.ratelimit.items()):
         lines.add(f"openai_ratelimit_{header}", key, value)
     for probe, probe_state in state.probes.items():
-        _render_probe(lines, {**key, "probe": probe}, probe_state)
-    return ["".join(block).encode() for block in lines.by_family]
+        _render_probe(lines, key, probe, probe_state)
+    return [_join_encoded(block) for block in lines.by_family]
 
 
-def _render_probe(lines: _Lines, labels: dict[str, str], state: ProbeState) -> None:
+def _join_encoded(block: list[str]) -> bytes:
+    return "".join(block).encode() if block else b""
+
+
+def _render_probe(lines: _Lines, key: str, probe: str, state: ProbeState) -> None:
     last = state.last
+    labels = f"{key},{_label('probe', probe)}"
     lines.add("openai_probe_requests_total", labels, state.requests_total)
     lines.add("openai_probe_consecutive_failures", labels, state.consecutive_failures)
     for code, count in sorted(state.errors_total.items()):
-        lines.add("openai_probe_errors_total", {**labels, "code": error_code_label(code)}, count)
+        code_labels = f"{labels},{_label('code', error_code_label(code))}"
+        lines.add("openai_probe_errors_total", code_labels, count)
     if state.latency_count:
         for bound, count in zip(LATENCY_BUCKETS, state.bucket_counts, strict=True):
             lines.add(
-                "openai_probe_latency_seconds", {**labels, "le": _number(bound)}, count, "_bucket"
+                "openai_probe_latency_seconds", _BUCKET_LABELS[bound] % labels, count, "_bucket"
             )
-        inf = {**labels, "le": "+Inf"}
+        inf = f'{labels},le="+Inf"'
         lines.add("openai_probe_latency_seconds", inf, state.latency_count, "_bucket")
         lines.add("openai_probe_latency_seconds", labels, state.latency_sum, "_sum")
         lines.add("openai_probe_latency_seconds", labels, state.latency_count, "_count")
     if state.last_success_at is not None:
         lines.add("openai_probe_last_success_timestamp_seconds", labels, state.last_success_at)
-    if labels["probe"] == "realtime":
-        key_only = {"key": labels["key"]}
+    if probe == "realtime":
         for close_code, closes in sorted(state.closes_total.items()):
-            lines.add("openai_realtime_closes_total", {**key_only, "code": str(close_code)}, closes)
+            lines.add(
+                "openai_realtime_closes_total", f"{key},{_label('code', str(close_code))}", closes
+            )
         if last is not None and last.close_code is not None:
-            lines.add("openai_realtime_close_code", key_only, last.close_code)
+            lines.add("openai_realtime_close_code", key, last.close_code)
     if last is None:
         return
     lines.add("openai_probe_success", labels, 1 if last.healthy else 0)
-    lines.add("openai_probe_result", {**labels, "result": last.result.value}, 1)
+    lines.add("openai_probe_result", f"{labels},{_label('result', last.result.value)}", 1)
     lines.add("openai_probe_duration_seconds", labels, last.duration)
     for phase, seconds in sorted(state.phases.items()):
-        lines.add("openai_probe_phase_duration_seconds", {**labels, "phase": phase}, seconds)
+        lines.add(
+            "openai_probe_phase_duration_seconds", f"{labels},{_label('phase', phase)}", seconds
+        )
     lines.add("openai_probe_http_status_code", labels, last.http_status)
     lines.add("openai_probe_last_run_timestamp_seconds", labels, last.started_at)
+
+
+_BUCKET_LABELS = {bound: f'%s,le="{_number(bound)}"' for bound in LATENCY_BUCKETS}
 
 
 class ExporterMetrics:
@@ -250,37 +266,109 @@ class ExporterMetrics:
         self.shard.labels(str(index), str(total)).set(1)
 
 
+SEGMENT_KEYS = 64  # keys joined together; a probe re-joins only its own segment at the next scrape
+_UNCHANGED: list[bytes] = []  # marks a key with no new rendering since the last join
+
+
+class _Segment:
+    """Up to SEGMENT_KEYS keys: their samples joined per family, and where each key's lie.
+
+    Each key's bytes live only inside the joined blocks (plus a fresh rendering until the next
+    scrape joins it in), so the exposition is held once, not once per key and once joined.
+    """
+
+    __slots__ = ("families", "lengths", "pending")
+
+    def __init__(self) -> None:
+        self.families: list[bytes] = [b""] * len(FAMILIES)
+        self.lengths: dict[str, list[int]] = {}  # in output order: bytes per family of each key
+        self.pending: dict[str, list[bytes] | None] = {}  # new renderings; None: key removed
+
+    def join(self) -> None:
+        """Splice the pending renderings into the joined blocks, family by family."""
+        views = [memoryview(block) for block in self.families]
+        pieces: list[list[bytes | memoryview]] = [[] for _ in FAMILIES]
+        positions = [0] * len(FAMILIES)
+        lengths: dict[str, list[int]] = {}
+        for name, old_lengths in self.lengths.items():
+            fresh = self.pending.pop(name, _UNCHANGED)
+            for index, length in enumerate(old_lengths):
+                start = positions[index]
+                positions[index] = start + length
+                if fresh is _UNCHANGED:
+                    if length:
+                        pieces[index].append(views[index][start : start + length])
+                elif fresh is not None:
+                    pieces[index].append(fresh[index])
+            if fresh is _UNCHANGED:
+                lengths[name] = old_lengths
+            elif fresh is not None:
+                lengths[name] = [len(block) for block in fresh]
+        for name, new in self.pending.items():  # keys added since the last join
+            if new is not None:
+                for index, block in enumerate(new):
+                    pieces[index].append(block)
+                lengths[name] = [len(block) for block in new]
+        self.pending.clear()
+        self.lengths = lengths
+        self.families = [b"".join(family) for family in pieces]
+        for view in views:
+            view.release()
+
+
 class MetricsRenderer:
-    """Keeps each key's rendered samples; re-renders a key only when its state changes."""
+    """Keeps the rendered samples; re-renders a key only when its state changes.
+
+    Keys are grouped in segments; a scrape re-joins only the segments whose keys changed since
+    the previous one and then joins one block per segment and family, instead of one per key.
+    """
 
     def __init__(self, exporter_metrics: ExporterMetrics) -> None:
         self._exporter_metrics = exporter_metrics
-        self._blocks: dict[str, list[bytes]] = {}
-        self._generation = 0
-        self._body: tuple[int, bytes] | None = None
+        self._segment_of: dict[str, _Segment] = {}
+        self._segments: list[_Segment] = []
+        self._dirty: dict[int, _Segment] = {}
 
     def update(self, state: KeyState) -> None:
-        self._blocks[state.name] = render_key(state)
-        self._generation += 1
+        segment = self._segment_of.get(state.name)
+        if segment is None:
+            segment = self._segment_with_room()
+            self._segment_of[state.name] = segment
+        segment.pending[state.name] = render_key(state)
+        self._dirty[id(segment)] = segment
+
+    def _segment_with_room(self) -> _Segment:
+        last = self._segments[-1] if self._segments else None
+        if last is None or len(last.lengths) + len(last.pending) >= SEGMENT_KEYS:
+            last = _Segment()
+            self._segments.append(last)
+        return last
 
     def retain(self, names: set[str]) -> None:
-        for name in set(self._blocks) - names:
-            del self._blocks[name]
-            self._generation += 1
+        for name in set(self._segment_of) - names:
+            segment = self._segment_of.pop(name)
+            if name in segment.lengths:
+                segment.pending[name] = None
+            else:
+                del segment.pending[name]
+            self._dirty[id(segment)] = segment
 
-    def _key_body(self) -> bytes:
-        if self._body is not None and self._body[0] == self._generation:
-            return self._body[1]
+    def _key_parts(self) -> list[bytes]:
+        for segment in self._dirty.values():
+            segment.join()
+        if self._dirty:
+            self._segments = [segment for segment in self._segments if segment.lengths]
+            self._dirty.clear()
         parts: list[bytes] = []
-        blocks = list(self._blocks.values())
         for index, family in enumerate(FAMILIES):
-            samples = [block[index] for block in blocks if block[index]]
+            blocks = [segment.families[index] for segment in self._segments]
+            samples = [block for block in blocks if block]
             if samples:
                 parts.append(family.header)
                 parts.extend(samples)
-        body = b"".join(parts)
-        self._body = (self._generation, body)
-        return body
+        return parts
 
     def render(self) -> bytes:
-        return self._key_body() + generate_latest(self._exporter_metrics.registry)
+        parts = self._key_parts()
+        parts.append(generate_latest(self._exporter_metrics.registry))
+        return b"".join(parts)  # the one copy of the exposition a scrape makes

@@ -1,0 +1,146 @@
+"""The cached exposition: rendered once per change, joined per segment, identical to a fresh render."""
+
+from __future__ import annotations
+
+import random
+
+from exporter.classify import Result
+from exporter.metrics import FAMILIES, SEGMENT_KEYS, ExporterMetrics, MetricsRenderer, render_key
+from exporter.state import KeyIdentity, ProbeResult, StateStore
+
+
+def _key_samples(body: bytes) -> list[str]:
+    return [
+        line
+        for line in body.decode().splitlines()
+        if line.startswith("openai_") and not line.startswith("openai_key_exporter_")
+    ]
+
+
+def _fresh_render(store: StateStore) -> list[str]:
+    """What a renderer that re-renders everything from scratch would say."""
+    blocks = [render_key(state) for state in store.states()]
+    return [
+        line
+        for index in range(len(FAMILIES))
+        for block in blocks
+        for line in block[index].decode().splitlines()
+    ]
+
+
+def _record(store: StateStore, rng: random.Random, names: list[str]) -> None:
+    name = rng.choice(names)
+    state = store.get(name)
+    assert state is not None
+    result = rng.choice(list(Result))
+    store.record(
+        name,
+        KeyIdentity(fingerprint=f"sk-...{rng.randrange(10)}", kind="project"),
+        ProbeResult(
+            probe=rng.choice(list(state.probes)),
+            result=result,
+            duration=rng.random(),
+            phases={"connect": rng.random(), "first_byte": rng.random()},
+            http_status=rng.choice([200, 401, 429, 101]),
+            error_code=result.value,
+            ratelimit={"limit_requests": 500} if rng.random() < 0.3 else {},
+            close_code=rng.choice([None, 1000, 1011]),
+        ),
+    )
+
+
+def test_incremental_render_matches_a_fresh_render_through_updates_and_reloads() -> None:
+    rng = random.Random(8)
+    names = [f'key-{index}"\\\n' for index in range(3 * SEGMENT_KEYS + 5)]  # escaping too
+    store = StateStore()
+    renderer = MetricsRenderer(ExporterMetrics())
+    store.subscribe(renderer.update)
+    store.configure({name: ("rest", "realtime") if len(name) % 2 else ("rest",) for name in names})
+    for step in range(1500):
+        _record(store, rng, names)
+        if step % 50 == 0:  # scrapes between bursts of probes
+            assert _key_samples(renderer.render()) == _fresh_render(store), step
+        if step % 400 == 399:  # a reload drops some keys and adds new ones
+            kept = [name for name in names if rng.random() < 0.7]
+            names = kept + [f"new-{step}-{index}" for index in range(SEGMENT_KEYS // 2)]
+            store.configure({name: ("rest",) for name in names})
+            renderer.retain(set(names))
+            assert _key_samples(renderer.render()) == _fresh_render(store), step
+
+
+def test_each_family_appears_once_with_its_header_before_its_samples() -> None:
+    store = StateStore()
+    renderer = MetricsRenderer(ExporterMetrics())
+    store.subscribe(renderer.update)
+    names = [f"key-{index}" for index in range(2 * SEGMENT_KEYS + 1)]
+    store.configure({name: ("rest", "realtime") for name in names})
+    rng = random.Random(1)
+    for _ in range(300):
+        _record(store, rng, names)
+    seen: list[str] = []
+    for line in renderer.render().decode().splitlines():
+        if line.startswith("# TYPE "):
+            seen.append(line.split()[2])
+        elif not line.startswith("#"):
+            family = line.split("{")[0].split(" ")[0]
+            assert family.startswith(seen[-1]), (family, seen[-1])
+    assert len(seen) == len(set(seen))
+
+
+def test_removed_keys_disappear_and_an_idle_scrape_changes_nothing() -> None:
+    store = StateStore()
+    renderer = MetricsRenderer(ExporterMetrics())
+    store.subscribe(renderer.update)
+    store.configure({"a": ("rest",), "b": ("rest",)})
+    first = _key_samples(renderer.render())
+    assert _key_samples(renderer.render()) == first
+    store.configure({"b": ("rest",)})
+    renderer.retain({"b"})
+    samples = _key_samples(renderer.render())
+    assert samples and not any('key="a"' in line for line in samples)
+
+
+def test_a_key_renders_exactly_as_before() -> None:
+    """The exposition format is a contract; these lines are the reference rendering."""
+    store = StateStore()
+    store.configure({'we"ird\\': ("realtime",)})
+    state = store.record(
+        'we"ird\\',
+        KeyIdentity(fingerprint="sk-...abcd", kind="project", issues=("line\nbreak",)),
+        ProbeResult(
+            probe="realtime",
+            result=Result.OK,
+            duration=0.25,
+            phases={"connect": 0.001},
+            http_status=101,
+            close_code=1000,
+            started_at=1700000000.5,
+        ),
+    )
+    assert state is not None
+    text = b"".join(render_key(state)).decode()
+    key = 'key="we\\"ird\\\\"'
+    expected = [
+        f"openai_key_valid{{{key}}} 1",
+        f'openai_key_info{{{key},fingerprint="sk-...abcd",kind="project"}} 1',
+        f'openai_key_format_issue{{{key},issue="line\\nbreak"}} 1',
+        f'openai_probe_success{{{key},probe="realtime"}} 1',
+        f'openai_probe_result{{{key},probe="realtime",result="ok"}} 1',
+        f'openai_probe_duration_seconds{{{key},probe="realtime"}} 0.25',
+        f'openai_probe_phase_duration_seconds{{{key},probe="realtime",phase="connect"}} 0.001',
+        f'openai_probe_latency_seconds_bucket{{{key},probe="realtime",le="0.05"}} 0',
+        f'openai_probe_latency_seconds_bucket{{{key},probe="realtime",le="0.25"}} 1',
+        f'openai_probe_latency_seconds_bucket{{{key},probe="realtime",le="+Inf"}} 1',
+        f'openai_probe_latency_seconds_sum{{{key},probe="realtime"}} 0.25',
+        f'openai_probe_http_status_code{{{key},probe="realtime"}} 101',
+        f'openai_probe_requests_total{{{key},probe="realtime"}} 1',
+        f'openai_probe_consecutive_failures{{{key},probe="realtime"}} 0',
+        f'openai_probe_last_run_timestamp_seconds{{{key},probe="realtime"}} 1700000000.5',
+        f'openai_probe_last_success_timestamp_seconds{{{key},probe="realtime"}} 1700000000.75',
+        f"openai_realtime_close_code{{{key}}} 1000",
+        f'openai_realtime_closes_total{{{key},code="1000"}} 1',
+    ]
+    lines = text.splitlines()
+    for line in expected:
+        assert line in lines, line
+    assert len(lines) == 25  # the above, the other latency buckets and the count
