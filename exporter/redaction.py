@@ -61,12 +61,26 @@ def scrub(text: str, secrets: list[str] | None = None, *, pieces: bool = True) -
     return text
 
 
+def key_fingerprint(key: str) -> str:
+    """The redacted form of the key as lint sees it: without surrounding whitespace and quotes."""
+    cleaned = key.strip()
+    if len(cleaned) >= 2 and cleaned[0] == cleaned[-1] and cleaned[0] in "\"'`":
+        cleaned = cleaned[1:-1].strip()
+    return redact(cleaned)
+
+
 def _scrub_one(text: str, key: str, pieces: bool) -> str:
+    # Every form becomes the key's one fingerprint, the one its metrics show.
+    fingerprint = key_fingerprint(key)
     for form in sorted(
         {key, key.strip(), key.strip().strip("\"'"), repr(key)[1:-1]}, key=len, reverse=True
     ):
-        if len(form) >= _PIECE:
-            text = text.replace(form, redact(form))
+        if len(form) < _PIECE:
+            continue
+        replacement = fingerprint if len(fingerprint) < len(form) else redact(form)
+        # Again until none is left: a redacted tail and the text after it can form the key anew.
+        while form in text:
+            text = text.replace(form, replacement)
     if pieces and _contains_piece(text, key):
         return "(message withheld: it quoted part of a key)"
     return text
@@ -98,8 +112,16 @@ class ScrubbingFilter(logging.Filter):
                 setattr(record, attr, scrub(value, secrets))
         extra = getattr(record, "fields", None)
         if isinstance(extra, dict):
-            record.fields = {
-                name: scrub(value, secrets, pieces=False) if isinstance(value, str) else value
-                for name, value in extra.items()
-            }
+            record.fields = {name: _scrub_value(value, secrets) for name, value in extra.items()}
         return True
+
+
+def _scrub_value(value: object, secrets: list[str]) -> object:
+    """A log field scrubbed; an exception or any other object is written as its scrubbed text."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, list | tuple):
+        return [_scrub_value(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {str(name): _scrub_value(item, secrets) for name, item in value.items()}
+    return scrub(str(value), secrets, pieces=not isinstance(value, str))
