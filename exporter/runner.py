@@ -42,6 +42,8 @@ class ProbeRunner:
         previous = None
         if previous_state is not None and probe in previous_state.probes:
             previous = previous_state.probes[probe].last
+            if previous_state.identity != identity:
+                _log_identity(config.name, previous_state.identity, identity)
         self.store.record(config.name, identity, result)
         _log_result(config.name, identity, previous, result)
         return result
@@ -107,6 +109,21 @@ def _identity(reading: KeyReading, lint: KeyLint | None) -> KeyIdentity:
         kind=lint.kind,
         issues=tuple(dict.fromkeys((*lint.issues, *reading.source_issues))),
     )
+
+
+def _log_identity(name: str, before: KeyIdentity, after: KeyIdentity) -> None:
+    """One line when a key is rotated or its text or source gets a new problem."""
+    fields: dict[str, object] = {"key": name, "fingerprint": after.fingerprint, "kind": after.kind}
+    if before.fingerprint and before.fingerprint != after.fingerprint:
+        fields["previous_fingerprint"] = before.fingerprint
+    new_issues = [issue for issue in after.issues if issue not in before.issues]
+    if new_issues:
+        fields["issues"] = ",".join(new_issues)
+        if "file_readable_by_others" in new_issues:
+            fields["fix"] = "chmod 600 the key file: other users on this machine can read the key"
+        log.warning("key has format or source issues", extra={"fields": fields})
+    elif "previous_fingerprint" in fields or not before.fingerprint:
+        log.info("key read", extra={"fields": fields})
 
 
 def _log_result(
