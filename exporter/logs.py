@@ -24,6 +24,9 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     extra = getattr(record, "fields", None)
     if isinstance(extra, dict):
         fields.update(extra)
+    if record.exc_info and not record.exc_text:
+        # The scrubbing filter formats tracebacks only while it holds keys; without any, here.
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
     if record.exc_text:
         fields["error"] = record.exc_text
     return fields
