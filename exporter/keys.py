@@ -71,6 +71,8 @@ KEY_KINDS: tuple[tuple[str, str], ...] = (
 )
 _PLAUSIBLE_LENGTH = range(40, 257)
 _KEY_CHARSET = re.compile(r"^[A-Za-z0-9_\-]+$")
+# Findings that already name the odd characters: unexpected_characters would only repeat them.
+_CHARACTER_ISSUES = {"non_ascii", "inner_whitespace", "line_break"}
 
 
 def read_key(name: str, source: KeySource) -> KeyReading:
@@ -190,7 +192,7 @@ def lint_key(key: str) -> KeyLint:
         issues.append("unknown_prefix")
     if len(cleaned) not in _PLAUSIBLE_LENGTH:
         issues.append("implausible_length")
-    elif not _KEY_CHARSET.match(cleaned) and not {"non_ascii", "inner_whitespace"} & set(issues):
+    elif not _KEY_CHARSET.match(cleaned) and not _CHARACTER_ISSUES & set(issues):
         issues.append("unexpected_characters")
     reason = ""
     if "line_break" in issues:
