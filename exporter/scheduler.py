@@ -3,6 +3,7 @@ later after a 429. Nothing else ever triggers an upstream request."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -89,7 +90,11 @@ class ProbeScheduler:
         config = self._configs.get(name)
         if config is None:
             return
-        result = await self.runner.run(config, probe)
+        try:
+            result = await self.runner.run(config, probe)
+        except asyncio.CancelledError:
+            # Shutdown cancels the probes in flight; apscheduler would log that as a job error.
+            return
         delay = next_delay(config, result)
         if delay is None or self._configs.get(name) is not config:
             return
