@@ -1,0 +1,1133 @@
+"""The exporter as a real process against the simulator as a real process, on loopback: every
+result class in /metrics, the probe budget, retries, rotation, reloads, signals and secrecy."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from exporter import __version__
+from exporter.classify import RUNBOOK_URL
+from exporter.redaction import redact
+from exporter.scheduler import first_run_offset
+from exporter.simulator import key_id, make_key
+from exporter.simulator.scenarios import SCENARIO_PATTERN
+from tests.conftest import require_tool
+from tests.harness import (
+    Process,
+    start_exporter_process,
+    start_simulator_process,
+    wait_http,
+    write_config,
+    write_key,
+)
+
+PREFIXES = ("sk-proj-", "sk-svcacct-", "sk-admin-", "sk-")
+KINDS = {
+    "sk-proj-": "project",
+    "sk-svcacct-": "service_account",
+    "sk-admin-": "admin",
+    "sk-": "user",
+}
+PIECE = 12  # no run of this many characters of a key's random part may reach any output
+
+
+# --- reading /metrics ---------------------------------------------------------------------------
+
+_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?(?P<rest>.*)$")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+class Scrape:
+    """One /metrics body, with lookups by name and a subset of labels."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.samples: list[Sample] = []
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            match = _SAMPLE.match(line)
+            assert match, f"unparseable sample line {line!r}"
+            labels = dict(_LABEL.findall(match.group("labels") or ""))
+            self.samples.append(Sample(match.group("name"), labels, float(match.group("rest"))))
+
+    def find(self, name: str, **labels: str) -> list[Sample]:
+        return [
+            sample
+            for sample in self.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        ]
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """The value of the one series matching; None when there is none."""
+        found = self.find(name, **labels)
+        assert len(found) <= 1, f"{name}{labels} matches {len(found)} series: {found}"
+        return found[0].value if found else None
+
+    def result(self, key: str, probe: str) -> str | None:
+        found = [s for s in self.find("openai_probe_result", key=key, probe=probe) if s.value == 1]
+        assert len(found) <= 1, found
+        return found[0].labels["result"] if found else None
+
+
+def scrape(url: str, path: str = "/metrics") -> Scrape:
+    response = httpx.get(f"{url}{path}", timeout=5)
+    assert response.status_code == 200, response.text
+    return Scrape(response.text)
+
+
+def eventually(check: Callable[[], None], timeout: float = 15.0, every: float = 0.25) -> None:
+    """Run an assertion until it passes: probes on a loaded machine can answer late once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check()
+            return
+        except AssertionError:
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(every)
+
+
+def wait_until(
+    check: Callable[[], Any],
+    timeout: float,
+    what: str,
+    every: float = 0.1,
+    log: Process | None = None,
+) -> Any:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    tail = f"\nexporter log tail:\n{log.output()[-3000:]}" if log else ""
+    pytest.fail(f"{what}: not within {timeout}s (last: {last!r}){tail}")
+
+
+# --- the simulator's control API ----------------------------------------------------------------
+
+
+def sim_root(base_url: str) -> str:
+    return base_url.removesuffix("/v1")
+
+
+def sim_stats(base_url: str, key: str) -> dict[str, Any]:
+    stats = httpx.get(f"{sim_root(base_url)}/_sim/stats", timeout=5).json()
+    return dict(stats["keys"].get(key_id(key), {}))
+
+
+def sim_override(base_url: str, key: str, scenario: str | None, arg: int | None = None) -> None:
+    response = httpx.post(
+        f"{sim_root(base_url)}/_sim/override",
+        json={"key": key, "scenario": scenario, "arg": arg},
+        timeout=5,
+    )
+    assert response.status_code == 200, response.text
+
+
+# --- secrecy ------------------------------------------------------------------------------------
+
+
+def random_parts(key: str) -> list[str]:
+    """What of a simulator key is secret: the padding after `sim--<scenario>--`, which
+    outputs may legitimately name; split at line breaks a malformed key carries."""
+    match = SCENARIO_PATTERN.search(key)
+    secret = key[match.end() :] if match else key
+    return [part for part in re.split(r"[\r\n]", secret) if part]
+
+
+def assert_no_secret(text: str, keys: list[str], where: str) -> None:
+    for key in keys:
+        assert key not in text, f"{where} holds a whole key ({redact(key)})"
+        assert key.strip() not in text, f"{where} holds a whole key ({redact(key)})"
+        for part in random_parts(key):
+            for start in range(max(1, len(part) - PIECE + 1)):
+                piece = part[start : start + PIECE]
+                if len(piece) == PIECE:
+                    assert piece not in text, (
+                        f"{where} holds {piece!r}, 12 characters of key {redact(key)}"
+                    )
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One simulator for the module; returns its base URL (`http://127.0.0.1:PORT/v1`)."""
+    process, base_url = start_simulator_process(tmp_path_factory.mktemp("simulator"))
+    try:
+        yield base_url
+    finally:
+        process.stop()
+
+
+def stop_cleanly(process: Process, within: float = 5.0) -> float:
+    """SIGTERM; the process must exit 0 within `within` seconds. Returns how long it took."""
+    assert process.popen is not None
+    started = time.monotonic()
+    process.signal(signal.SIGTERM)
+    try:
+        code = process.popen.wait(within)
+    except subprocess.TimeoutExpired:
+        process.stop()
+        pytest.fail(f"no exit within {within}s of SIGTERM:\n{process.output()[-3000:]}")
+    assert code == 0, f"exit code {code} after SIGTERM:\n{process.output()[-3000:]}"
+    return time.monotonic() - started
+
+
+def name_with_offset(prefix: str, interval: float, low: float, high: float) -> str:
+    """A key name whose first probes (REST and Realtime) start between low and high seconds."""
+    for index in range(10_000):
+        name = f"{prefix}-{index}"
+        offsets = [first_run_offset(name, probe, interval) for probe in ("rest", "realtime")]
+        if all(low <= offset < high for offset in offsets):
+            return name
+    raise AssertionError(f"no name with a first-run offset in [{low}, {high})")
+
+
+def name_with_rest_offset(prefix: str, interval: float, high: float) -> str:
+    for index in range(10_000):
+        name = f"{prefix}-{index}"
+        if first_run_offset(name, "rest", interval) < high:
+            return name
+    raise AssertionError(f"no name with a REST first-run offset under {high}")
+
+
+# --- one exporter, one key per result class ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What one key shows once probed: per probe (result, HTTP status), and its validity."""
+
+    scenario: str
+    rest: tuple[str, int]
+    realtime: tuple[str, int]
+    valid: int | None  # None: openai_key_valid absent, nothing conclusive was heard
+    rest_code: str = ""  # openai_probe_errors_total{probe="rest"} code, when REST fails
+    realtime_code: str = ""
+    close_code: int | None = None  # openai_realtime_close_code
+    arg: int | None = None
+    settings: tuple[tuple[str, Any], ...] = ()  # per-key settings in the configuration
+
+
+OK_REST = ("ok", 200)
+OK_RT = ("ok", 101)
+
+EVERY_CLASS: dict[str, Expect] = {
+    # The two healthy keys also measure the probe budget: a timeout only a loaded machine
+    # causes would add a quick retry, so theirs is as long as the interval allows.
+    "ok": Expect("ok", OK_REST, OK_RT, 1, close_code=1000, settings=(("timeout", "1900ms"),)),
+    "no-ratelimit-headers": Expect(
+        "ok_no_ratelimit_headers",
+        OK_REST,
+        OK_RT,
+        1,
+        close_code=1000,
+        settings=(("timeout", "1900ms"),),
+    ),
+    "invalid": Expect(
+        "invalid_api_key",
+        ("invalid_api_key", 401),
+        ("invalid_api_key", 101),
+        0,
+        "invalid_api_key",
+        "invalid_api_key",
+        3000,
+    ),
+    "deactivated": Expect(
+        "account_deactivated",
+        ("account_deactivated", 401),
+        ("account_deactivated", 101),
+        0,
+        "account_deactivated",
+        "account_deactivated",
+        3000,
+    ),
+    "scopes": Expect(
+        "missing_scopes", ("insufficient_permissions", 401), OK_RT, 1, "missing_scopes", "", 1000
+    ),
+    "organization": Expect(
+        "mismatched_organization",
+        ("mismatched_organization", 401),
+        ("mismatched_organization", 101),
+        1,
+        "mismatched_organization",
+        "mismatched_organization",
+        3000,
+    ),
+    "project": Expect(
+        "mismatched_project",
+        ("mismatched_project", 401),
+        ("mismatched_project", 101),
+        1,
+        "mismatched_project",
+        "mismatched_project",
+        3000,
+    ),
+    "quota": Expect(
+        "insufficient_quota",
+        ("insufficient_quota", 429),
+        OK_RT,
+        1,
+        "insufficient_quota",
+        "",
+        1000,
+    ),
+    "rate": Expect(
+        "rate_limited", ("rate_limited", 429), OK_RT, 1, "rate_limit_exceeded", "", 1000, arg=30
+    ),
+    "region": Expect(
+        "unsupported_region",
+        ("unsupported_region", 403),
+        ("unsupported_region", 403),
+        None,
+        "unsupported_country_region_territory",
+    ),
+    "server": Expect(
+        "server_error",
+        ("server_error", 500),
+        ("server_error", 101),
+        None,
+        "server_error",
+        "server_error",
+        1011,
+    ),
+    "overloaded": Expect(
+        "overloaded", ("server_error", 503), ("server_error", 503), None, "server_error"
+    ),
+    "hang": Expect("hang", ("timeout", 0), ("timeout", 0), None, "timeout", "timeout"),
+    "reset": Expect(
+        "reset", ("connection_error", 0), ("connection_error", 0), None, "connection_error"
+    ),
+    "non-json": Expect("non_json", ("protocol_error", 200), OK_RT, 1, "protocol_error", "", 1000),
+    "rt-unknown-close": Expect("rt_unknown_close", OK_REST, ("other", 101), 1, "", "other", 4999),
+    "rt-drop": Expect(
+        "rt_drop", OK_REST, ("connection_error", 101), 1, "", "connection_error", 1006
+    ),
+    "rt-forbidden": Expect(
+        "rt_forbidden", OK_REST, ("model_not_found", 403), 1, "", "model_not_found"
+    ),
+    "rt-missing-scopes": Expect(
+        "rt_missing_scopes",
+        OK_REST,
+        ("insufficient_permissions", 101),
+        1,
+        "",
+        "missing_scopes",
+        3000,
+    ),
+    "rest-missing-scopes": Expect(
+        "rest_missing_scopes",
+        ("insufficient_permissions", 401),
+        OK_RT,
+        1,
+        "missing_scopes",
+        "",
+        1000,
+    ),
+    "beta-retired": Expect(
+        "ok",
+        OK_REST,
+        ("api_shape_retired", 101),
+        1,
+        "",
+        "beta_api_shape_disabled",
+        4000,
+        settings=(("realtime", {"api": "beta"}),),
+    ),
+    "tls": Expect("ok", ("tls_error", 0), ("tls_error", 0), None, "tls_error", "tls_error"),
+    "empty": Expect("ok", ("key_missing", 0), ("key_missing", 0), 0, "key_missing", "key_missing"),
+    "malformed": Expect(
+        "ok", ("key_malformed", 0), ("key_malformed", 0), 0, "key_malformed", "key_malformed"
+    ),
+}
+MALFORMED_PADDING_AT = 40  # where the CR goes inside the malformed key
+
+
+@dataclass
+class Running:
+    process: Process
+    url: str
+    base_url: str
+    keys: dict[str, str]  # name -> the key as written in its file
+    directory: Path
+
+
+def every_class_keys(directory: Path, base_url: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    entries: list[dict[str, Any]] = []
+    keys: dict[str, str] = {}
+    for index, (name, expect) in enumerate(EVERY_CLASS.items()):
+        prefix = PREFIXES[index % len(PREFIXES)]
+        key = make_key(expect.scenario, expect.arg, prefix=prefix, seed=f"every-{name}")
+        if name == "empty":
+            key = ""
+        elif name == "malformed":
+            key = key[:MALFORMED_PADDING_AT] + "\r" + key[MALFORMED_PADDING_AT:]
+        keys[name] = key
+        path = write_key(directory, name, key)
+        if name == "empty":
+            path.write_text("")
+        entry: dict[str, Any] = {"name": name, "api_key_file": str(path), **dict(expect.settings)}
+        if name == "tls":
+            entry["base_url"] = base_url.replace("http://", "https://")
+        entries.append(entry)
+    # A healthy key that the validity test later turns into a timing-out one.
+    flip = make_key("ok", prefix="sk-svcacct-", seed="flip")
+    keys["flip"] = flip
+    entries.append({"name": "flip", "api_key_file": str(write_key(directory, "flip", flip))})
+    return entries, keys
+
+
+@pytest.fixture(scope="module")
+def every_class(simulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    directory = tmp_path_factory.mktemp("every-class")
+    entries, keys = every_class_keys(directory, simulator)
+    config = write_config(directory / "config.yml", simulator, entries)
+    process, url = start_exporter_process(config, directory, "--log.level", "debug")
+    try:
+        yield Running(process, url, simulator, keys, directory)
+    finally:
+        stop_cleanly(process)
+
+
+def test_every_result_class_is_exported(every_class: Running) -> None:
+    eventually(lambda: assert_every_class(scrape(every_class.url)))
+
+
+def assert_every_class(metrics: Scrape) -> None:
+    problems: list[str] = []
+    for name, expect in EVERY_CLASS.items():
+        for probe, (result, status) in (("rest", expect.rest), ("realtime", expect.realtime)):
+            labels = {"key": name, "probe": probe}
+            seen = (
+                metrics.result(name, probe),
+                metrics.value("openai_probe_success", **labels),
+                metrics.value("openai_probe_http_status_code", **labels),
+            )
+            wanted = (result, 1.0 if result == "ok" else 0.0, float(status))
+            if seen != wanted:
+                problems.append(f"{name}/{probe}: (result, success, status) {seen} != {wanted}")
+            errors = {s.labels["code"] for s in metrics.find("openai_probe_errors_total", **labels)}
+            code = expect.rest_code if probe == "rest" else expect.realtime_code
+            # A healthy probe may have counted a timeout once on a loaded machine; nothing else.
+            if result == "ok" and errors - {"timeout"}:
+                problems.append(f"{name}/{probe}: healthy yet errors_total has {errors}")
+            if result != "ok" and (not errors or (code and code not in errors)):
+                problems.append(f"{name}/{probe}: errors_total codes {errors}, want {code!r}")
+            failures = metrics.value("openai_probe_consecutive_failures", **labels)
+            if (failures == 0) != (result == "ok"):
+                problems.append(f"{name}/{probe}: consecutive_failures {failures} for {result}")
+        valid = metrics.value("openai_key_valid", key=name)
+        if valid != (None if expect.valid is None else float(expect.valid)):
+            problems.append(f"{name}: openai_key_valid {valid}, want {expect.valid}")
+        close = metrics.value("openai_realtime_close_code", key=name)
+        if expect.close_code is not None and close != expect.close_code:
+            problems.append(f"{name}: openai_realtime_close_code {close}, want {expect.close_code}")
+    assert not problems, "\n".join(problems)
+
+
+def test_key_info_and_format_issues(every_class: Running) -> None:
+    metrics = scrape(every_class.url)
+    for index, name in enumerate(EVERY_CLASS):
+        key = every_class.keys[name]
+        (info,) = metrics.find("openai_key_info", key=name)
+        assert info.value == 1
+        if name == "empty":
+            assert (info.labels["fingerprint"], info.labels["kind"]) == ("", "unknown")
+            assert metrics.value("openai_key_format_issue", key=name, issue="empty") == 1
+            continue
+        prefix = PREFIXES[index % len(PREFIXES)]
+        assert info.labels == {
+            "key": name,
+            "fingerprint": f"{key[:8]}...{key[-4:]}",
+            "kind": KINDS[prefix],
+        }
+        issues = {s.labels["issue"] for s in metrics.find("openai_key_format_issue", key=name)}
+        if name == "malformed":
+            assert "line_break" in issues
+        else:
+            assert issues == set(), f"{name}: {issues}"
+
+
+def test_phases_latency_histogram_and_requests(every_class: Running) -> None:
+    metrics = scrape(every_class.url)
+    rest = {"key": "ok", "probe": "rest"}
+    realtime = {"key": "ok", "probe": "realtime"}
+    phases = {
+        probe: {
+            s.labels["phase"]: s.value
+            for s in metrics.find("openai_probe_phase_duration_seconds", **labels)
+        }
+        for probe, labels in (("rest", rest), ("realtime", realtime))
+    }
+    assert set(phases["rest"]) == {"connect", "first_byte", "transfer"}, phases
+    assert set(phases["realtime"]) == {"connect", "session_created", "session_updated"}, phases
+    for labels in (rest, realtime):
+        duration = metrics.value("openai_probe_duration_seconds", **labels)
+        assert duration is not None and duration > 0
+        buckets = [
+            (float(s.labels["le"]), s.value)
+            for s in metrics.find("openai_probe_latency_seconds_bucket", **labels)
+        ]
+        assert buckets == sorted(buckets), "buckets must be cumulative and ordered"
+        assert buckets[-1][0] == float("inf")
+        count = metrics.value("openai_probe_latency_seconds_count", **labels)
+        assert count == buckets[-1][1] >= 1
+        total = metrics.value("openai_probe_latency_seconds_sum", **labels)
+        assert total is not None and 0 < total < count
+        assert metrics.value("openai_probe_requests_total", **labels) == count
+    # A timed-out probe lands above the 1s bucket; a probe that sent nothing has no histogram.
+    hang = {"key": "hang", "probe": "rest"}
+    assert metrics.value("openai_probe_latency_seconds_bucket", **hang, le="0.5") == 0
+    assert (metrics.value("openai_probe_latency_seconds_count", **hang) or 0) >= 1
+    for name in ("malformed", "empty"):
+        assert not metrics.find("openai_probe_latency_seconds_count", key=name)
+        assert metrics.value("openai_probe_requests_total", key=name, probe="rest") == 0
+        assert metrics.value("openai_probe_duration_seconds", key=name, probe="rest") == 0
+
+
+def test_realtime_closes_and_ratelimit_gauges(every_class: Running) -> None:
+    metrics = scrape(every_class.url)
+    closes = {
+        s.labels["code"]: s.value for s in metrics.find("openai_realtime_closes_total", key="ok")
+    }
+    assert set(closes) == {"1000"} and closes["1000"] >= 1
+    unknown = metrics.find("openai_realtime_closes_total", key="rt-unknown-close", code="4999")
+    assert unknown and unknown[0].value >= 1
+    # Closes are per key: the realtime probe label is the only one, so none carries `probe`.
+    assert all("probe" not in s.labels for s in metrics.find("openai_realtime_closes_total"))
+    ratelimit = (
+        "openai_ratelimit_limit_requests",
+        "openai_ratelimit_remaining_requests",
+        "openai_ratelimit_limit_tokens",
+        "openai_ratelimit_remaining_tokens",
+    )
+    for name in ratelimit:
+        value = metrics.value(name, key="ok")
+        assert value is not None and value > 0, name
+        assert metrics.value(name, key="no-ratelimit-headers") is None, name
+    assert metrics.value("openai_ratelimit_remaining_requests", key="rate") == 0
+
+
+def test_last_run_and_last_success_timestamps(every_class: Running) -> None:
+    metrics = scrape(every_class.url)
+    now = time.time()
+    for probe in ("rest", "realtime"):
+        labels = {"key": "ok", "probe": probe}
+        run = metrics.value("openai_probe_last_run_timestamp_seconds", **labels)
+        success = metrics.value("openai_probe_last_success_timestamp_seconds", **labels)
+        assert run is not None and success is not None
+        assert now - 10 < run <= success <= now + 1
+        failing = {"key": "invalid", "probe": probe}
+        failed_run = metrics.value("openai_probe_last_run_timestamp_seconds", **failing)
+        assert failed_run is not None and now - 10 < failed_run <= now + 1
+        assert metrics.value("openai_probe_last_success_timestamp_seconds", **failing) is None
+
+
+def test_build_info_and_exporter_metrics(every_class: Running) -> None:
+    metrics = scrape(every_class.url)
+    (build,) = metrics.find("openai_key_exporter_build_info")
+    assert build.value == 1
+    assert build.labels["version"] == __version__
+    assert re.fullmatch(r"3\.\d+\.\d+", build.labels["python_version"])
+    assert metrics.value("openai_key_exporter_config_last_reload_successful") == 1
+    assert metrics.value("openai_key_exporter_keys") == len(every_class.keys)
+
+
+def test_rest_and_realtime_side_by_side(every_class: Running) -> None:
+    """A key good for REST but refused on Realtime, and the reverse, are told apart."""
+    eventually(lambda: assert_side_by_side(scrape(every_class.url)))
+
+
+def assert_side_by_side(metrics: Scrape) -> None:
+    side_by_side = {
+        name: (metrics.result(name, "rest"), metrics.result(name, "realtime"))
+        for name in ("rt-forbidden", "rt-missing-scopes", "rest-missing-scopes")
+    }
+    assert side_by_side == {
+        "rt-forbidden": ("ok", "model_not_found"),
+        "rt-missing-scopes": ("ok", "insufficient_permissions"),
+        "rest-missing-scopes": ("insufficient_permissions", "ok"),
+    }
+    for name in side_by_side:
+        assert metrics.value("openai_key_valid", key=name) == 1
+    assert metrics.value("openai_probe_success", key="rt-forbidden", probe="rest") == 1
+    assert metrics.value("openai_probe_success", key="rt-forbidden", probe="realtime") == 0
+    assert metrics.value("openai_probe_success", key="rest-missing-scopes", probe="rest") == 0
+    assert metrics.value("openai_probe_success", key="rest-missing-scopes", probe="realtime") == 1
+
+
+def test_valid_key_stays_valid_while_it_times_out(every_class: Running) -> None:
+    """A timeout says nothing about the key: valid=1 stays; only a conclusive answer changes it."""
+    key, url = every_class.keys["flip"], every_class.url
+    assert scrape(url).value("openai_key_valid", key="flip") == 1
+    sim_override(every_class.base_url, key, "hang")
+    try:
+        wait_until(
+            lambda: (
+                scrape(url).result("flip", "rest") == "timeout"
+                and scrape(url).result("flip", "realtime") == "timeout"
+            ),
+            8,
+            "flip times out",
+            log=every_class.process,
+        )
+        metrics = scrape(url)
+        assert metrics.value("openai_key_valid", key="flip") == 1
+        assert metrics.value("openai_probe_success", key="flip", probe="rest") == 0
+        assert (
+            metrics.value("openai_probe_consecutive_failures", key="flip", probe="rest") or 0
+        ) >= 1
+        sim_override(every_class.base_url, key, "invalid_api_key")
+        wait_until(
+            lambda: scrape(url).value("openai_key_valid", key="flip") == 0,
+            8,
+            "flip turns invalid after a conclusive 401",
+        )
+    finally:
+        sim_override(every_class.base_url, key, None)
+    wait_until(
+        lambda: scrape(url).value("openai_key_valid", key="flip") == 1, 8, "flip valid again"
+    )
+
+
+HEALTHY = ("ok", "no-ratelimit-headers")
+SENT = ("rest_request_times", "realtime_session_times")
+
+
+def assert_no_extra_request(name: str, kind: str, times: list[float]) -> None:
+    # One request sent late (a busy machine) sits close to the next on-time one; a third
+    # within little more than one interval would be a request the schedule never made.
+    spans = [later - earlier for earlier, later in zip(times, times[2:], strict=False)]
+    assert not spans or min(spans) > 2.5, f"{name} {kind}: 3 requests in {min(spans):.2f}s"
+
+
+def test_one_request_per_interval(every_class: Running) -> None:
+    """Interval 2s over 10s: each healthy key gets 5 requests (+-1) per probe."""
+    started = time.monotonic()
+    time.sleep(10.0)
+    for name in HEALTHY:
+        stats = sim_stats(every_class.base_url, every_class.keys[name])
+        for kind in SENT:
+            window = [t for t in stats[kind] if started <= t < started + 10.0]
+            assert 4 <= len(window) <= 6, f"{name} {kind}: {len(window)} in 10s"
+            assert_no_extra_request(name, kind, stats[kind])
+
+
+def test_scrape_flood_adds_no_upstream_request(every_class: Running) -> None:
+    """500 concurrent scrapes: every one answered from the stored results, none sent upstream."""
+
+    async def flood() -> list[int]:
+        limits = httpx.Limits(max_connections=500, max_keepalive_connections=0)
+        async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+            responses = await asyncio.gather(
+                *(client.get(f"{every_class.url}/metrics") for _ in range(500))
+            )
+        return [response.status_code for response in responses]
+
+    started = time.monotonic()
+    statuses = asyncio.run(flood())
+    ended = time.monotonic()
+    assert statuses == [200] * 500
+    time.sleep(1.0)  # a request a scrape had caused would have arrived by now
+    allowed = (ended + 1.0 - started) / 2.0 + 1  # the schedule's own, at interval 2s
+    for name in HEALTHY:
+        stats = sim_stats(every_class.base_url, every_class.keys[name])
+        for kind in SENT:
+            during = [t for t in stats[kind] if started <= t <= ended + 1.0]
+            assert len(during) <= allowed, f"{name} {kind}: {len(during)} during the flood"
+            assert_no_extra_request(name, kind, stats[kind])
+
+
+def test_probe_requests_total_matches_simulator(every_class: Running) -> None:
+    """The exporter counts a request once it has its outcome, the simulator when it arrives:
+    between two reads of the simulator's count, the exporter's lies within them (one request
+    in flight), above them only by requests that timed out before the simulator saw them."""
+    for _ in range(5):
+        for name in ("ok", "invalid", "server", "hang", "rt-drop"):
+            key = every_class.keys[name]
+            before = sim_stats(every_class.base_url, key)
+            metrics = scrape(every_class.url)
+            after = sim_stats(every_class.base_url, key)
+            for probe, counted in (("rest", "rest_requests"), ("realtime", "realtime_sessions")):
+                labels = {"key": name, "probe": probe}
+                exported = metrics.value("openai_probe_requests_total", **labels)
+                unseen = metrics.value("openai_probe_errors_total", **labels, code="timeout")
+                assert exported is not None
+                assert before[counted] - 1 <= exported <= after[counted] + (unseen or 0), (
+                    name,
+                    probe,
+                )
+
+    def agree() -> bool:
+        """At a quiet moment (no request in flight) the counts are equal, timeouts aside."""
+        before = sim_stats(every_class.base_url, every_class.keys["ok"])
+        metrics = scrape(every_class.url)
+        after = sim_stats(every_class.base_url, every_class.keys["ok"])
+        for probe, counted in (("rest", "rest_requests"), ("realtime", "realtime_sessions")):
+            labels = {"key": "ok", "probe": probe}
+            exported = metrics.value("openai_probe_requests_total", **labels) or 0
+            unseen = metrics.value("openai_probe_errors_total", **labels, code="timeout") or 0
+            if not before[counted] == after[counted] <= exported <= after[counted] + unseen:
+                return False
+        return True
+
+    wait_until(agree, 6, "ok: requests_total equals the simulator's count", every=0.05)
+
+
+def test_promtool_finds_nothing_to_say(every_class: Running) -> None:
+    promtool = require_tool("promtool")
+    text = scrape(every_class.url).text
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30
+    )
+    assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
+    assert checked.stdout.decode().strip() == "", checked.stdout.decode()
+    assert checked.stderr.decode().strip() == "", checked.stderr.decode()
+
+
+def test_no_sample_timestamps_and_help_on_every_metric(every_class: Running) -> None:
+    text = scrape(every_class.url).text
+    helped = set(re.findall(r"^# HELP (\S+) ", text, re.MULTILINE))
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = _SAMPLE.match(line)
+        assert match, line
+        tokens = match.group("rest").split()
+        assert len(tokens) == 1, f"sample with a timestamp or junk: {line!r}"
+        name = match.group("name")
+        family = re.sub(r"_(bucket|sum|count)$", "", name)
+        assert name in helped or family in helped, f"{name} has no HELP"
+
+
+def test_landing_page(every_class: Running) -> None:
+    eventually(lambda: assert_landing_page(every_class.url))
+
+
+def assert_landing_page(url: str) -> None:
+    response = httpx.get(f"{url}/", timeout=5)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    page = response.text
+    assert "OpenAI Key Exporter" in page
+    assert __version__ in page
+    assert 'href="/metrics"' in page
+    assert 'href="/-/healthy"' in page and 'href="/-/ready"' in page
+    assert RUNBOOK_URL in page
+    rows = {
+        match.group(1): match.group(0)
+        for match in re.finditer(r"<tr><td>([^<]+)</td>.*?</tr>", page)
+    }
+    for name, expect in EVERY_CLASS.items():
+        assert name in rows, f"{name} missing from the landing page"
+        for result in (expect.rest[0], expect.realtime[0]):
+            assert f">{result}<" in rows[name], f"{name}: {result} not in {rows[name]}"
+    assert "INVALID" in rows["invalid"]
+    assert f"{RUNBOOK_URL}#key-invalid" in rows["invalid"]
+
+
+def test_no_key_in_metrics_landing_page_or_debug_logs(every_class: Running) -> None:
+    keys = [key for key in every_class.keys.values() if key]
+    assert_no_secret(scrape(every_class.url).text, keys, "/metrics")
+    assert_no_secret(httpx.get(f"{every_class.url}/", timeout=5).text, keys, "landing page")
+    log = every_class.process.output()
+    assert "level=debug" in log, "the exporter ran with --log.level debug"
+    assert_no_secret(log, keys, "the logfmt log")
+
+
+# --- keys that cannot be sent ---------------------------------------------------------------------
+
+
+def test_malformed_key_never_reaches_openai(tmp_path: Path) -> None:
+    """A key with an inner CR or LF, or non-ASCII, is reported and never sent anywhere."""
+    simulator, base_url = start_simulator_process(tmp_path)
+    try:
+        good = make_key("ok", seed="malformed")
+        keys = {
+            "inner-cr": "sk-proj-abc\rdef" + good[15:],
+            "inner-lf": good[:50] + "\n" + good[50:],
+            "non-ascii": good[:50] + "é" + good[51:],
+        }
+        entries = [
+            {"name": name, "api_key_file": str(write_key(tmp_path, name, key))}
+            for name, key in keys.items()
+        ]
+        config = write_config(tmp_path / "config.yml", base_url, entries)
+        exporter, url = start_exporter_process(config, tmp_path, "--log.level", "debug")
+        try:
+            time.sleep(1.5)  # several retries (retry_interval 1s) for each key
+            metrics = scrape(url)
+            for name in keys:
+                for probe in ("rest", "realtime"):
+                    assert metrics.result(name, probe) == "key_malformed", (name, probe)
+                    assert metrics.value("openai_probe_requests_total", key=name, probe=probe) == 0
+                    assert (
+                        metrics.value("openai_probe_http_status_code", key=name, probe=probe) == 0
+                    )
+                assert metrics.value("openai_key_valid", key=name) == 0
+            issues = {
+                s.labels["key"]: s.labels["issue"]
+                for s in metrics.find("openai_key_format_issue")
+                if s.labels["issue"] in {"line_break", "non_ascii"}
+            }
+            assert issues == {
+                "inner-cr": "line_break",
+                "inner-lf": "line_break",
+                "non-ascii": "non_ascii",
+            }
+            totals = httpx.get(f"{sim_root(base_url)}/_sim/stats", timeout=5).json()["totals"]
+            assert (totals["rest_requests"], totals["realtime_sessions"]) == (0, 0), totals
+            assert_no_secret(metrics.text + exporter.output(), list(keys.values()), "output")
+        finally:
+            stop_cleanly(exporter)
+    finally:
+        simulator.stop()
+
+
+# --- when probes happen ---------------------------------------------------------------------------
+
+
+def at_least(count: int, times: list[float]) -> list[float] | None:
+    return times if len(times) >= count else None
+
+
+def request_times(base_url: str, key: str) -> list[float]:
+    return list(sim_stats(base_url, key).get("rest_request_times", []))
+
+
+def test_quick_reprobe_after_failure_and_retry_after(simulator: str, tmp_path: Path) -> None:
+    """retry_interval 1s with interval 10s: a failing key is probed again ~1s later, and back on
+    its 10s interval once healthy. A 429 with retry-after 4 holds the next request 4s."""
+    retrying_name = name_with_rest_offset("retrying", 10.0, 0.5)
+    retrying = make_key("server_error", seed="retrying")
+    limited = make_key("rate_limited", 4, seed="limited")
+    entries = [
+        {"name": retrying_name, "api_key_file": str(write_key(tmp_path, "retrying", retrying))},
+        {
+            "name": "limited",
+            "api_key_file": str(write_key(tmp_path, "limited", limited)),
+            "interval": "2s",
+        },
+    ]
+    config = write_config(
+        tmp_path / "config.yml", simulator, entries, interval="10s", probes=("rest",)
+    )
+    exporter, url = start_exporter_process(config, tmp_path, wait_ready=False)
+    try:
+        first = wait_until(lambda: request_times(simulator, retrying), 5, "first probe", every=0.02)
+        sim_override(simulator, retrying, "ok")  # the quick retry, due 1s later, finds it healthy
+        times = wait_until(
+            lambda: at_least(3, request_times(simulator, retrying)),
+            14,
+            "the retry and then the next regular probe",
+            log=exporter,
+        )
+        assert len(first) == 1
+        retry_gap, regular_gap = times[1] - times[0], times[2] - times[1]
+        assert 0.95 <= retry_gap <= 2.5, f"retry {retry_gap:.2f}s after the failure"
+        assert 9.0 <= regular_gap <= 11.5, f"next probe {regular_gap:.2f}s after the recovery"
+        metrics = scrape(url)
+        assert metrics.result(retrying_name, "rest") == "ok"
+        assert (
+            metrics.value("openai_probe_consecutive_failures", key=retrying_name, probe="rest") == 0
+        )
+        assert metrics.value("openai_probe_errors_total", key=retrying_name, probe="rest") == 1
+
+        limited_times = request_times(simulator, limited)
+        assert len(limited_times) >= 3, limited_times
+        gaps = [b - a for a, b in itertools.pairwise(limited_times)]
+        assert min(gaps) >= 3.95, f"a request {min(gaps):.2f}s after a 429 with retry-after 4"
+        assert max(gaps) <= 6.5, f"{max(gaps):.2f}s between probes of a key limited for 4s"
+
+        def agree() -> bool:
+            sent = sim_stats(simulator, limited)["rest_requests"]
+            return (
+                scrape(url).value("openai_probe_requests_total", key="limited", probe="rest")
+                == sent
+            )
+
+        wait_until(agree, 5, "requests_total agrees with the simulator", every=0.05)
+        assert scrape(url).result("limited", "rest") == "rate_limited"
+    finally:
+        stop_cleanly(exporter)
+        sim_override(simulator, retrying, None)
+
+
+# --- key rotation on disk -------------------------------------------------------------------------
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Swap the file's content atomically, as a secret mount or `mv` does."""
+    temporary = path.with_suffix(".new")
+    temporary.write_text(text)
+    temporary.chmod(0o600)
+    os.replace(temporary, path)
+
+
+def test_key_rotation_on_disk(simulator: str, tmp_path: Path) -> None:
+    old = make_key("invalid_api_key", prefix="sk-svcacct-", seed="rotation")
+    new = make_key("ok", prefix="sk-proj-", seed="rotation")
+    path = write_key(tmp_path, "rotating", old)
+    config = write_config(
+        tmp_path / "config.yml", simulator, [{"name": "rotating", "api_key_file": str(path)}]
+    )
+    exporter, url = start_exporter_process(config, tmp_path)
+    try:
+        assert exporter.popen is not None
+        pid = exporter.popen.pid
+        metrics = scrape(url)
+        assert metrics.value("openai_key_valid", key="rotating") == 0
+        old_print, new_print = redact(old), redact(new)
+        assert metrics.find("openai_key_info", key="rotating", fingerprint=old_print)
+        replace_file(path, new + "\n")
+
+        def rotated() -> bool:
+            metrics = scrape(url)
+            return (
+                metrics.result("rotating", "rest") == "ok"
+                and metrics.result("rotating", "realtime") == "ok"
+                and metrics.value("openai_key_valid", key="rotating") == 1
+            )
+
+        wait_until(rotated, 6, "the new key is probed", log=exporter)
+        metrics = scrape(url)
+        (info,) = metrics.find("openai_key_info", key="rotating")
+        assert info.labels == {"key": "rotating", "fingerprint": new_print, "kind": "project"}
+        assert old_print not in metrics.text
+        assert exporter.popen.poll() is None and exporter.popen.pid == pid
+        assert exporter.output().count("msg=starting") == 1
+        assert sim_stats(simulator, new)["rest_requests"] >= 1
+    finally:
+        stop_cleanly(exporter)
+
+
+# --- health, readiness, lifecycle, signals --------------------------------------------------------
+
+
+def test_health_readiness_and_sigterm(simulator: str, tmp_path: Path) -> None:
+    name = name_with_offset("late", 5.0, 2.5, 4.5)
+    key = make_key("ok", seed="late")
+    config = write_config(
+        tmp_path / "config.yml",
+        simulator,
+        [{"name": name, "api_key_file": str(write_key(tmp_path, "late", key))}],
+        interval="5s",
+    )
+    started = time.monotonic()
+    exporter, url = start_exporter_process(config, tmp_path, wait_ready=False)
+    try:
+        assert time.monotonic() - started < 10
+        assert httpx.get(f"{url}/-/healthy", timeout=5).status_code == 200
+        not_ready = httpx.get(f"{url}/-/ready", timeout=5)
+        assert not_ready.status_code == 503, not_ready.text
+        reload = httpx.post(f"{url}/-/reload", timeout=5)
+        assert reload.status_code == 403, "reload must need --web.enable-lifecycle"
+        assert "--web.enable-lifecycle" in reload.text
+        wait_http(f"{url}/-/ready", 200, timeout=8, process=exporter)
+        assert scrape(url).result(name, "rest") == "ok"
+    finally:
+        took = stop_cleanly(exporter)
+    assert took < 3, f"SIGTERM took {took:.1f}s"
+
+
+def test_sigterm_with_probes_in_flight_exits_cleanly(simulator: str, tmp_path: Path) -> None:
+    """Stopping while probes hang: exit 0 at once, and no error logged for the cancelled ones."""
+    entries = [
+        {
+            "name": f"hang-{index}",
+            "api_key_file": str(
+                write_key(tmp_path, f"hang-{index}", make_key("hang", seed=str(index)))
+            ),
+        }
+        for index in range(4)
+    ]
+    config = write_config(tmp_path / "config.yml", simulator, entries, timeout="1900ms")
+    exporter, _ = start_exporter_process(config, tmp_path, wait_ready=False)
+    time.sleep(2.0)
+    took = stop_cleanly(exporter)
+    assert took < 3, f"SIGTERM took {took:.1f}s"
+    errors = [line for line in exporter.output().splitlines() if "level=error" in line]
+    assert not errors, "\n".join(line[:400] for line in errors)
+
+
+def reload_config(directory: Path, base_url: str, keys: dict[str, str]) -> Path:
+    entries = [
+        {"name": name, "api_key_file": str(write_key(directory, name, key))}
+        for name, key in keys.items()
+    ]
+    return write_config(directory / "config.yml", base_url, entries)
+
+
+def test_reload_by_http_and_sighup(simulator: str, tmp_path: Path) -> None:
+    keys = {
+        name: make_key(scenario, prefix=prefix, seed=f"reload-{name}")
+        for name, scenario, prefix in (
+            ("kept", "ok", "sk-proj-"),
+            ("removed", "ok", "sk-admin-"),
+            ("added", "ok", "sk-"),
+            ("added-by-hup", "invalid_api_key", "sk-svcacct-"),
+        )
+    }
+    config = reload_config(tmp_path, simulator, {k: keys[k] for k in ("kept", "removed")})
+    exporter, url = start_exporter_process(
+        config,
+        tmp_path,
+        "--web.enable-lifecycle",
+        "--web.telemetry-path",
+        "/probe-metrics",
+        "--log.level",
+        "debug",
+        "--log.format",
+        "json",
+    )
+    path = "/probe-metrics"
+    try:
+        assert httpx.get(f"{url}/metrics", timeout=5).status_code == 404
+        assert f'href="{path}"' in httpx.get(f"{url}/", timeout=5).text
+        wait_until(
+            lambda: (
+                (
+                    scrape(url, path).value(
+                        "openai_probe_latency_seconds_count", key="kept", probe="rest"
+                    )
+                    or 0
+                )
+                >= 2
+            ),
+            6,
+            "kept probed twice",
+        )
+        before = scrape(url, path)
+        kept = {
+            probe: (
+                before.value("openai_probe_requests_total", key="kept", probe=probe),
+                before.value("openai_probe_latency_seconds_count", key="kept", probe=probe),
+            )
+            for probe in ("rest", "realtime")
+        }
+
+        # POST /-/reload: one key removed, one added, one unchanged.
+        reload_config(tmp_path, simulator, {k: keys[k] for k in ("kept", "added")})
+        response = httpx.post(f"{url}/-/reload", timeout=5)
+        assert response.status_code == 200, response.text
+        after = scrape(url, path)
+        assert not [s for s in after.samples if s.labels.get("key") == "removed"]
+        for probe, (requests, count) in kept.items():
+            assert requests is not None and count is not None
+            now_requests = after.value("openai_probe_requests_total", key="kept", probe=probe)
+            now_count = after.value("openai_probe_latency_seconds_count", key="kept", probe=probe)
+            assert now_requests is not None and now_requests >= requests, (probe, now_requests)
+            assert now_count is not None and now_count >= count, (probe, now_count)
+        wait_until(lambda: scrape(url, path).result("added", "rest") == "ok", 5, "added is probed")
+        assert scrape(url, path).value("openai_key_exporter_keys") == 2
+
+        # A broken configuration is refused; the old keys keep being probed.
+        (tmp_path / "config.yml").write_text("keys: [this is: not valid\n")
+        response = httpx.post(f"{url}/-/reload", timeout=5)
+        assert response.status_code == 500
+        assert "config.yml" in response.text
+        broken = scrape(url, path)
+        assert broken.value("openai_key_exporter_config_last_reload_successful") == 0
+        requests = broken.value("openai_probe_requests_total", key="kept", probe="rest") or 0
+        wait_until(
+            lambda: (
+                (
+                    scrape(url, path).value("openai_probe_requests_total", key="kept", probe="rest")
+                    or 0
+                )
+                > requests
+            ),
+            5,
+            "kept is still probed",
+        )
+        assert scrape(url, path).result("added", "rest") == "ok"
+
+        # SIGHUP with a fixed configuration: back to 1, a key removed and one added.
+        reload_config(tmp_path, simulator, {k: keys[k] for k in ("kept", "added-by-hup")})
+        exporter.signal(signal.SIGHUP)
+        wait_until(
+            lambda: (
+                scrape(url, path).value("openai_key_exporter_config_last_reload_successful") == 1
+            ),
+            5,
+            "reload after SIGHUP",
+        )
+        wait_until(
+            lambda: scrape(url, path).value("openai_key_valid", key="added-by-hup") == 0,
+            5,
+            "added-by-hup probed",
+        )
+        final = scrape(url, path)
+        assert not [s for s in final.samples if s.labels.get("key") in {"removed", "added"}]
+        final_requests = final.value("openai_probe_requests_total", key="kept", probe="rest")
+        assert final_requests is not None and final_requests > requests
+    finally:
+        stop_cleanly(exporter)
+    lines = exporter.output().splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    assert {record["level"] for record in records} >= {"debug", "info", "error"}
+    assert any("reload" in record["msg"] for record in records)
+    assert_no_secret(exporter.output(), list(keys.values()), "the JSON log")
+
+
+# --- secrecy across every prefix and log format ---------------------------------------------------
+
+
+@pytest.mark.parametrize("log_format", ["logfmt", "json"])
+def test_no_key_or_piece_of_one_in_any_output(
+    simulator: str, tmp_path: Path, log_format: str
+) -> None:
+    scenarios = ("ok", "invalid_api_key", "server_error", "rt_unknown_close", "non_json")
+    keys: dict[str, str] = {}
+    for prefix in PREFIXES:
+        short = prefix.strip("-").replace("-", "_")
+        for scenario in scenarios:
+            keys[f"{short}.{scenario}"] = make_key(scenario, prefix=prefix, seed=log_format)
+        base = make_key("ok", prefix=prefix, seed=f"{log_format}-variants")
+        keys[f"{short}.inner-cr"] = base[:30] + "\r" + base[30:]
+        keys[f"{short}.quoted"] = f'"{base}"'
+        keys[f"{short}.trailing-space"] = base + " "
+    config = reload_config(tmp_path, simulator, keys)
+    exporter, url = start_exporter_process(
+        config, tmp_path, "--log.level", "debug", "--log.format", log_format
+    )
+    try:
+        time.sleep(2.5)  # a second round, so the debug lines for unchanged results are logged
+        outputs = {
+            "/metrics": scrape(url).text,
+            "the landing page": httpx.get(f"{url}/", timeout=5).text,
+        }
+    finally:
+        stop_cleanly(exporter)
+    outputs["the log"] = exporter.output()
+    assert "debug" in outputs["the log"]
+    for where, text in outputs.items():
+        assert_no_secret(text, list(keys.values()), where)
