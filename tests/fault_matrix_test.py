@@ -1,0 +1,491 @@
+"""Every fault the simulator can produce, at once, against one exporter: each key classified as
+expected, /metrics fast throughout, memory bounded, and no task, socket or fd left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import ssl
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Collection, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import trustme
+
+from exporter.classify import Result
+from exporter.config import KeyConfig, RealtimeSettings
+from exporter.keys import KeySource, SourceKind
+from exporter.probes.realtime import RealtimeProber
+from exporter.probes.rest import RestProber
+from exporter.runner import ProbeRunner
+from exporter.simulator import RunningSimulator, make_key, start_simulator
+from exporter.state import StateStore
+from tests.harness import (
+    Process,
+    exporter_command,
+    free_port,
+    start_exporter_process,
+    start_simulator_process,
+    write_config,
+    write_key,
+)
+
+KEYS = 50
+INTERVAL_S = 3.0
+TIMEOUT_S = 1.0
+MEASURE_ROUNDS = 5  # rounds of INTERVAL_S sampled for latency, memory, fds and sockets
+# The issue asks for /metrics within 100 ms while faults happen. The median and the 95th
+# percentile must meet it; the single worst scrape gets 2.5x, because two CPUs are shared
+# with the simulator, the test's own sampler and whatever else CI runs next to us.
+SCRAPE_P95_S = 0.100
+SCRAPE_MAX_S = 0.250
+STARVED = 1.0  # the event loop waited for a CPU longer than the whole measurement lasted
+# A bare exporter is ~50 MB; three endless bodies are each capped at 4 MiB by the probe.
+RSS_LIMIT_KB = 150 * 1024
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A simulator behaviour, where it runs, and the result each probe must report."""
+
+    case: str
+    scenario: str
+    rest: Result
+    realtime: Result
+    arg: int | None = None
+    server: str = "plain"  # plain, tls_untrusted (no ca_file) or tls_trusted (ca_file set)
+
+
+FAULTS = (
+    Fault("hang", "hang", Result.TIMEOUT, Result.TIMEOUT),  # no headers; upgrade never answered
+    Fault("hang_body", "hang_body", Result.TIMEOUT, Result.OK),
+    Fault("reset", "reset", Result.CONNECTION_ERROR, Result.CONNECTION_ERROR),
+    Fault("html_502", "bad_gateway", Result.SERVER_ERROR, Result.SERVER_ERROR),
+    Fault("non_json", "non_json", Result.PROTOCOL_ERROR, Result.OK),
+    Fault("endless", "endless", Result.PROTOCOL_ERROR, Result.OK),
+    Fault("drip", "drip", Result.OK, Result.OK, arg=int(TIMEOUT_S * 1000 * 0.4)),
+    Fault("rt_refused", "rt_html_502", Result.OK, Result.SERVER_ERROR),
+    Fault("rt_drop", "rt_drop", Result.OK, Result.CONNECTION_ERROR),
+    Fault("rt_silent", "rt_silent", Result.OK, Result.TIMEOUT),
+    Fault("rt_binary", "rt_binary", Result.OK, Result.PROTOCOL_ERROR),
+    Fault("rt_unknown_close", "rt_unknown_close", Result.OK, Result.OTHER),
+    Fault("rt_flood", "rt_flood", Result.OK, Result.PROTOCOL_ERROR),
+    Fault("tls_untrusted", "ok", Result.TLS_ERROR, Result.TLS_ERROR, server="tls_untrusted"),
+    Fault("tls_trusted", "ok", Result.OK, Result.OK, server="tls_trusted"),
+    Fault("ok", "ok", Result.OK, Result.OK),
+)
+PREFIXES = ("sk-proj-", "sk-svcacct-", "sk-admin-", "sk-")
+
+
+# --- helpers shared with leak_test.py and network_test.py -----------------------------------------
+
+
+class SimulatorThread:
+    """The simulator in-process but on its own thread and event loop, so that the test's loop
+    sees only the exporter's tasks and sockets, and sync tests (hypothesis) can use it too."""
+
+    def __init__(self, host: str = "127.0.0.1", ssl_context: object = None) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        future: Future[RunningSimulator] = asyncio.run_coroutine_threadsafe(
+            start_simulator(host, 0, ssl_context),
+            self._loop,  # type: ignore[arg-type]
+        )
+        self.simulator = future.result(10)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.simulator.close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+def established_to(ports: Collection[int], pid: int | None = None) -> int:
+    """ESTABLISHED TCP connections to one of `ports` (remote side); only `pid`'s when given."""
+    inodes: set[str] | None = None
+    if pid is not None:
+        inodes = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue  # closed while we looked
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as handle:
+                lines = handle.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+            if remote_port not in ports or fields[3] != "01":  # 01: ESTABLISHED
+                continue
+            if inodes is None or fields[9] in inodes:
+                count += 1
+    return count
+
+
+def proc_status_kb(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+_RESULT = re.compile(r"^openai_probe_result\{(?P<labels>[^}]*)\} 1(?:\.0)?$", re.MULTILINE)
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def probe_results(metrics: str) -> dict[tuple[str, str], str]:
+    """(key, probe) -> result, from the openai_probe_result series whose value is 1."""
+    results = {}
+    for match in _RESULT.finditer(metrics):
+        labels = dict(_LABEL.findall(match.group("labels")))
+        results[labels["key"], labels["probe"]] = labels["result"]
+    return results
+
+
+@dataclass(frozen=True)
+class Tls:
+    ca: trustme.CA
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+def make_tls(directory: Path) -> Tls:
+    """A private CA and a server certificate for every loopback name."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1", "::1")
+    tls = Tls(ca, directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    ca.cert_pem.write_to_path(str(tls.ca_file))
+    cert.cert_chain_pems[0].write_to_path(str(tls.cert_file))
+    for extra in cert.cert_chain_pems[1:]:
+        extra.write_to_path(str(tls.cert_file), append=True)
+    cert.private_key_pem.write_to_path(str(tls.key_file))
+    return tls
+
+
+def start_tls_simulator_process(tmp_path: Path, tls: Tls) -> tuple[Process, str]:
+    port = free_port()
+    process = Process(
+        exporter_command(
+            "simulate",
+            "--web.listen-address",
+            f"127.0.0.1:{port}",
+            "--tls.cert-file",
+            str(tls.cert_file),
+            "--tls.key-file",
+            str(tls.key_file),
+        ),
+        tmp_path / f"tls-simulator-{port}.log",
+    ).start()
+    context = ssl.create_default_context(cafile=str(tls.ca_file))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"https://127.0.0.1:{port}/_sim/stats", verify=context, timeout=2)
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or (process.popen and process.popen.poll() is not None):
+                raise AssertionError(f"TLS simulator did not start:\n{process.output()}") from None
+            time.sleep(0.1)
+    return process, f"https://127.0.0.1:{port}/v1"
+
+
+# --- the exporter process against every fault at once ----------------------------------------------
+
+
+@dataclass
+class Measurements:
+    scrape_seconds: list[float]
+    scrape_failures: list[str]
+    rss_kb: list[int]
+    fds_by_round: list[list[int]]
+    sockets_by_round: list[list[int]]
+    cpu_wait_ratio: float  # share of the time the exporter was runnable but had no CPU
+    wrong: dict[tuple[str, str], tuple[str | None, str]]  # results never seen as expected
+
+
+# Its own process, so that reading /proc in the test cannot hold the GIL against its timings.
+_SAMPLER = """
+import json, sys, time, httpx
+url, until = sys.argv[1], time.monotonic() + float(sys.argv[2])
+seconds, failures = [], []
+with httpx.Client(timeout=5) as client:  # one keep-alive connection, as Prometheus scrapes
+    while time.monotonic() < until:
+        started = time.perf_counter()
+        try:
+            status = client.get(url).status_code
+            (seconds if status == 200 else failures).append(
+                time.perf_counter() - started if status == 200 else f"HTTP {status}"
+            )
+        except httpx.HTTPError as error:
+            failures.append(repr(error))
+        time.sleep(0.02)
+print(json.dumps({"seconds": seconds, "failures": failures}))
+"""
+
+
+def start_scrape_sampler(url: str, duration: float) -> subprocess.Popen[str]:
+    """Scrapes `url` every 20 ms for `duration` s; its stdout is {"seconds": [...], ...}."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _SAMPLER, url, str(duration)], stdout=subprocess.PIPE, text=True
+    )
+
+
+@dataclass(frozen=True)
+class Matrix:
+    faults: dict[str, Fault]  # key name -> its fault
+    url: str  # the exporter's root URL
+    pid: int  # the exporter's process
+    ports: list[int]  # the simulators' ports
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
+    """The exporter probing KEYS keys, round-robin over FAULTS; yields (name -> fault, URL)."""
+    tmp_path = tmp_path_factory.mktemp("matrix")
+    tls = make_tls(tmp_path)
+    plain, plain_url = start_simulator_process(tmp_path)
+    secure, secure_url = start_tls_simulator_process(tmp_path, tls)
+    faults: dict[str, Fault] = {}
+    entries = []
+    for index in range(KEYS):
+        fault = FAULTS[index % len(FAULTS)]
+        name = f"{fault.case}-{index}"
+        faults[name] = fault
+        key = make_key(fault.scenario, fault.arg, prefix=PREFIXES[index % len(PREFIXES)], seed=name)
+        entry: dict[str, object] = {
+            "name": name,
+            "api_key_file": str(write_key(tmp_path, name, key)),
+        }
+        if fault.server != "plain":
+            entry["base_url"] = secure_url
+        if fault.server == "tls_trusted":
+            entry["tls"] = {"ca_file": str(tls.ca_file)}
+        entries.append(entry)
+    config = write_config(
+        tmp_path / "matrix.yml",
+        plain_url,
+        entries,
+        interval=f"{INTERVAL_S:g}s",
+        timeout=f"{TIMEOUT_S:g}s",
+        retry_interval=f"{INTERVAL_S:g}s",
+        realtime_interval=f"{INTERVAL_S:g}s",
+    )
+    # Ready: every key probed once, so the rounds measured below all run every fault.
+    exporter, url = start_exporter_process(config, tmp_path)
+    assert exporter.popen is not None
+    ports = [int(base.rsplit(":", 1)[1].removesuffix("/v1")) for base in (plain_url, secure_url)]
+    try:
+        yield Matrix(faults, url, exporter.popen.pid, ports)
+    finally:
+        for process in (exporter, plain, secure):
+            process.stop()
+
+
+@pytest.fixture(scope="module")
+def measured(matrix: Matrix) -> Measurements:
+    """MEASURE_ROUNDS rounds of the matrix, with scrapes, RSS, fds and sockets sampled."""
+    pid, ports = matrix.pid, matrix.ports
+    expected = _expected_results(matrix.faults)
+    sampler = start_scrape_sampler(f"{matrix.url}/metrics", MEASURE_ROUNDS * INTERVAL_S)
+    rss: list[int] = []
+    fds_by_round: list[list[int]] = []
+    sockets_by_round: list[list[int]] = []
+    wrong: dict[tuple[str, str], tuple[str | None, str]] | None = None
+    waited_before = run_queue_wait_seconds(pid)
+    started = time.monotonic()
+    try:
+        for _ in range(MEASURE_ROUNDS):
+            fds: list[int] = []
+            sockets: list[int] = []
+            round_ends = time.monotonic() + INTERVAL_S
+            while time.monotonic() < round_ends:
+                rss.append(proc_status_kb(pid, "VmRSS"))
+                fds.append(open_fds(pid))
+                sockets.append(established_to(ports, pid))
+                if wrong is None or wrong:
+                    wrong = _wrong_results(matrix.url, expected)
+                time.sleep(0.1)
+            fds_by_round.append(fds)
+            sockets_by_round.append(sockets)
+        output, _ = sampler.communicate(timeout=30)
+        waited = run_queue_wait_seconds(pid) - waited_before
+        elapsed = time.monotonic() - started
+        deadline = time.monotonic() + 10 * INTERVAL_S  # a loaded machine may need more rounds
+        while wrong and time.monotonic() < deadline:
+            time.sleep(0.5)
+            wrong = _wrong_results(matrix.url, expected)
+    finally:
+        sampler.kill()
+    rss.append(proc_status_kb(pid, "VmHWM"))  # the peak, sampled or not
+    scrapes = json.loads(output)
+    return Measurements(
+        scrapes["seconds"],
+        scrapes["failures"],
+        rss,
+        fds_by_round,
+        sockets_by_round,
+        waited / elapsed,
+        wrong or {},
+    )
+
+
+def run_queue_wait_seconds(pid: int) -> float:
+    """How long the process's main thread (the event loop) has waited for a CPU, in total."""
+    with open(f"/proc/{pid}/schedstat") as handle:
+        return int(handle.read().split()[1]) / 1e9
+
+
+def _expected_results(faults: dict[str, Fault]) -> dict[tuple[str, str], str]:
+    expected = {}
+    for name, fault in faults.items():
+        expected[name, "rest"] = fault.rest.value
+        expected[name, "realtime"] = fault.realtime.value
+    return expected
+
+
+def _wrong_results(
+    url: str, expected: dict[tuple[str, str], str]
+) -> dict[tuple[str, str], tuple[str | None, str]]:
+    results = probe_results(httpx.get(f"{url}/metrics", timeout=5).text)
+    return {
+        series: (results.get(series), want)
+        for series, want in expected.items()
+        if results.get(series) != want
+    }
+
+
+def test_every_key_classified_as_expected(matrix: Matrix, measured: Measurements) -> None:
+    """One /metrics at least where all 2 x KEYS series show the expected result at once."""
+    assert not measured.wrong, f"(key, probe): (got, expected): {measured.wrong}"
+    assert {fault.case for fault in matrix.faults.values()} == {fault.case for fault in FAULTS}
+
+
+def test_metrics_answer_within_100ms_during_faults(measured: Measurements) -> None:
+    seconds = sorted(measured.scrape_seconds)
+    assert not measured.scrape_failures, measured.scrape_failures[:5]
+    assert len(seconds) >= 200, f"only {len(seconds)} scrapes in {MEASURE_ROUNDS} rounds"
+    p50 = statistics.median(seconds)
+    p95 = seconds[int(len(seconds) * 0.95) - 1]
+    summary = (
+        f"{len(seconds)} scrapes: p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, "
+        f"max {seconds[-1] * 1000:.1f} ms"
+    )
+    summary += f"; the exporter waited for a CPU {measured.cpu_wait_ratio:.0%} of the time"
+    print(summary)
+    # Seen here with four other test suites and a benchmark on two CPUs: then the latency is
+    # the machine's, not the exporter's. CI runs alone and always asserts.
+    starved = measured.cpu_wait_ratio > STARVED and os.environ.get("CI") != "true"
+    if starved and (p95 >= SCRAPE_P95_S or seconds[-1] >= SCRAPE_MAX_S):
+        pytest.skip(f"machine overloaded, latency not the exporter's: {summary}")
+    assert p95 < SCRAPE_P95_S, summary
+    assert seconds[-1] < SCRAPE_MAX_S, summary
+
+
+def test_memory_stays_bounded_with_endless_bodies(measured: Measurements) -> None:
+    peak = max(measured.rss_kb)
+    print(f"RSS: last {measured.rss_kb[-2] // 1024} MB, peak (VmHWM) {peak // 1024} MB")
+    assert peak < RSS_LIMIT_KB, f"peak RSS {peak // 1024} MB"
+
+
+def test_no_fd_or_socket_accumulates_across_rounds(measured: Measurements) -> None:
+    """In-flight probes hold sockets, so counts move within a round; a leak would make each
+    round's peak higher than the last. The second round is the reference: by then every key
+    has been probed at least once and the keep-alive pools are warm."""
+    fd_peaks = [max(samples) for samples in measured.fds_by_round]
+    socket_peaks = [max(samples) for samples in measured.sockets_by_round]
+    print(f"peak fds per round {fd_peaks}, peak sockets to the simulators per round {socket_peaks}")
+    reference_fds, reference_sockets = fd_peaks[1], socket_peaks[1]
+    # 2 probes x KEYS keys is every probe in flight at once; a leak of one socket per failed
+    # probe would add ~30 per round.
+    assert max(socket_peaks) <= 2 * KEYS, socket_peaks
+    assert max(socket_peaks[2:]) <= reference_sockets + 10, socket_peaks
+    assert max(fd_peaks[2:]) <= reference_fds + 10, fd_peaks
+
+
+# --- the same faults in-process: tasks and sockets after the probers close --------------------------
+
+
+@pytest.fixture
+def simulator_thread() -> Iterator[RunningSimulator]:
+    thread = SimulatorThread()
+    try:
+        yield thread.simulator
+    finally:
+        thread.close()
+
+
+async def test_in_process_no_task_or_socket_left_behind(
+    simulator_thread: RunningSimulator,
+) -> None:
+    simulator = simulator_thread
+    plain = [fault for fault in FAULTS if fault.server == "plain"]
+    configs = []
+    for index, fault in enumerate(plain * 2):
+        name = f"{fault.case}-{index}"
+        os.environ[f"FAULT_MATRIX_{index}"] = make_key(fault.scenario, fault.arg, seed=name)
+        configs.append(
+            (
+                fault,
+                KeyConfig(
+                    name=name,
+                    source=KeySource(SourceKind.ENV, f"FAULT_MATRIX_{index}"),
+                    base_url=simulator.base_url,
+                    timeout=TIMEOUT_S,
+                    interval=INTERVAL_S,
+                    probes=("rest", "realtime"),
+                    realtime=RealtimeSettings(interval=INTERVAL_S),
+                ),
+            )
+        )
+    store = StateStore()
+    store.configure({config.name: config.probes for _, config in configs})
+    runner = ProbeRunner(store, {"rest": RestProber(), "realtime": RealtimeProber()})
+    baseline = len(asyncio.all_tasks())
+    tasks_after_round = []
+    try:
+        for _ in range(3):
+            results = await asyncio.gather(
+                *(runner.run(config, probe) for _, config in configs for probe in config.probes)
+            )
+            pairs = iter(results)
+            for fault, _config in configs:
+                assert (next(pairs).result, next(pairs).result) == (fault.rest, fault.realtime)
+            await asyncio.sleep(0.05)  # let closing transports finish their callbacks
+            tasks_after_round.append(len(asyncio.all_tasks()))
+    finally:
+        await runner.aclose()
+        for index in range(len(configs)):
+            os.environ.pop(f"FAULT_MATRIX_{index}", None)
+    assert tasks_after_round == [baseline] * 3, (baseline, tasks_after_round)
+    for _ in range(40):  # closed sockets leave ESTABLISHED within a few loop iterations
+        if not established_to([simulator.port], os.getpid()):
+            break
+        await asyncio.sleep(0.05)
+    # Our end of each connection only: the simulator's ends have the simulator's port as
+    # their local port, not their remote one.
+    assert established_to([simulator.port], os.getpid()) == 0
+    assert len(asyncio.all_tasks()) == baseline
