@@ -136,10 +136,11 @@ async def probe_realtime(
         result = _result(session, Result.TIMEOUT, f"{waiting_for} within {config.timeout:g}s")
     except InvalidStatus as rejected:
         result = _rejected(session, rejected)
+    except (InvalidHandshake, InvalidMessage, OSError) as error:
+        # Before ValueError: a failed certificate check (SSLCertVerificationError) is both.
+        result = _result(session, *_transport_failure(error, key))
     except (InvalidURI, ValueError) as error:
         result = _result(session, Result.OTHER, scrub(f"{type(error).__name__}: {error}", [key]))
-    except (InvalidHandshake, InvalidMessage, OSError) as error:
-        result = _result(session, *_transport_failure(error, key))
     if websocket is not None:
         await _close(websocket)
         if result.healthy:
