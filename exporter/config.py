@@ -205,7 +205,8 @@ def _settings(fields: _Fields, inherited: KeyConfig) -> dict[str, Any]:
         url=realtime.get("url", _ws_url, base.url, "use a ws:// or wss:// URL"),
         interval=realtime.get("interval", parse_duration, base.interval, _DURATION_FIX),
     )
-    ca_file = tls.get("ca_file", _string, inherited.tls_ca_file, "give a PEM file path")
+    ca_file = tls.get("ca_file", _string, None, "give a PEM file path")
+    ca_file = _relative_to_config(fields.file, ca_file) if ca_file else inherited.tls_ca_file
     if ca_file and not os.path.isfile(ca_file):
         raise tls.error("ca_file", f"{ca_file} does not exist", "give a readable PEM file")
     settings: dict[str, Any] = {
@@ -233,7 +234,21 @@ def _settings(fields: _Fields, inherited: KeyConfig) -> dict[str, Any]:
             f"{settings['timeout']:g}s is longer than the interval ({settings['interval']:g}s)",
             "make the timeout shorter than the interval",
         )
+    if "realtime" in settings["probes"] and settings["timeout"] > realtime_settings.interval:
+        raise fields.error(
+            "timeout",
+            f"{settings['timeout']:g}s is longer than realtime.interval "
+            f"({realtime_settings.interval:g}s)",
+            "make the timeout shorter than realtime.interval",
+        )
     return settings
+
+
+def _relative_to_config(config_file: str, path: str) -> str:
+    """A relative path is read from the configuration file's folder, as Prometheus does."""
+    if os.path.isabs(path):
+        return path
+    return os.path.join(os.path.dirname(os.path.abspath(config_file)), path)
 
 
 def _looks_like_key(text: str) -> bool:
@@ -256,6 +271,8 @@ def _key_source(fields: _Fields) -> KeySource:
                 "keep the key out of the configuration: put it in a file or variable"
                 f" and set {name} to its {'path' if name in _FILE_SOURCES else 'name'}",
             )
+    if kind is not SourceKind.ENV:
+        location = _relative_to_config(fields.file, location)
     for dotenv_only in ("dotenv_var", "dotenv_format"):
         if kind is not SourceKind.DOTENV and fields.has(dotenv_only):
             raise fields.error(dotenv_only, "only applies with dotenv", "remove it")

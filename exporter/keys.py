@@ -158,7 +158,8 @@ def _parse_dotenv_value(raw_line: str, match: re.Match[str], fmt: DotenvFormat) 
         if quoted.group(1) == '"':
             value = value.replace("\\n", "\n").replace("\\r", "\r")
     else:
-        value = re.sub(r"\s+#.*$", "", value).strip()
+        # Unquoted, the npm package stops at the first `#`: the rest is a comment.
+        value = value.split("#", 1)[0].strip()
     return _DotenvLine(value, raw_value, issues)
 
 

@@ -238,7 +238,7 @@ def test_full(good_dir: Path) -> None:
     assert list(keys) == ["web", "voice-relay", "voice-relay-docker", "batch@eu/nightly"]
 
     web = keys["web"]
-    assert web.source.kind is SourceKind.FILE and web.source.location == "keys/web"
+    assert web.source.kind is SourceKind.FILE and web.source.location == str(good_dir / "keys/web")
     assert web.base_url == "https://api.openai.com/v1"  # trailing slash dropped
     assert (web.interval, web.timeout, web.retry_interval) == (60, 10, 15)
     assert web.probes == ("rest",)
@@ -248,7 +248,8 @@ def test_full(good_dir: Path) -> None:
 
     relay = keys["voice-relay"]
     assert relay.source.kind is SourceKind.DOTENV
-    assert relay.source.location == "websocket-server/.env"
+    # Relative paths are read from the configuration file's folder, as Prometheus does.
+    assert relay.source.location == str(good_dir / "websocket-server/.env")
     assert relay.source.dotenv_var == "OPENAI_API_KEY"
     assert relay.source.dotenv_format is DotenvFormat.NODE
     assert relay.probes == ("rest", "realtime")
@@ -274,7 +275,7 @@ def test_full(good_dir: Path) -> None:
     assert batch.base_url == "http://openai-proxy.internal:8080/v1"
     assert batch.realtime_url == "ws://openai-proxy.internal:8080/v1/realtime"
     assert (batch.interval, batch.timeout, batch.retry_interval) == (300, 30, 60)
-    assert batch.tls_ca_file == "ca.pem"
+    assert batch.tls_ca_file == str(good_dir / "ca.pem")
 
 
 def test_many_keys(good_dir: Path) -> None:
