@@ -316,7 +316,7 @@ def parse_config(text: str, file: str) -> Config:
     seen: dict[str, int] = {}
     for index, raw in enumerate(raw_keys):
         fields = _Fields(raw, f"keys[{index}]", file, {"name"} | _SETTING_FIELDS | _SOURCE_FIELDS)
-        name = fields.get("name", _string, None, "name the key: it is its label in metrics")
+        name = fields.get("name", _key_name, None, "name the key: it is its label in metrics")
         if name is None:
             raise fields.error("name", "missing", "name the key: it is its label in metrics")
         if _looks_like_key(name):

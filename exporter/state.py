@@ -101,6 +101,7 @@ class StateStore:
     def __init__(self) -> None:
         self._keys: dict[str, KeyState] = {}
         self._listeners: list[Listener] = []
+        self._ready = False
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -150,4 +151,8 @@ class StateStore:
 
     @property
     def ready(self) -> bool:
-        return all(state.probed_once for state in self._keys.values())
+        """True once the first round is done; keys a reload adds later do not take it back,
+        or every reload would take the exporter out of service until they are probed."""
+        if not self._ready:
+            self._ready = all(state.probed_once for state in self._keys.values())
+        return self._ready

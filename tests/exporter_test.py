@@ -1038,6 +1038,9 @@ def test_reload_by_http_and_sighup(simulator: str, tmp_path: Path) -> None:
         reload_config(tmp_path, simulator, {k: keys[k] for k in ("kept", "added")})
         response = httpx.post(f"{url}/-/reload", timeout=5)
         assert response.status_code == 200, response.text
+        # Ready once the first round is done: a key added later does not take the pod out.
+        ready = httpx.get(f"{url}/-/ready", timeout=5)
+        assert ready.status_code == 200, f"/-/ready after a reload that added a key: {ready.text}"
         after = scrape(url, path)
         assert not [s for s in after.samples if s.labels.get("key") == "removed"]
         for probe, (requests, count) in kept.items():
