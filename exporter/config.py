@@ -136,6 +136,11 @@ def _string(value: object) -> str:
     return value
 
 
+def _key_name(value: object) -> str:
+    # YAML reads `name: 2024` as a number; as a label it is the same text.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else _string(value)
+
+
 def _url(value: object, schemes: str = "https?") -> str:
     text = _string(value)
     if not re.match(rf"^({schemes})://[^/\s]+", text):
