@@ -91,7 +91,8 @@ class RestProber:
     """Holds the connection pools; one probe at a time per key is the scheduler's job."""
 
     def __init__(self) -> None:
-        self._clients: dict[str | None, httpx.AsyncClient] = {}
+        # Per CA file: a pool that keeps connections, and one that closes each after its answer.
+        self._clients: dict[tuple[str | None, bool], httpx.AsyncClient] = {}
         self._contexts: dict[str | None, ssl.SSLContext] = {}
         self._probe_count: dict[str, int] = {}
 
@@ -100,20 +101,20 @@ class RestProber:
             self._contexts[ca_file] = tls_context(ca_file)
         return self._contexts[ca_file]
 
-    def _shared_client(self, ca_file: str | None) -> httpx.AsyncClient:
-        client = self._clients.get(ca_file)
+    def _client(self, ca_file: str | None, keepalive: bool) -> httpx.AsyncClient:
+        # One client per kind, not one per fresh probe: building an httpx client reads the
+        # proxy environment and costs more than a reused-connection probe.
+        client = self._clients.get((ca_file, keepalive))
         if client is None:
-            client = _new_client(self._context(ca_file), keepalive=True)
-            self._clients[ca_file] = client
+            client = _new_client(self._context(ca_file), keepalive=keepalive)
+            self._clients[(ca_file, keepalive)] = client
         return client
 
     async def probe(self, config: KeyConfig, key: str) -> ProbeResult:
         count = self._probe_count.get(config.name, 0)
         self._probe_count[config.name] = count + 1
-        if count % FRESH_CONNECTION_EVERY == 0:
-            async with _new_client(self._context(config.tls_ca_file), keepalive=False) as fresh:
-                return await probe_rest(fresh, config, key)
-        return await probe_rest(self._shared_client(config.tls_ca_file), config, key)
+        fresh = count % FRESH_CONNECTION_EVERY == 0
+        return await probe_rest(self._client(config.tls_ca_file, not fresh), config, key)
 
     def forget(self, name: str) -> None:
         self._probe_count.pop(name, None)
@@ -125,6 +126,8 @@ class RestProber:
 
 
 def _new_client(context: ssl.SSLContext, keepalive: bool) -> httpx.AsyncClient:
+    # Without keep-alive the pool closes every connection once its response is read, so each
+    # probe through it opens its own connection (and measures connect and TLS).
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=64 if keepalive else 0)
     return httpx.AsyncClient(verify=context, limits=limits, trust_env=True, follow_redirects=False)
 
