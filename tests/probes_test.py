@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -105,7 +106,9 @@ async def test_rest_probe_classifies_scenario(simulator: RunningSimulator, scena
         result = await prober.probe(key_config(simulator), make_key(scenario))
     finally:
         await prober.aclose()
-    assert (result.result, result.http_status, result.error_code) == (expected, status, code), result
+    assert (result.result, result.http_status, result.error_code) == (expected, status, code), (
+        result
+    )
     assert result.probe == "rest"
     assert result.duration > 0
     if status:
@@ -151,7 +154,10 @@ async def test_rest_probe_sends_organization_and_project(simulator: RunningSimul
 async def test_rest_probe_connection_refused_is_classified() -> None:
     prober = RestProber()
     config = KeyConfig(
-        name="t", source=KeySource(SourceKind.ENV, "X"), base_url="http://127.0.0.1:9/v1", timeout=1.0
+        name="t",
+        source=KeySource(SourceKind.ENV, "X"),
+        base_url="http://127.0.0.1:9/v1",
+        timeout=1.0,
     )
     try:
         result = await prober.probe(config, make_key("ok"))
@@ -208,7 +214,14 @@ async def test_realtime_delay_before_session_created_is_its_phase(
 
 async def test_realtime_probe_never_bills_and_leaks_nothing(simulator: RunningSimulator) -> None:
     """100 probes, healthy and failing: no billable event, no task or socket left behind."""
-    scenarios = ["ok", "invalid_api_key", "rt_drop", "rt_binary", "rt_silent_update", "server_error"]
+    scenarios = [
+        "ok",
+        "invalid_api_key",
+        "rt_drop",
+        "rt_binary",
+        "rt_silent_update",
+        "server_error",
+    ]
     keys = {scenario: make_key(scenario) for scenario in scenarios}
     prober = RealtimeProber()
     tasks_before = len(asyncio.all_tasks())
@@ -231,7 +244,7 @@ def _open_client_sockets(port: int) -> int:
     count = 0
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
-            lines = open(table).read().splitlines()[1:]
+            lines = Path(table).read_text().splitlines()[1:]
         except OSError:
             continue
         for line in lines:
