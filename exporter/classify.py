@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import re
+import ssl
 from dataclasses import dataclass
 
 
@@ -166,6 +167,16 @@ def classify_openai_error(
     if status == 403:
         return Result.INSUFFICIENT_PERMISSIONS, code or "forbidden"
     return Result.OTHER, code or "other"
+
+
+def caused_by_tls(error: BaseException) -> bool:
+    """A TLS failure anywhere in an exception's chain: the HTTP and WebSocket libraries wrap it."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError | ssl.CertificateError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def error_code_label(code: str) -> str:

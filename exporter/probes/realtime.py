@@ -23,7 +23,7 @@ from websockets.exceptions import (
     InvalidURI,
 )
 
-from exporter.classify import Result, classify_openai_error
+from exporter.classify import Result, caused_by_tls, classify_openai_error
 from exporter.config import KeyConfig
 from exporter.probes.rest import auth_headers, tls_context
 from exporter.redaction import scrub
@@ -280,18 +280,12 @@ def _rejected(session: _Session, rejected: InvalidStatus) -> ProbeResult:
 
 def _transport_failure(error: BaseException, key: str) -> tuple[Result, str]:
     text = scrub(f"{type(error).__name__}: {error}", [key])
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, ssl.SSLError | ssl.CertificateError):
-            return Result.TLS_ERROR, text
-        cause = cause.__cause__ or cause.__context__
+    if caused_by_tls(error):
+        return Result.TLS_ERROR, text
     if isinstance(error, OSError):
         return Result.CONNECTION_ERROR, text
-    if isinstance(error, InvalidMessage):
-        # The server hung up or sent no HTTP answer to the upgrade request.
-        return Result.CONNECTION_ERROR if "did not receive" in str(error) or "EOF" in str(
-            error
-        ) else Result.PROTOCOL_ERROR, text
+    if isinstance(error, InvalidMessage) and isinstance(error.__cause__, EOFError | OSError):
+        return Result.CONNECTION_ERROR, text  # the server hung up before answering the upgrade
     return Result.PROTOCOL_ERROR, text
 
 

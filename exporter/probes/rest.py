@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from exporter.classify import Result, classify_openai_error
+from exporter.classify import Result, caused_by_tls, classify_openai_error
 from exporter.config import KeyConfig
 from exporter.redaction import scrub
 from exporter.state import ProbeResult
@@ -171,11 +171,8 @@ async def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:
 
 def _classify_exception(error: httpx.HTTPError, key: str) -> tuple[Result, str]:
     text = scrub(f"{type(error).__name__}: {error}", [key])
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, ssl.SSLError | ssl.CertificateError):
-            return Result.TLS_ERROR, text
-        cause = cause.__cause__ or cause.__context__
+    if caused_by_tls(error):
+        return Result.TLS_ERROR, text
     if isinstance(error, httpx.LocalProtocolError):
         return Result.KEY_MALFORMED, text
     if isinstance(error, httpx.TransportError):
