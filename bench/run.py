@@ -1,0 +1,674 @@
+"""Runs every benchmark phase, prints one table and writes it to docs/performance.md."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import itertools
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from bench.measure import (
+    Hammer,
+    Scraper,
+    cpu_seconds,
+    label,
+    loopback_floor,
+    median,
+    memory_mib,
+    parse_samples,
+    percentile,
+    scrape_series,
+)
+from bench.processes import (
+    BLACKBOX,
+    Certificates,
+    Exporter,
+    Fleet,
+    Simulator,
+    simulator_stats,
+    start_blackbox,
+    start_exporter,
+    start_simulator,
+    throwaway_certificates,
+    wait_ready,
+    write_fleet,
+)
+from exporter.scheduler import MAX_FIRST_RUN_SPREAD, first_run_offset
+from exporter.simulator import make_key
+
+REPO = Path(__file__).resolve().parent.parent
+INJECTED_DELAY_MS = 50
+
+
+@dataclass(frozen=True)
+class FleetSize:
+    keys: int
+    interval: float  # REST
+    realtime_interval: float
+
+
+@dataclass(frozen=True)
+class Profile:
+    fleets: tuple[FleetSize, ...]
+    scrape_count: int
+    scrape_seconds: float
+    hammer_clients: int
+    hammer_seconds: float
+    cpu_keys: int
+    cpu_interval: float
+    cpu_window_intervals: int  # 10 so the default mode's one-in-ten fresh connection is counted
+    cpu_rounds: int
+    timing_keys: int
+    timing_interval: float
+
+
+FULL = Profile(
+    fleets=(FleetSize(100, 10, 10), FleetSize(1000, 10, 10), FleetSize(10_000, 60, 300)),
+    scrape_count=200,
+    scrape_seconds=15,
+    hammer_clients=100,
+    hammer_seconds=30,
+    cpu_keys=50,
+    cpu_interval=2,
+    cpu_window_intervals=10,
+    cpu_rounds=3,
+    timing_keys=1000,
+    timing_interval=30,
+)
+SMOKE = Profile(
+    fleets=(FleetSize(20, 2, 2),),
+    scrape_count=20,
+    scrape_seconds=2,
+    hammer_clients=4,
+    hammer_seconds=2,
+    cpu_keys=20,
+    cpu_interval=1,
+    cpu_window_intervals=2,
+    cpu_rounds=1,
+    timing_keys=20,
+    timing_interval=2,
+)
+
+
+@dataclass
+class FleetResult:
+    size: FleetSize
+    healthy_after: float
+    ready_after: float
+    scrape_p50_ms: float
+    scrape_p99_ms: float
+    scrape_count: int
+    body_bytes: int
+    peak_rss_mib: float
+    floor_p50_ms: float = float("nan")
+    late_p50: float = float("nan")
+    late_p99: float = float("nan")
+    late_max: float = float("nan")
+    first_round_peak_per_s: int = 0
+    first_round_mean_per_s: float = 0.0
+    hammer_scrapes: int = 0
+    hammer_errors: int = 0
+    hammer_late_p99: float = float("nan")
+    hammer_peak_rss_mib: float = float("nan")
+    requests_per_interval: tuple[int, int] | None = None
+    shortest_gap: float = float("nan")
+
+
+@dataclass
+class CpuResult:
+    rounds: dict[str, list[float]] = field(default_factory=dict)  # mode -> CPU s per 1000
+
+    def add(self, mode: str, value: float) -> None:
+        self.rounds.setdefault(mode, []).append(value)
+
+    def median(self, mode: str) -> float:
+        return median(self.rounds.get(mode, []))
+
+
+@dataclass
+class TimingResult:
+    ours_fresh: list[float] = field(default_factory=list)  # measured - injected, seconds
+    ours_reused: list[float] = field(default_factory=list)
+    ours_first_byte: list[float] = field(default_factory=list)
+    blackbox: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Context:
+    workdir: Path
+    certificates: Certificates
+    blackbox_binary: str
+    log: Callable[[str], None]
+    counter: Iterator[int] = field(default_factory=lambda: iter(range(1_000_000)))
+
+    def directory(self, name: str) -> Path:
+        return self.workdir / f"{name}-{next(self.counter)}"
+
+
+@contextmanager
+def running(*processes: object) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for process in processes:
+            process.process.stop()  # type: ignore[attr-defined]
+
+
+# --- 1, 4, 5, 6: fleets of N keys ------------------------------------------------------------
+
+
+def run_fleet(context: Context, size: FleetSize, profile: Profile, hammer: bool) -> FleetResult:
+    context.log(
+        f"fleet of {size.keys} keys (REST every {size.interval:g}s, Realtime every "
+        f"{size.realtime_interval:g}s, plain HTTP)"
+    )
+    simulator = start_simulator(context.workdir, None)
+    with running(simulator):
+        fleet = write_fleet(
+            context.directory(f"fleet{size.keys}"),
+            size.keys,
+            simulator,
+            None,
+            size.interval,
+            size.realtime_interval,
+            ("rest", "realtime"),
+        )
+        exporter = start_exporter(context.workdir, fleet)
+        with running(exporter):
+            spread = min(size.interval, MAX_FIRST_RUN_SPREAD)
+            wait_ready(exporter, timeout=spread + 300)
+            ready_after = time.monotonic() - exporter.launched
+            series = scrape_series(
+                exporter.url + "/metrics", profile.scrape_count, profile.scrape_seconds, 0.05
+            )
+            result = FleetResult(
+                size,
+                exporter.healthy_after,
+                ready_after,
+                series.p50_ms,
+                series.p99_ms,
+                len(series.seconds),
+                series.size,
+                memory_mib(exporter.pid),
+            )
+            result.floor_p50_ms = loopback_floor(series.size, 10).p50_ms
+            context.log(
+                f"  healthy {exporter.healthy_after:.2f}s, ready {ready_after:.1f}s, "
+                f"scrape p50 {series.p50_ms:.1f} ms p99 {series.p99_ms:.1f} ms, "
+                f"{series.size / 1e6:.2f} MB, peak RSS {result.peak_rss_mib:.0f} MiB"
+            )
+            window: tuple[float, float] | None = None
+            if hammer:
+                window = _hammer(context, exporter, size, profile, result)
+            stats = simulator_stats(simulator, None)
+        _punctuality(fleet, size, stats, exporter, result, window)
+    return result
+
+
+def _hammer(
+    context: Context, exporter: Exporter, size: FleetSize, profile: Profile, result: FleetResult
+) -> tuple[float, float]:
+    context.log(f"  {profile.hammer_clients} scrapers for {profile.hammer_seconds:g}s")
+    started = time.monotonic()
+    hammer = Hammer(exporter.url + "/metrics", profile.hammer_clients, profile.hammer_seconds)
+    hammer.run()
+    result.hammer_scrapes, result.hammer_errors = hammer.scrapes, hammer.errors
+    result.hammer_peak_rss_mib = memory_mib(exporter.pid)
+    # Count each key's requests over one whole interval that contains the hammering.
+    end = started + max(size.interval, profile.hammer_seconds)
+    time.sleep(max(0.0, end + 1.0 - time.monotonic()))
+    context.log(
+        f"  {hammer.scrapes} scrapes ({hammer.errors} failed), "
+        f"peak RSS {result.hammer_peak_rss_mib:.0f} MiB"
+    )
+    return started, end
+
+
+def _punctuality(
+    fleet: Fleet,
+    size: FleetSize,
+    stats: dict[str, dict],
+    exporter: Exporter,
+    result: FleetResult,
+    window: tuple[float, float] | None,
+) -> None:
+    """Lateness of every request against its schedule: first_run_offset + k * interval.
+
+    The exporter's own zero (the moment it added its jobs) is not visible from outside, so it is
+    taken as the earliest (arrival - offset): lateness is relative to the most punctual probe.
+    """
+    names = fleet.key_ids()
+    expected: list[tuple[float, float, list[float]]] = []  # offset, interval, arrival times
+    for identifier, entry in stats.items():
+        name = names.get(identifier)
+        if name is None:
+            continue
+        for probe, times_field, interval in (
+            ("rest", "rest_request_times", size.interval),
+            ("realtime", "realtime_session_times", size.realtime_interval),
+        ):
+            times = entry[times_field]
+            if times:
+                expected.append((first_run_offset(name, probe, interval), interval, times))
+    if not expected:
+        return
+    zero = min(times[0] - offset for offset, _, times in expected)
+    lateness: list[float] = []
+    in_window: list[float] = []
+    for offset, interval, times in expected:
+        for index, arrival in enumerate(times):
+            late = arrival - (zero + offset + index * interval)
+            lateness.append(late)
+            if window and window[0] <= arrival < window[1]:
+                in_window.append(late)
+    result.late_p50 = percentile(lateness, 0.5)
+    result.late_p99 = percentile(lateness, 0.99)
+    result.late_max = max(lateness)
+    result.hammer_late_p99 = percentile(in_window, 0.99)
+    firsts = [
+        entry["rest_request_times"][0] for entry in stats.values() if entry["rest_request_times"]
+    ]
+    per_second = Counter(int(arrival - zero) for arrival in firsts)
+    result.first_round_peak_per_s = max(per_second.values())
+    result.first_round_mean_per_s = len(firsts) / min(size.interval, MAX_FIRST_RUN_SPREAD)
+    gaps = [
+        later - earlier
+        for entry in stats.values()
+        for earlier, later in itertools.pairwise(entry["rest_request_times"])
+    ]
+    result.shortest_gap = min(gaps) if gaps else float("nan")
+    if window:
+        counts = [
+            sum(
+                1
+                for arrival in entry["rest_request_times"]
+                if window[0] <= arrival < window[0] + size.interval
+            )
+            for identifier, entry in stats.items()
+            if identifier in names
+        ]
+        missing = len(names) - len(counts)
+        result.requests_per_interval = (0 if missing else min(counts), max(counts))
+
+
+# --- 2: CPU per probe, ours and blackbox's alternately ---------------------------------------
+
+
+def cpu_rounds(context: Context, profile: Profile, simulator: Simulator) -> CpuResult:
+    result = CpuResult()
+    blackbox_key = make_key("ok", seed="blackbox")
+    blackbox = start_blackbox(
+        context.workdir, context.blackbox_binary, context.certificates, {"ok": blackbox_key}
+    )
+    with running(blackbox):
+        for round_index in range(profile.cpu_rounds):
+            for mode in ("rest_reuse", "blackbox", "rest_fresh", "realtime"):
+                if mode == "blackbox":
+                    value = _cpu_blackbox(blackbox.url, blackbox.pid, simulator, profile)
+                else:
+                    value = _cpu_ours(context, profile, simulator, mode)
+                result.add(mode, value)
+                context.log(f"  round {round_index + 1} {mode}: {value:.3f} CPU s per 1000 probes")
+    return result
+
+
+def _cpu_ours(context: Context, profile: Profile, simulator: Simulator, mode: str) -> float:
+    probe = "realtime" if mode == "realtime" else "rest"
+    fleet = write_fleet(
+        context.directory(f"cpu-{mode}"),
+        profile.cpu_keys,
+        simulator,
+        context.certificates,
+        profile.cpu_interval,
+        profile.cpu_interval,
+        (probe,),
+    )
+    exporter = start_exporter(context.workdir, fleet, fresh_every_probe=mode == "rest_fresh")
+    with running(exporter):
+        wait_ready(exporter, timeout=profile.cpu_interval + 60)
+        time.sleep(profile.cpu_interval / 2)
+        ids = fleet.key_ids()
+        counted = "realtime_sessions" if probe == "realtime" else "rest_requests"
+
+        def probes_so_far() -> int:
+            stats = simulator_stats(simulator, context.certificates)
+            return sum(entry[counted] for identifier, entry in stats.items() if identifier in ids)
+
+        before_probes, before_cpu = probes_so_far(), cpu_seconds(exporter.pid)
+        time.sleep(profile.cpu_interval * profile.cpu_window_intervals)
+        after_cpu, after_probes = cpu_seconds(exporter.pid), probes_so_far()
+    return (after_cpu - before_cpu) / max(1, after_probes - before_probes) * 1000
+
+
+async def drive_blackbox(
+    url: str, module: str, target: str, rate: float, count: int
+) -> list[tuple[bool, float]]:
+    """`count` probes at `rate` per second: (probe_success, probe_duration_seconds) of each."""
+    results: list[tuple[bool, float]] = []
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
+
+        async def one() -> None:
+            response = await client.get(f"{url}/probe", params={"target": target, "module": module})
+            samples = parse_samples(response.text)
+            success = samples.get("probe_success", {}).get("", 0.0) == 1.0
+            results.append((success, samples.get("probe_duration_seconds", {}).get("", 0.0)))
+
+        started = time.monotonic()
+        tasks = []
+        for index in range(count):
+            await asyncio.sleep(max(0.0, started + index / rate - time.monotonic()))
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+    return results
+
+
+def _cpu_blackbox(url: str, pid: int, simulator: Simulator, profile: Profile) -> float:
+    rate = profile.cpu_keys / profile.cpu_interval
+    count = int(rate * profile.cpu_interval * profile.cpu_window_intervals)
+    before = cpu_seconds(pid)
+    results = asyncio.run(drive_blackbox(url, "ok", f"{simulator.base_url}/models", rate, count))
+    after = cpu_seconds(pid)
+    succeeded = sum(1 for success, _ in results if success)
+    if succeeded < count:
+        raise RuntimeError(f"blackbox: {count - succeeded} of {count} probes failed")
+    return (after - before) / count * 1000
+
+
+# --- 3: timing accuracy ----------------------------------------------------------------------
+
+
+def timing(context: Context, profile: Profile, simulator: Simulator) -> TimingResult:
+    context.log(f"timing: {profile.timing_keys} keys answered after {INJECTED_DELAY_MS} ms, TLS")
+    result = TimingResult()
+    injected = INJECTED_DELAY_MS / 1000
+    fleet = write_fleet(
+        context.directory("timing"),
+        profile.timing_keys,
+        simulator,
+        context.certificates,
+        profile.timing_interval,
+        profile.timing_interval,
+        ("rest",),
+        "slow",
+        INJECTED_DELAY_MS,
+    )
+    exporter = start_exporter(context.workdir, fleet)
+    with running(exporter):
+        wait_ready(exporter, timeout=profile.timing_interval + 60)
+        time.sleep(0.5)
+        scraper = Scraper(exporter.url + "/metrics")
+        for wanted, into in ((1, result.ours_fresh), (2, result.ours_reused)):
+            if wanted == 2:
+                time.sleep(profile.timing_interval)
+            samples = parse_samples(scraper.scrape(keep=True)[2].decode())
+            requests = samples["openai_probe_requests_total"]
+            for labels, seconds in samples["openai_probe_duration_seconds"].items():
+                if requests.get(labels) == wanted:
+                    into.append(seconds - injected)
+            if wanted == 1:
+                for labels, seconds in samples["openai_probe_phase_duration_seconds"].items():
+                    if label(labels, "phase") == "first_byte":
+                        result.ours_first_byte.append(seconds - injected)
+        scraper.close()
+    blackbox = start_blackbox(
+        context.workdir,
+        context.blackbox_binary,
+        context.certificates,
+        {"slow": make_key("slow", INJECTED_DELAY_MS, seed="blackbox")},
+    )
+    with running(blackbox):
+        rate = profile.timing_keys / profile.timing_interval
+        probes = asyncio.run(
+            drive_blackbox(
+                blackbox.url, "slow", f"{simulator.base_url}/models", rate, profile.timing_keys
+            )
+        )
+    result.blackbox = [seconds - injected for success, seconds in probes if success]
+    return result
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    with open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    blackbox = subprocess.run(
+        [BLACKBOX_PATH[0], "--version"], capture_output=True, text=True, check=False
+    )
+    version = (
+        (blackbox.stdout or blackbox.stderr).splitlines()[0] if blackbox.returncode == 0 else "?"
+    )
+    return {
+        "CPU": model,
+        "Cores": str(os.cpu_count()),
+        "Memory": f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
+        "Python": platform.python_version(),
+        "Kernel": platform.release(),
+        "blackbox_exporter": version,
+        "Date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+BLACKBOX_PATH = [BLACKBOX]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def table(
+    fleets: list[FleetResult], cpu: CpuResult, timing_result: TimingResult
+) -> list[tuple[str, str, str, str]]:
+    rows: list[tuple[str, str, str, str]] = []
+    largest = fleets[-1]
+    for fleet in fleets:
+        n = f"{fleet.size.keys:,} keys"
+        target = "p50 <= 20 ms, p99 <= 50 ms" if fleet is largest else "-"
+        ok = fleet.scrape_p50_ms <= 20 and fleet.scrape_p99_ms <= 50
+        rows.append(
+            (
+                f"1. /metrics latency, {n} ({fleet.scrape_count} scrapes)",
+                target,
+                f"p50 {fleet.scrape_p50_ms:.1f} ms, p99 {fleet.scrape_p99_ms:.1f} ms, "
+                f"{fleet.body_bytes / 1e6:.2f} MB (loopback floor for as many bytes: p50 "
+                f"{fleet.floor_p50_ms:.1f} ms)",
+                _verdict(ok) if fleet is largest else "",
+            )
+        )
+    reuse, fresh = cpu.median("rest_reuse"), cpu.median("rest_fresh")
+    blackbox, realtime = cpu.median("blackbox"), cpu.median("realtime")
+    rounds = len(cpu.rounds.get("blackbox", []))
+    rows += [
+        (
+            f"2. CPU s / 1000 REST probes, TLS, blackbox (median of {rounds})",
+            "reference",
+            f"{blackbox:.3f}",
+            "",
+        ),
+        (
+            "2. CPU s / 1000 REST probes, TLS, ours, fresh connection each",
+            "<= blackbox",
+            f"{fresh:.3f} ({fresh / blackbox:.2f}x)",
+            _verdict(fresh <= blackbox),
+        ),
+        (
+            "2. CPU s / 1000 REST probes, TLS, ours, default reuse",
+            "<= 0.5x blackbox",
+            f"{reuse:.3f} ({reuse / blackbox:.2f}x)",
+            _verdict(reuse <= 0.5 * blackbox),
+        ),
+        ("2. CPU s / 1000 Realtime probes, TLS, ours", "-", f"{realtime:.3f}", ""),
+    ]
+    for name, values, target in (
+        ("ours, fresh connection (first probe)", timing_result.ours_fresh, True),
+        ("ours, reused connection (second probe)", timing_result.ours_reused, True),
+        ("ours, first_byte phase", timing_result.ours_first_byte, False),
+        ("blackbox probe_duration_seconds", timing_result.blackbox, False),
+    ):
+        p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
+        rows.append(
+            (
+                f"3. measured - injected 50 ms, {name} (n={len(values)})",
+                "p50 <= 1 ms, p99 <= 5 ms" if target else "-",
+                f"p50 {_ms(p50)}, p99 {_ms(p99)}",
+                _verdict(p50 <= 0.001 and p99 <= 0.005) if target else "",
+            )
+        )
+    rows += [
+        (
+            f"4. probe start lateness, {largest.size.keys:,} keys / {largest.size.interval:g}s "
+            "(whole run)",
+            "p99 <= 1 s",
+            f"p50 {largest.late_p50:.3f} s, p99 {largest.late_p99:.3f} s, max {largest.late_max:.3f} s",
+            _verdict(largest.late_p99 <= 1.0),
+        ),
+        (
+            "4. lateness while scrapers hammer",
+            "p99 <= 1 s",
+            f"p99 {largest.hammer_late_p99:.3f} s",
+            _verdict(largest.hammer_late_p99 <= 1.0),
+        ),
+    ]
+    if largest.requests_per_interval is not None:
+        low, high = largest.requests_per_interval
+        rows.append(
+            (
+                f"4. upstream requests per key in the interval of the hammering "
+                f"({largest.hammer_scrapes} scrapes, {largest.hammer_errors} failed)",
+                "exactly 1",
+                f"min {low}, max {high}; shortest gap {largest.shortest_gap:.2f} s",
+                _verdict(low == high == 1),
+            )
+        )
+    for fleet in fleets:
+        target = "<= 100 MB" if fleet is largest else "-"
+        rows.append(
+            (
+                f"5. peak RSS, {fleet.size.keys:,} keys (sequential scrapes)",
+                target,
+                f"{fleet.peak_rss_mib:.0f} MiB",
+                _verdict(fleet.peak_rss_mib * 1.048576 <= 100) if fleet is largest else "",
+            )
+        )
+    if largest.requests_per_interval is not None:
+        rows.append(
+            (
+                f"5. peak RSS, {largest.size.keys:,} keys, after the hammering",
+                "-",
+                f"{largest.hammer_peak_rss_mib:.0f} MiB",
+                "",
+            )
+        )
+    for fleet in fleets:
+        target = "<= 5 s" if fleet is largest else "-"
+        rows.append(
+            (
+                f"6. launch to /-/healthy, {fleet.size.keys:,} keys",
+                target,
+                f"{fleet.healthy_after:.2f} s",
+                _verdict(fleet.healthy_after <= 5) if fleet is largest else "",
+            )
+        )
+    rows.append(
+        (
+            f"6. first round: busiest second, {largest.size.keys:,} keys",
+            "spread, not at once",
+            f"{largest.first_round_peak_per_s} probes (mean {largest.first_round_mean_per_s:.0f}/s)",
+            _verdict(largest.first_round_peak_per_s <= 3 * largest.first_round_mean_per_s + 5),
+        )
+    )
+    return rows
+
+
+def render_table(rows: list[tuple[str, str, str, str]]) -> str:
+    header = ("Measure", "Target", "Result", "")
+    lines = ["| " + " | ".join(header) + " |", "|---|---|---|---|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_report(path: Path, rows: list[tuple[str, str, str, str]], profile_name: str) -> None:
+    description = "\n".join(f"- {name}: {value}" for name, value in machine().items())
+    notes_file = REPO / "bench" / "NOTES.md"
+    notes = notes_file.read_text() if notes_file.exists() else ""
+    path.write_text(
+        "# Performance\n\n"
+        "Measured by `.venv/bin/python -m bench` (see bench/README.md); this file is its output"
+        f" ({profile_name} profile).\n\n"
+        f"## Machine\n\n{description}\n\n## Results\n\n{render_table(rows)}\n\n{notes}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny and fast: 20 keys, seconds")
+    parser.add_argument("--output", type=Path, default=REPO / "docs" / "performance.md")
+    parser.add_argument("--blackbox", default=shutil.which(BLACKBOX) or f"/usr/bin/{BLACKBOX}")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    args = parser.parse_args(argv)
+    if not os.path.exists(args.blackbox):
+        print(
+            f"{args.blackbox} not found (install prometheus-blackbox-exporter or pass "
+            "--blackbox PATH)",
+            file=sys.stderr,
+        )
+        return 2
+    BLACKBOX_PATH[0] = args.blackbox
+    profile = SMOKE if args.smoke else FULL
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    started = time.monotonic()
+
+    def log(message: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {message}", flush=True)
+
+    log(f"work directory {workdir}")
+    context = Context(workdir, throwaway_certificates(workdir), args.blackbox, log)
+    failures: list[str] = []
+    try:
+        tls = start_simulator(workdir, context.certificates)
+        with running(tls):
+            log("CPU per probe, TLS: ours and blackbox's alternately")
+            cpu = cpu_rounds(context, profile, tls)
+            timing_result = timing(context, profile, tls)
+        fleets: list[FleetResult] = []
+        for size in profile.fleets:
+            try:
+                fleets.append(run_fleet(context, size, profile, size is profile.fleets[-1]))
+            except (AssertionError, OSError, RuntimeError) as error:  # report, keep the rest
+                log(f"  fleet of {size.keys} keys failed: {error}")
+                failures.append(f"fleet of {size.keys:,} keys failed: {error}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    rows = table(fleets, cpu, timing_result)
+    rows += [
+        ("(phase failed)", "-", failure.replace("|", "/")[:300], "MISSED") for failure in failures
+    ]
+    print(render_table(rows))
+    write_report(args.output, rows, "smoke" if args.smoke else "full")
+    log(f"wrote {args.output}")
+    return 0
