@@ -19,7 +19,7 @@ from aiohttp import web
 from exporter import __version__
 from exporter.config import Config, ConfigError
 from exporter.logs import FORMATS, LEVELS, setup_logging
-from exporter.server import create_app
+from exporter.server import DEFAULT_MAX_REQUESTS, create_app
 from exporter.service import Exporter, KeyFilter, read_config
 from exporter.sharding import resolve_shard, shard_for
 from exporter.webconfig import (
@@ -92,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="enable_lifecycle",
         action="store_true",
         help="allow POST /-/reload",
+    )
+    parser.add_argument(
+        "--web.max-requests",
+        dest="max_requests",
+        type=int,
+        default=DEFAULT_MAX_REQUESTS,
+        metavar="N",
+        help=f"concurrent scrapes served; more get 503 (default {DEFAULT_MAX_REQUESTS}, 0: no limit)",
     )
     parser.add_argument(
         "--shard.index",
@@ -222,6 +230,7 @@ def serve(args: argparse.Namespace) -> int:
                 args.telemetry_path,
                 args.enable_lifecycle,
                 watcher,
+                args.max_requests,
             )
         )
     except OSError as error:
@@ -236,11 +245,14 @@ async def serve_until_stopped(
     telemetry_path: str = "/metrics",
     enable_lifecycle: bool = False,
     web_config: WebConfigWatcher | None = None,
+    max_requests: int = DEFAULT_MAX_REQUESTS,
 ) -> None:
     """Serve a loaded exporter until SIGTERM or SIGINT; SIGHUP reloads its configuration."""
     host, port = listen_address
     watcher = web_config or WebConfigWatcher(None)
-    app = create_app(exporter, telemetry_path, enable_lifecycle, [auth_middleware(watcher)])
+    app = create_app(
+        exporter, telemetry_path, enable_lifecycle, [auth_middleware(watcher)], max_requests
+    )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(

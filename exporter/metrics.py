@@ -328,6 +328,7 @@ class MetricsRenderer:
         self._segment_of: dict[str, _Segment] = {}
         self._segments: list[_Segment] = []
         self._dirty: dict[int, _Segment] = {}
+        self._body: bytes | None = None  # the joined key samples, shared by every scrape
 
     def update(self, state: KeyState) -> None:
         segment = self._segment_of.get(state.name)
@@ -368,7 +369,12 @@ class MetricsRenderer:
                 parts.extend(samples)
         return parts
 
+    def render_parts(self) -> list[bytes]:
+        """The exposition in two parts: the keys' samples, joined once per change and shared by
+        every scrape until the next change, then the exporter's own metrics."""
+        if self._body is None or self._dirty:
+            self._body = b"".join(self._key_parts())
+        return [self._body, generate_latest(self._exporter_metrics.registry)]
+
     def render(self) -> bytes:
-        parts = self._key_parts()
-        parts.append(generate_latest(self._exporter_metrics.registry))
-        return b"".join(parts)  # the one copy of the exposition a scrape makes
+        return b"".join(self.render_parts())

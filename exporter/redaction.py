@@ -24,39 +24,95 @@ def redact(key: str) -> str:
     return f"{visible[:_REDACTED_HEAD]}...{visible[-_REDACTED_TAIL:]}"
 
 
+def _forms(key: str) -> set[str]:
+    """The ways a key can appear in text: as read, trimmed, unquoted, escaped by repr()."""
+    candidates = {key, key.strip(), key.strip().strip("\"'"), repr(key)[1:-1]}
+    return {form for form in candidates if len(form) >= _PIECE}
+
+
 class SecretRegistry:
-    """The keys the process currently holds, by key name, so any text can be scrubbed of them."""
+    """The keys the process currently holds, by key name, so any text can be scrubbed of them.
+
+    Each form of each key is indexed by its first 12 characters, so scrubbing a log line costs
+    one dictionary look-up per character of the line, not one search per key held.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_name: dict[str, str] = {}
+        self._holders: dict[str, int] = {}  # key -> how many names hold it
+        self._anchors: dict[str, dict[str, str]] = {}  # first 12 chars -> {form: key}
 
     def remember(self, name: str, key: str) -> None:
         with self._lock:
+            old = self._by_name.get(name)
+            if old == (key or None):
+                return  # the usual case: the same key read again before each probe
+            if old is not None:
+                self._release(old)
+                del self._by_name[name]
             if key:
                 self._by_name[name] = key
-            else:
-                self._by_name.pop(name, None)
+                self._hold(key)
 
     def forget(self, name: str) -> None:
         with self._lock:
-            self._by_name.pop(name, None)
+            old = self._by_name.pop(name, None)
+            if old is not None:
+                self._release(old)
+
+    def _hold(self, key: str) -> None:
+        self._holders[key] = self._holders.get(key, 0) + 1
+        for form in _forms(key):
+            self._anchors.setdefault(form[:_PIECE], {})[form] = key
+
+    def _release(self, key: str) -> None:
+        self._holders[key] -= 1
+        if self._holders[key]:
+            return
+        del self._holders[key]
+        for form in _forms(key):
+            forms = self._anchors.get(form[:_PIECE], {})
+            forms.pop(form, None)
+            if not forms:
+                self._anchors.pop(form[:_PIECE], None)
 
     def secrets(self) -> list[str]:
         with self._lock:
-            return list(self._by_name.values())
+            return list(self._holders)
+
+    def scrub(self, text: str) -> str:
+        """Text with every whole key this process holds replaced by its fingerprint."""
+        found: dict[str, str] = {}
+        with self._lock:
+            anchors = self._anchors
+            if not anchors:
+                return text
+            for start in range(len(text) - _PIECE + 1):
+                forms = anchors.get(text[start : start + _PIECE])
+                if forms:
+                    found.update(forms)
+        for key in set(found.values()):
+            text = _scrub_one(text, key, pieces=False)
+        return text
 
 
 SECRETS = SecretRegistry()
 
 
 def scrub(text: str, secrets: list[str] | None = None, *, pieces: bool = True) -> str:
-    """Text with every known key replaced by its redacted form.
+    """Text with each of `secrets` (by default every key held) replaced by its redacted form.
 
     With `pieces`, for text a library wrote (exception messages quote header values, sometimes
     truncated), the whole text is withheld if any 12-character piece of a key survives.
+    The probes pass the one key they hold, which keeps this cheap with thousands of keys.
     """
-    for key in secrets if secrets is not None else SECRETS.secrets():
+    if secrets is None:
+        text = SECRETS.scrub(text)
+        if not pieces:
+            return text
+        secrets = SECRETS.secrets()
+    for key in secrets:
         text = _scrub_one(text, key, pieces)
     return text
 
@@ -93,15 +149,12 @@ def _contains_piece(text: str, key: str) -> bool:
 
 
 class ScrubbingFilter(logging.Filter):
-    """Logging filter that scrubs every record's message and exception text."""
+    """Logging filter that scrubs every record's message, fields and exception text."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        secrets = SECRETS.secrets()
-        if not secrets:
-            return True
-        # Our own lines never hold a piece of a key, so only whole keys are replaced there;
-        # tracebacks come from libraries and get the piece check too.
-        record.msg = scrub(record.getMessage(), secrets, pieces=False)
+        # Our own lines never hold a piece of a key, so whole keys are replaced there;
+        # tracebacks come from libraries and get the piece check against every key too.
+        record.msg = SECRETS.scrub(record.getMessage())
         record.args = None
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
@@ -109,19 +162,21 @@ class ScrubbingFilter(logging.Filter):
         for attr in ("exc_text", "stack_info"):
             value = getattr(record, attr, None)
             if value:
-                setattr(record, attr, scrub(value, secrets))
+                setattr(record, attr, scrub(value, SECRETS.secrets()))
         extra = getattr(record, "fields", None)
         if isinstance(extra, dict):
-            record.fields = {name: _scrub_value(value, secrets) for name, value in extra.items()}
+            record.fields = {name: _scrub_value(value) for name, value in extra.items()}
         return True
 
 
-def _scrub_value(value: object, secrets: list[str]) -> object:
+def _scrub_value(value: object) -> object:
     """A log field scrubbed; an exception or any other object is written as its scrubbed text."""
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, list | tuple):
-        return [_scrub_value(item, secrets) for item in value]
+        return [_scrub_value(item) for item in value]
     if isinstance(value, dict):
-        return {str(name): _scrub_value(item, secrets) for name, item in value.items()}
-    return scrub(str(value), secrets, pieces=not isinstance(value, str))
+        return {str(name): _scrub_value(item) for name, item in value.items()}
+    if isinstance(value, str):
+        return SECRETS.scrub(value)
+    return scrub(str(value), SECRETS.secrets())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import Protocol
 
 from exporter.classify import RESULTS, Result
@@ -37,7 +38,10 @@ class ProbeRunner:
         lint = lint_key(reading.key) if reading.key is not None else None
         identity = _identity(reading, lint)
         async with self._slots:
+            started = time.time()
             result = await self._probe(config, probe, reading, lint)
+        # The run's start, taken here: openai_probe_last_run_timestamp_seconds says when it began.
+        result = replace(result, started_at=started)
         previous_state = self.store.get(config.name)
         previous = None
         if previous_state is not None and probe in previous_state.probes:
@@ -72,7 +76,11 @@ class ProbeRunner:
             # The probe's own timeout should win; this one catches a probe that forgot to.
             async with asyncio.timeout(config.timeout + 1.0):
                 return await self.probers[probe].probe(config, reading.key)
-        except TimeoutError:
+        except (TimeoutError, asyncio.CancelledError):
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # a real cancellation (shutdown, reload): not a result
+            # A timeout a library turned into a bare CancelledError is still a timeout.
             return ProbeResult(
                 probe=probe,
                 result=Result.TIMEOUT,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html
 
 from aiohttp import web
@@ -12,18 +14,29 @@ from exporter.classify import RUNBOOK_URL, runbook_link
 from exporter.metrics import CONTENT_TYPE
 from exporter.service import Exporter
 
+DEFAULT_MAX_REQUESTS = 40  # as promhttp's MaxRequestsInFlight in Go exporters; 0 is no limit
+SCRAPE_SLICE_BYTES = 256 * 1024
+
 
 def create_app(
     exporter: Exporter,
     telemetry_path: str = "/metrics",
     enable_lifecycle: bool = False,
     middlewares: list[Middleware] | None = None,
+    max_requests: int = DEFAULT_MAX_REQUESTS,
 ) -> web.Application:
     app = web.Application(middlewares=middlewares or [])
 
-    async def metrics(_: web.Request) -> web.Response:
+    scrape_slots = asyncio.Semaphore(max_requests) if max_requests > 0 else None
+
+    async def metrics(request: web.Request) -> web.StreamResponse:
         # Only the stored results are rendered: a scrape never causes an upstream request.
-        return web.Response(body=exporter.renderer.render(), headers={"Content-Type": CONTENT_TYPE})
+        if scrape_slots is not None and scrape_slots.locked():
+            return web.Response(
+                status=503, text="Too many concurrent scrapes (--web.max-requests)\n"
+            )
+        async with scrape_slots or contextlib.nullcontext():
+            return await _stream(request, exporter.renderer.render_parts())
 
     async def healthy(_: web.Request) -> web.Response:
         return web.Response(text="OK\n")
@@ -52,6 +65,20 @@ def create_app(
     app.router.add_put("/-/reload", reload)
     app.router.add_get("/", landing)
     return app
+
+
+async def _stream(request: web.Request, parts: list[bytes]) -> web.StreamResponse:
+    """Send the shared exposition in slices, waiting for each to drain: a slow scraper holds one
+    slice of buffer, not a copy of a body that is tens of megabytes at 10,000 keys."""
+    response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
+    response.content_length = sum(len(part) for part in parts)
+    await response.prepare(request)
+    for part in parts:
+        view = memoryview(part)
+        for start in range(0, len(view), SCRAPE_SLICE_BYTES):
+            await response.write(view[start : start + SCRAPE_SLICE_BYTES])
+    await response.write_eof()
+    return response
 
 
 def landing_page(exporter: Exporter, telemetry_path: str) -> str:

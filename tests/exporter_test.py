@@ -655,7 +655,9 @@ def test_scrape_flood_adds_no_upstream_request(every_class: Running) -> None:
     started = time.monotonic()
     statuses = asyncio.run(flood())
     ended = time.monotonic()
-    assert statuses == [200] * 500
+    # Past --web.max-requests (40) concurrent scrapes a scraper gets 503, as from Go exporters.
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses.count(200) >= 40, statuses
     time.sleep(1.0)  # a request a scrape had caused would have arrived by now
     allowed = (ended + 1.0 - started) / 2.0 + 1  # the schedule's own, at interval 2s
     for name in HEALTHY:

@@ -26,7 +26,8 @@ WITHHELD = "(message withheld: it quoted part of a key)"
 @pytest.fixture(autouse=True)
 def clean_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts with no known keys, and leaves the process's registry as it was."""
-    monkeypatch.setattr(SECRETS, "_by_name", {})
+    for state in ("_by_name", "_holders", "_anchors"):
+        monkeypatch.setattr(SECRETS, state, {})
 
 
 def pieces_of(key: str, size: int = 12) -> list[str]:

@@ -64,6 +64,7 @@ class _Session:
     close_code: int | None = None
     error_event: dict[str, Any] | None = None
     stage: str = "connect"
+    key: str = field(default="", repr=False)  # only to scrub what the server echoes back
 
     def phase_done(self, phase: str) -> None:
         now = time.perf_counter()
@@ -99,7 +100,7 @@ def session_url(config: KeyConfig) -> str:
 async def probe_realtime(
     config: KeyConfig, key: str, context: ssl.SSLContext | None
 ) -> ProbeResult:
-    session = _Session()
+    session = _Session(key=key)
     headers = auth_headers(config, key)
     beta = config.realtime.api == "beta"
     if beta:
@@ -209,7 +210,7 @@ async def _next_event(websocket: ClientConnection, session: _Session) -> dict[st
             )
             raise _Verdict(
                 result if result is not Result.OTHER else Result.PROTOCOL_ERROR,
-                scrub(_str(error.get("message"))[:300]),
+                scrub(_str(error.get("message"))[:300], [session.key]),
                 label,
             ) from None
         raise _Verdict(Result.PROTOCOL_ERROR, "an event arrived after an error event")
@@ -238,7 +239,7 @@ def _closed_verdict(closed: ConnectionClosed, session: _Session) -> _Verdict:
         if result is Result.OTHER and code in CLOSE_CODE_RESULTS:
             result = CLOSE_CODE_RESULTS[code]
         detail = message or reason or f"closed with {code}"
-        return _Verdict(result, scrub(f"close {code}: {detail}"[:300]), label)
+        return _Verdict(result, scrub(f"close {code}: {detail}"[:300], [session.key]), label)
     result = CLOSE_CODE_RESULTS.get(code, Result.OTHER)
     waiting = session.stage.replace("_", ".")
     return _Verdict(
@@ -266,7 +267,7 @@ def _rejected(session: _Session, rejected: InvalidStatus) -> ProbeResult:
         return _result(
             session,
             result,
-            scrub(f"upgrade refused with HTTP {response.status_code}: {message}"),
+            scrub(f"upgrade refused with HTTP {response.status_code}: {message}", [session.key]),
             label,
         )
     result = Result.SERVER_ERROR if response.status_code >= 500 else Result.OTHER

@@ -155,7 +155,7 @@ async def probe_rest(client: httpx.AsyncClient, config: KeyConfig, key: str) -> 
     except httpx.HTTPError as error:
         return _failure(clock, *_classify_exception(error, key))
     finished = time.perf_counter()
-    return _from_response(response, body, oversize, clock, finished)
+    return _from_response(response, body, oversize, clock, finished, key)
 
 
 async def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:
@@ -193,7 +193,12 @@ def _failure(clock: _PhaseClock, result: Result, message: str) -> ProbeResult:
 
 
 def _from_response(
-    response: httpx.Response, body: bytes, oversize: bool, clock: _PhaseClock, finished: float
+    response: httpx.Response,
+    body: bytes,
+    oversize: bool,
+    clock: _PhaseClock,
+    finished: float,
+    key: str,
 ) -> ProbeResult:
     status = response.status_code
     common: dict[str, Any] = {
@@ -231,7 +236,7 @@ def _from_response(
         return ProbeResult(
             result=result,
             error_code=label,
-            message=scrub(message),
+            message=scrub(message, [key]),
             retry_after=retry_after,
             **common,
         )
