@@ -22,6 +22,8 @@ from websockets.exceptions import (
     InvalidStatus,
     InvalidURI,
 )
+from websockets.proxy import get_proxy
+from websockets.uri import parse_uri
 
 from exporter.classify import Result, caused_by_tls, classify_openai_error
 from exporter.config import KeyConfig
@@ -75,6 +77,7 @@ class _Session:
 class RealtimeProber:
     def __init__(self) -> None:
         self._contexts: dict[str | None, ssl.SSLContext] = {}
+        self._proxies: dict[str, str | None] = {}  # HTTPS_PROXY/NO_PROXY, per Realtime URL
 
     async def probe(self, config: KeyConfig, key: str) -> ProbeResult:
         url = config.realtime_url
@@ -83,7 +86,10 @@ class RealtimeProber:
             if config.tls_ca_file not in self._contexts:
                 self._contexts[config.tls_ca_file] = tls_context(config.tls_ca_file)
             context = self._contexts[config.tls_ca_file]
-        return await probe_realtime(config, key, context)
+        if url not in self._proxies:
+            # Read once: websockets would look the environment up again for every session.
+            self._proxies[url] = get_proxy(parse_uri(session_url(config)))
+        return await probe_realtime(config, key, context, self._proxies[url])
 
     def forget(self, name: str) -> None:
         return None
@@ -98,7 +104,7 @@ def session_url(config: KeyConfig) -> str:
 
 
 async def probe_realtime(
-    config: KeyConfig, key: str, context: ssl.SSLContext | None
+    config: KeyConfig, key: str, context: ssl.SSLContext | None, proxy: str | bool | None = True
 ) -> ProbeResult:
     session = _Session(key=key)
     headers = auth_headers(config, key)
@@ -118,6 +124,7 @@ async def probe_realtime(
                 max_size=MAX_MESSAGE_BYTES,
                 compression=None,
                 user_agent_header="openai-key-exporter",
+                proxy=proxy,
             )
             session.http_status = 101
             session.phase_done("connect")
