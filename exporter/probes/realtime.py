@@ -11,7 +11,7 @@ import json
 import ssl
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -104,7 +104,10 @@ def session_url(config: KeyConfig) -> str:
 
 
 async def probe_realtime(
-    config: KeyConfig, key: str, context: ssl.SSLContext | None, proxy: str | bool | None = True
+    config: KeyConfig,
+    key: str,
+    context: ssl.SSLContext | None,
+    proxy: str | Literal[True] | None = True,
 ) -> ProbeResult:
     session = _Session(key=key)
     headers = auth_headers(config, key)
