@@ -11,6 +11,7 @@ from typing import TextIO
 from exporter.classify import RESULTS, Result, runbook_link
 from exporter.config import Config, ConfigError, KeyConfig
 from exporter.keys import read_key
+from exporter.logs import printable
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
 from exporter.runner import ProbeRunner
@@ -203,7 +204,7 @@ def render_text(reports: list[KeyReport], colour: bool) -> str:
         verdict = paint(PASS, "healthy") if report.healthy else paint(FAIL, "FAILING")
         lines.append(f"{report.name}: {verdict}")
         for item in report.checklist:
-            detail = f": {item.detail}" if item.detail else ""
+            detail = f": {printable(item.detail)}" if item.detail else ""
             lines.append(f"  {paint(item.status, _MARKS[item.status])} {item.item}{detail}")
         worst = _worst(report)
         if worst is not None:

@@ -158,10 +158,11 @@ def classify_openai_error(
         return Result.KEY_MISSING, "missing_api_key"
     if error_type == "insufficient_quota":
         return Result.INSUFFICIENT_QUOTA, "insufficient_quota"
-    if error_type in {"requests", "tokens"} or status == 429:
-        return Result.RATE_LIMITED, "rate_limit_exceeded"
+    # Before the 429 test: "model overloaded" came as a 429 of type server_error historically.
     if error_type == "server_error" or (status is not None and status >= 500):
         return Result.SERVER_ERROR, "server_error"
+    if error_type in {"requests", "tokens"} or status == 429:
+        return Result.RATE_LIMITED, "rate_limit_exceeded"
     if status == 401:
         return Result.INVALID_API_KEY, code or "invalid_api_key"
     if status == 403:

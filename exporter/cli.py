@@ -45,15 +45,31 @@ def parse_listen_address(text: str) -> tuple[str | None, int]:
     return (host or None), int(port)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, config: bool = True) -> None:
+    # No defaults here: a command's parser would overwrite what was given before the command
+    # (`--config.file x.yml check`); main() fills them in.
+    if config:
+        parser.add_argument(
+            "--config.file",
+            dest="config_file",
+            metavar="PATH",
+            default=argparse.SUPPRESS,
+            help="YAML configuration (default: one key from OPENAI_API_KEY)",
+        )
     parser.add_argument(
-        "--config.file",
-        dest="config_file",
-        metavar="PATH",
-        help="YAML configuration (default: one key from OPENAI_API_KEY)",
+        "--log.level",
+        dest="log_level",
+        choices=LEVELS,
+        default=argparse.SUPPRESS,
+        help="default info (error for check)",
     )
-    parser.add_argument("--log.level", dest="log_level", choices=LEVELS, default="info")
-    parser.add_argument("--log.format", dest="log_format", choices=FORMATS, default="logfmt")
+    parser.add_argument(
+        "--log.format",
+        dest="log_format",
+        choices=FORMATS,
+        default=argparse.SUPPRESS,
+        help="default logfmt",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,7 +135,6 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = commands.add_parser("check", help="probe every key once, now, and print the checklist")
     _common(check)
-    check.set_defaults(log_level="error")  # the checklist is the output; logs would repeat it
     check.add_argument("--output", choices=("text", "json"), default="text")
     check.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     simulate = commands.add_parser("simulate", help="serve the bundled OpenAI simulator")
@@ -140,13 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_LISTEN,
         type=parse_listen_address,
     )
-    demo.add_argument("--log.level", dest="log_level", choices=LEVELS, default="info")
-    demo.add_argument("--log.format", dest="log_format", choices=FORMATS, default="logfmt")
+    _common(demo, config=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.config_file = getattr(args, "config_file", None)
+    # For check, the checklist is the output: logs would only repeat it.
+    args.log_level = getattr(args, "log_level", "error" if args.command == "check" else "info")
+    args.log_format = getattr(args, "log_format", "logfmt")
     setup_logging(args.log_level, args.log_format)
     if args.command == "check":
         from exporter.check import run_check

@@ -41,7 +41,7 @@ class KeySource:
 class KeyReading:
     """A key as the application would read it, with what the reading revealed."""
 
-    key: str | None  # None: the source holds no key
+    key: str | None = field(repr=False)  # None: the source holds no key
     problem: str = ""  # why key is None, for a person
     source_issues: tuple[str, ...] = ()  # findings on the source itself (dotenv line, file mode)
     empty: bool = False  # the source exists but holds an empty value

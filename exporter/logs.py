@@ -32,11 +32,19 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return fields
 
 
+def printable(text: str) -> str:
+    """Control characters (CR, ESC...) from upstream text escaped, so no log line or terminal
+    can be rewritten by what a server sent."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def _logfmt_value(value: Any) -> str:
     text = str(value)
-    if text and not any(ch in text for ch in ' ="\\\n\t') and text.isprintable():
+    if text and not any(ch in text for ch in ' ="\\') and text.isprintable():
         return text
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    escaped = printable(text.replace("\\", "\\\\").replace('"', '\\"'))
     return f'"{escaped}"'
 
 

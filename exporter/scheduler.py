@@ -21,7 +21,8 @@ from exporter.state import ProbeResult
 log = logging.getLogger("exporter.scheduler")
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
-MAX_FIRST_RUN_SPREAD = 60.0  # the first round is spread over the interval, at most this long
+MAX_FIRST_RUN_SPREAD = 60.0
+MAX_RETRY_AFTER = 900.0  # the first round is spread over the interval, at most this long
 
 
 def first_run_offset(name: str, probe: str, interval: float) -> float:
@@ -31,13 +32,19 @@ def first_run_offset(name: str, probe: str, interval: float) -> float:
     return fraction * min(interval, MAX_FIRST_RUN_SPREAD)
 
 
-def next_delay(config: KeyConfig, result: ProbeResult) -> float | None:
+def next_delay(config: KeyConfig, result: ProbeResult, consecutive_failures: int) -> float | None:
     """Seconds until the next probe when it must differ from the regular interval."""
     interval = config.interval_for(result.probe)
-    if result.result is Result.RATE_LIMITED and result.retry_after is not None:
-        return max(result.retry_after, config.retry_interval)
-    if not result.healthy and result.result is not Result.INSUFFICIENT_QUOTA:
-        # A quick second look confirms a real break in seconds and clears a blip as fast.
+    if result.result is Result.RATE_LIMITED:
+        if result.retry_after is None:
+            return None  # no hint: the regular interval, never sooner, spends the limit least
+        # Honoured, but bounded: a bogus `retry-after: 31536000` must not stop probing.
+        return min(max(result.retry_after, config.retry_interval), max(interval, MAX_RETRY_AFTER))
+    if result.healthy or result.result is Result.INSUFFICIENT_QUOTA:
+        return None  # retrying never fixes a quota
+    if consecutive_failures == 1:
+        # One quick second look confirms a real break in seconds and clears a blip as fast;
+        # after that, a broken key costs no more than a healthy one.
         return min(config.retry_interval, interval)
     return None
 
@@ -95,7 +102,11 @@ class ProbeScheduler:
         except asyncio.CancelledError:
             # Shutdown cancels the probes in flight; apscheduler would log that as a job error.
             return
-        delay = next_delay(config, result)
+        state = self.runner.store.get(name)
+        failures = (
+            state.probes[probe].consecutive_failures if state and probe in state.probes else 0
+        )
+        delay = next_delay(config, result, failures)
         if delay is None or self._configs.get(name) is not config:
             return
         job = self._scheduler.get_job(self._job_id(name, probe))

@@ -7,8 +7,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from exporter.classify import RESULTS, Result, Validity
+from exporter.classify import RESULTS, Result, Validity, error_code_label
 
+# A reused REST connection skips these; a Realtime session connects every time.
+_CARRIED_PHASES = {"rest": frozenset({"connect", "tls"}), "realtime": frozenset()}
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -61,13 +63,18 @@ class ProbeState:
     def observe(self, result: ProbeResult) -> None:
         self.last = result
         self.requests_total += result.requests_made
+        # connect and tls stay from the last probe that opened a connection; the other phases
+        # are this probe's only, so a failure never shows an older success's timings.
+        carried = _CARRIED_PHASES.get(result.probe, frozenset())
+        self.phases = {phase: seconds for phase, seconds in self.phases.items() if phase in carried}
         self.phases.update(result.phases)
         if result.healthy:
             self.consecutive_failures = 0
             self.last_success_at = result.started_at + result.duration
         else:
             self.consecutive_failures += 1
-            self.errors_total[result.error_code or result.result.value] += 1
+            # Bounded here, not at render time: two unknown codes must not become two series.
+            self.errors_total[error_code_label(result.error_code or result.result.value)] += 1
         if result.close_code is not None:
             self.closes_total[result.close_code] += 1
         if result.requests_made:

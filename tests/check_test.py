@@ -4,6 +4,7 @@ checklist and runbook link per result class, JSON output, colour, and no key in 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -173,6 +174,23 @@ def test_all_healthy_exits_0(simulator: str, tmp_path: Path) -> None:
     assert f"{len(keys)} of {len(keys)} keys healthy" in checked.stdout
     assert ANSI not in checked.stdout, "piped output must have no colour by default"
     assert_no_secret(checked.stdout + checked.stderr, list(keys.values()), "check output")
+
+
+def test_options_before_the_command_are_kept(simulator: str, tmp_path: Path) -> None:
+    """`openai-key-exporter --config.file x.yml check` checks x.yml, not OPENAI_API_KEY."""
+    key = make_key("invalid_api_key", seed="order")
+    config = write_config(
+        tmp_path / "config.yml", simulator, [key_entry(tmp_path, "ordered", key, simulator)]
+    )
+    checked = subprocess.run(
+        [*command(), "--config.file", str(config), "check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"},
+    )
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert section(checked.stdout, "ordered").startswith("ordered: FAILING")
 
 
 @pytest.mark.parametrize("case_name", sorted(CASES))

@@ -38,7 +38,7 @@ def result(kind: Result, probe: str = "rest", retry_after: float | None = None) 
 
 @pytest.mark.parametrize("probe", ["rest", "realtime"])
 def test_healthy_keeps_the_regular_interval(probe: str) -> None:
-    assert next_delay(KEY, result(Result.OK, probe)) is None
+    assert next_delay(KEY, result(Result.OK, probe), 0) is None
 
 
 @pytest.mark.parametrize(
@@ -56,41 +56,55 @@ def test_healthy_keeps_the_regular_interval(probe: str) -> None:
         Result.OTHER,
     ],
 )
-def test_a_failure_is_looked_at_again_after_the_retry_interval(kind: Result) -> None:
-    assert next_delay(KEY, result(kind)) == 10.0
-    assert next_delay(KEY, result(kind, "realtime")) == 10.0
+def test_a_first_failure_is_looked_at_again_after_the_retry_interval(kind: Result) -> None:
+    assert next_delay(KEY, result(kind), 1) == 10.0
+    assert next_delay(KEY, result(kind, "realtime"), 1) == 10.0
+
+
+@pytest.mark.parametrize("failures", [2, 3, 50])
+def test_a_confirmed_failure_costs_no_more_than_a_healthy_key(failures: int) -> None:
+    """Only the first failure gets the quick second look: a revoked key, or one whose
+    Realtime session is refused, must not open a session every 10 s for ever."""
+    assert next_delay(KEY, result(Result.INVALID_API_KEY), failures) is None
+    assert next_delay(KEY, result(Result.API_SHAPE_RETIRED, "realtime"), failures) is None
 
 
 def test_the_retry_is_never_later_than_the_interval() -> None:
     slow_retry = replace(KEY, interval=5.0, retry_interval=30.0)
-    assert next_delay(slow_retry, result(Result.SERVER_ERROR)) == 5.0
+    assert next_delay(slow_retry, result(Result.SERVER_ERROR), 1) == 5.0
     # The Realtime probe has its own, longer interval: the retry interval fits in it.
-    assert next_delay(slow_retry, result(Result.SERVER_ERROR, "realtime")) == 30.0
+    assert next_delay(slow_retry, result(Result.SERVER_ERROR, "realtime"), 1) == 30.0
     short_realtime = replace(slow_retry, realtime=RealtimeSettings(interval=20.0))
-    assert next_delay(short_realtime, result(Result.TIMEOUT, "realtime")) == 20.0
+    assert next_delay(short_realtime, result(Result.TIMEOUT, "realtime"), 1) == 20.0
 
 
 def test_rate_limited_waits_as_long_as_openai_asks() -> None:
-    assert next_delay(KEY, result(Result.RATE_LIMITED, retry_after=37.0)) == 37.0
-    assert next_delay(KEY, result(Result.RATE_LIMITED, "realtime", retry_after=37.0)) == 37.0
+    assert next_delay(KEY, result(Result.RATE_LIMITED, retry_after=37.0), 1) == 37.0
+    assert next_delay(KEY, result(Result.RATE_LIMITED, "realtime", retry_after=37.0), 3) == 37.0
     # Longer than the interval: still honoured (the scheduler pushes the regular run back).
-    assert next_delay(KEY, result(Result.RATE_LIMITED, retry_after=120.0)) == 120.0
+    assert next_delay(KEY, result(Result.RATE_LIMITED, retry_after=120.0), 1) == 120.0
+
+
+def test_a_bogus_retry_after_is_bounded() -> None:
+    """`retry-after: 31536000` must not stop probing for a year: at most 15 minutes."""
+    assert next_delay(KEY, result(Result.RATE_LIMITED, retry_after=31536000.0), 1) == 900.0
 
 
 def test_rate_limited_never_sooner_than_the_retry_interval() -> None:
-    assert next_delay(KEY, result(Result.RATE_LIMITED, retry_after=0.0)) == 10.0
-    assert next_delay(KEY, result(Result.RATE_LIMITED, retry_after=2.5)) == 10.0
+    assert next_delay(KEY, result(Result.RATE_LIMITED, retry_after=0.0), 1) == 10.0
+    assert next_delay(KEY, result(Result.RATE_LIMITED, retry_after=2.5), 1) == 10.0
 
 
-def test_rate_limited_without_retry_after_is_a_failure() -> None:
-    assert next_delay(KEY, result(Result.RATE_LIMITED)) == 10.0
+def test_rate_limited_without_retry_after_waits_the_interval() -> None:
+    """No hint from OpenAI: probing sooner would only spend the limit faster."""
+    assert next_delay(KEY, result(Result.RATE_LIMITED), 1) is None
 
 
 def test_insufficient_quota_is_not_retried() -> None:
     """Retrying never brings credit back; each retry would only add a request."""
-    assert next_delay(KEY, result(Result.INSUFFICIENT_QUOTA)) is None
-    assert next_delay(KEY, result(Result.INSUFFICIENT_QUOTA, "realtime")) is None
-    assert next_delay(KEY, result(Result.INSUFFICIENT_QUOTA, retry_after=37.0)) is None
+    assert next_delay(KEY, result(Result.INSUFFICIENT_QUOTA), 1) is None
+    assert next_delay(KEY, result(Result.INSUFFICIENT_QUOTA, "realtime"), 1) is None
+    assert next_delay(KEY, result(Result.INSUFFICIENT_QUOTA, retry_after=37.0), 1) is None
 
 
 @given(
@@ -99,19 +113,22 @@ def test_insufficient_quota_is_not_retried() -> None:
     retry_after=st.none() | st.floats(0, 86400),
     interval=st.floats(1, 86400),
     retry_interval=st.floats(0.5, 86400),
+    failures=st.integers(0, 10),
 )
-def test_delay_is_never_sooner_than_the_retry_interval_allows(
-    kind: Result, probe: str, retry_after: float | None, interval: float, retry_interval: float
+def test_delay_is_bounded(
+    kind: Result,
+    probe: str,
+    retry_after: float | None,
+    interval: float,
+    retry_interval: float,
+    failures: int,
 ) -> None:
     config = replace(KEY, interval=interval, retry_interval=retry_interval)
-    delay = next_delay(config, result(kind, probe, retry_after))
-    if kind is Result.OK or kind is Result.INSUFFICIENT_QUOTA:
-        assert delay is None
+    delay = next_delay(config, result(kind, probe, retry_after), failures)
+    if delay is None:
         return
-    assert delay is not None
     assert delay >= min(retry_interval, config.interval_for(probe))
-    if kind is not Result.RATE_LIMITED or retry_after is None:
-        assert delay <= config.interval_for(probe)
+    assert delay <= max(config.interval_for(probe), 900.0)
 
 
 # first_run_offset --------------------------------------------------------------------------

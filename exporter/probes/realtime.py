@@ -27,7 +27,7 @@ from websockets.uri import parse_uri
 
 from exporter.classify import Result, caused_by_tls, classify_openai_error
 from exporter.config import KeyConfig
-from exporter.probes.rest import auth_headers, tls_context
+from exporter.probes.rest import auth_headers, retry_after, tls_context
 from exporter.redaction import scrub
 from exporter.state import ProbeResult
 
@@ -67,6 +67,7 @@ class _Session:
     error_event: dict[str, Any] | None = None
     stage: str = "connect"
     key: str = field(default="", repr=False)  # only to scrub what the server echoes back
+    retry_after: float | None = None
 
     def phase_done(self, phase: str) -> None:
         now = time.perf_counter()
@@ -152,6 +153,12 @@ async def probe_realtime(
         result = _result(session, *_transport_failure(error, key))
     except (InvalidURI, ValueError) as error:
         result = _result(session, Result.OTHER, scrub(f"{type(error).__name__}: {error}", [key]))
+    except Exception as error:  # whatever else, the session below is still closed
+        result = _result(session, Result.OTHER, scrub(f"{type(error).__name__}: {error}", [key]))
+    except BaseException:
+        if websocket is not None and websocket.transport is not None:
+            websocket.transport.abort()  # cancelled: no time for a close handshake
+        raise
     if websocket is not None:
         await _close(websocket)
         if result.healthy:
@@ -178,7 +185,10 @@ async def _converse(websocket: ClientConnection, session: _Session, beta: bool) 
     if event.get("type") != "session.created":
         raise _Verdict(
             Result.PROTOCOL_ERROR,
-            f"first event was {str(event.get('type'))[:60]!r}, not session.created",
+            scrub(
+                f"first event was {str(event.get('type'))[:60]!r}, not session.created",
+                [session.key],
+            ),
         )
     session.phase_done("session_created")
     session.stage = "session_updated"
@@ -199,7 +209,7 @@ async def _next_event(websocket: ClientConnection, session: _Session) -> dict[st
         raise _Verdict(Result.PROTOCOL_ERROR, f"binary frame of {len(message)} bytes")
     try:
         event = json.loads(message)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _Verdict(
             Result.PROTOCOL_ERROR, f"non-JSON text frame of {len(message)} characters"
         ) from None
@@ -253,17 +263,20 @@ def _closed_verdict(closed: ConnectionClosed, session: _Session) -> _Verdict:
     result = CLOSE_CODE_RESULTS.get(code, Result.OTHER)
     waiting = session.stage.replace("_", ".")
     return _Verdict(
-        result, f"closed with {code} {reason[:100]!r} while waiting for {waiting}".strip()
+        result,
+        scrub(f"closed with {code} {reason[:100]!r} while waiting for {waiting}", [session.key]),
     )
 
 
 def _rejected(session: _Session, rejected: InvalidStatus) -> ProbeResult:
     response = rejected.response
     session.http_status = response.status_code
+    if response.status_code == 429:
+        session.retry_after = retry_after(response.headers)
     body = bytes(response.body or b"")[:65536]
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         payload = None
     error = payload.get("error") if isinstance(payload, dict) else None
     if isinstance(error, dict):
@@ -283,10 +296,9 @@ def _rejected(session: _Session, rejected: InvalidStatus) -> ProbeResult:
     result = Result.SERVER_ERROR if response.status_code >= 500 else Result.OTHER
     if response.status_code == 429:
         result = Result.RATE_LIMITED
-    content_type = response.headers.get("content-type", "no content type").split(";")[0]
-    return _result(
-        session, result, f"upgrade refused with HTTP {response.status_code} ({content_type})"
-    )
+    content_type = response.headers.get("content-type", "no content type").split(";")[0][:60]
+    message = f"upgrade refused with HTTP {response.status_code} ({content_type})"
+    return _result(session, result, scrub(message, [session.key]))
 
 
 def _transport_failure(error: BaseException, key: str) -> tuple[Result, str]:
@@ -302,6 +314,7 @@ def _transport_failure(error: BaseException, key: str) -> tuple[Result, str]:
 
 def _result(session: _Session, result: Result, message: str, code: str = "") -> ProbeResult:
     return ProbeResult(
+        retry_after=session.retry_after,
         probe="realtime",
         result=result,
         duration=time.perf_counter() - session.started,

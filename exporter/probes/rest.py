@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import math
 import ssl
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -36,7 +39,8 @@ _RATELIMIT_HEADERS = {
 
 
 def auth_headers(config: KeyConfig, key: str) -> dict[str, str]:
-    headers = {"Authorization": f"Bearer {key}"}
+    # The wire drops whitespace at the end of a header value; h11 refuses to send it at all.
+    headers = {"Authorization": f"Bearer {key}".rstrip(" \t")}
     if config.organization:
         headers["OpenAI-Organization"] = config.organization
     if config.project:
@@ -161,7 +165,9 @@ async def probe_rest(client: httpx.AsyncClient, config: KeyConfig, key: str) -> 
 async def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_raw():
+    # Decoded bytes: a proxy may compress whatever we ask for, and the cap then also bounds
+    # what a small compressed body expands to.
+    async for chunk in response.aiter_bytes():
         size += len(chunk)
         if size > MAX_BODY_BYTES:
             return b"", True
@@ -175,9 +181,16 @@ def _classify_exception(error: httpx.HTTPError, key: str) -> tuple[Result, str]:
         return Result.TLS_ERROR, text
     if isinstance(error, httpx.LocalProtocolError):
         return Result.KEY_MALFORMED, text
+    if isinstance(error, httpx.RemoteProtocolError) and not _is_disconnect(error):
+        return Result.PROTOCOL_ERROR, text  # malformed or oversized headers, not a hang-up
     if isinstance(error, httpx.TransportError):
         return Result.CONNECTION_ERROR, text
     return Result.OTHER, text
+
+
+def _is_disconnect(error: httpx.RemoteProtocolError) -> bool:
+    text = str(error).lower()
+    return "disconnected" in text or "without sending" in text or "peer closed" in text
 
 
 def _failure(clock: _PhaseClock, result: Result, message: str) -> ProbeResult:
@@ -226,7 +239,7 @@ def _from_response(
             message=f"HTTP {status} but not a model list ({_describe_body(response, body)})",
             **common,
         )
-    retry_after = _retry_after(response.headers) if status == 429 else None
+    retry_after_seconds = retry_after(response.headers) if status == 429 else None
     error = payload.get("error") if isinstance(payload, dict) else None
     if isinstance(error, dict):
         code = error.get("code") if isinstance(error.get("code"), str) else None
@@ -237,7 +250,7 @@ def _from_response(
             result=result,
             error_code=label,
             message=scrub(message, [key]),
-            retry_after=retry_after,
+            retry_after=retry_after_seconds,
             **common,
         )
     if status >= 500:
@@ -250,7 +263,7 @@ def _from_response(
         result=result,
         error_code=result.value,
         message=f"HTTP {status} without an OpenAI error ({_describe_body(response, body)})",
-        retry_after=retry_after,
+        retry_after=retry_after_seconds,
         **common,
     )
 
@@ -258,7 +271,7 @@ def _from_response(
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         return None
 
 
@@ -271,14 +284,22 @@ def _ratelimit(headers: httpx.Headers) -> dict[str, float]:
     values: dict[str, float] = {}
     for header, name in _RATELIMIT_HEADERS.items():
         try:
-            values[name] = float(headers[header])
+            value = float(headers[header])
         except (KeyError, ValueError):
             continue
+        if math.isfinite(value) and value >= 0:
+            values[name] = value
     return values
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a `retry-after` header (delta-seconds or an HTTP date), None if unusable."""
+    text = headers.get("retry-after", "").strip()
     try:
-        return max(0.0, float(headers.get("retry-after", "")))
+        seconds = float(text)
     except ValueError:
-        return None
+        try:
+            seconds = parsedate_to_datetime(text).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
