@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
-from grafana_foundation_sdk.models import dashboard as dashboard_models
 
 from grafana import panels, runbook
 from grafana.panels import (
@@ -339,25 +338,13 @@ def timeseries_panels() -> list[tuple[str, list[panels.PanelBuilder]]]:
 
 
 def build(runbook_url: str = runbook.RUNBOOK_URL) -> dashboard_builders.Dashboard:
-    board = (
-        dashboard_builders.Dashboard("OpenAI key detail")
-        .uid(panels.DETAIL_UID)
-        .description(
-            "One OpenAI API key as openai-key-exporter sees it: each probe's result, the last "
-            "error and its runbook section, latency, rate limits and rotations."
-        )
-        .tags(panels.TAGS)
-        .editable()
-        .tooltip(dashboard_models.DashboardCursorSync.CROSSHAIR)
-        .time("now-6h", "now")
-        .refresh("1m")
-        .timezone("browser")
-        .with_variable(panels.datasource_variable())
-        .with_variable(panels.job_variable())
-        .with_variable(panels.key_variable(multi=False))
-        .with_variable(panels.runbook_variable(runbook_url))
-        .links(panels.dashboard_links(panels.DETAIL_UID))
-        .annotations(panels.key_annotations('key="$key"'))
+    board = panels.base_dashboard(
+        "OpenAI key detail",
+        panels.DETAIL_UID,
+        "One OpenAI API key as openai-key-exporter sees it: each probe's result, the last "
+        "error and its runbook section, latency, rate limits and rotations.",
+        multi_key=False,
+        runbook_url=runbook_url,
     )
     for stat in summary_stats():
         board = board.with_panel(stat)

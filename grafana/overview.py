@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
-from grafana_foundation_sdk.models import dashboard as dashboard_models
 
 from grafana import panels, runbook
 from grafana.panels import (
@@ -358,25 +357,13 @@ def budget_panels() -> list[panels.PanelBuilder]:
 
 
 def build(runbook_url: str = runbook.RUNBOOK_URL) -> dashboard_builders.Dashboard:
-    board = (
-        dashboard_builders.Dashboard("OpenAI keys overview")
-        .uid(panels.OVERVIEW_UID)
-        .description(
-            "Every OpenAI API key openai-key-exporter probes: valid or not, which probe fails "
-            "and why, with links to the runbook."
-        )
-        .tags(panels.TAGS)
-        .editable()
-        .tooltip(dashboard_models.DashboardCursorSync.CROSSHAIR)
-        .time("now-6h", "now")
-        .refresh("1m")
-        .timezone("browser")
-        .with_variable(panels.datasource_variable())
-        .with_variable(panels.job_variable())
-        .with_variable(panels.key_variable(multi=True))
-        .with_variable(panels.runbook_variable(runbook_url))
-        .links(panels.dashboard_links(panels.OVERVIEW_UID))
-        .annotations(panels.key_annotations('key=~"$key"'))
+    board = panels.base_dashboard(
+        "OpenAI keys overview",
+        panels.OVERVIEW_UID,
+        "Every OpenAI API key openai-key-exporter probes: valid or not, which probe fails "
+        "and why, with links to the runbook.",
+        multi_key=True,
+        runbook_url=runbook_url,
     )
     for stat in summary_stats():
         board = board.with_panel(stat)

@@ -447,6 +447,30 @@ class AnnotationBuilder(dashboard_builders.AnnotationQuery):
         self._internal = annotation
 
 
+def base_dashboard(
+    title: str, uid: str, description: str, *, multi_key: bool, runbook_url: str
+) -> dashboard_builders.Dashboard:
+    """What both dashboards share: variables, links, annotations, time and refresh settings."""
+    key_matcher = 'key=~"$key"' if multi_key else 'key="$key"'
+    return (
+        dashboard_builders.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(TAGS)
+        .editable()
+        .tooltip(dashboard_models.DashboardCursorSync.CROSSHAIR)
+        .time("now-6h", "now")
+        .refresh("1m")
+        .timezone("browser")
+        .with_variable(datasource_variable())
+        .with_variable(job_variable())
+        .with_variable(key_variable(multi=multi_key))
+        .with_variable(runbook_variable(runbook_url))
+        .links(dashboard_links(uid))
+        .annotations(key_annotations(key_matcher))
+    )
+
+
 def key_annotations(key_matcher: str) -> list[AnnotationBuilderType]:
     """Key rotations (a new fingerprint for a key that existed before) and keys turning invalid."""
     info = f'openai_key_info{{job=~"$job", {key_matcher}}}'
