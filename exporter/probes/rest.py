@@ -29,6 +29,9 @@ if importlib.util.find_spec("sniffio") is None:
     sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # /models is a few dozen KiB; more is not OpenAI
+# httpcore scans every pooled connection (a select() each) for every request: a few kept-alive
+# connections serve thousands of keys, more only cost CPU.
+KEEPALIVE_CONNECTIONS = 8
 FRESH_CONNECTION_EVERY = 10  # reuse keeps probes cheap; a fresh one keeps connect/TLS measured
 _RATELIMIT_HEADERS = {
     "x-ratelimit-limit-requests": "limit_requests",
@@ -132,7 +135,9 @@ class RestProber:
 def _new_client(context: ssl.SSLContext, keepalive: bool) -> httpx.AsyncClient:
     # Without keep-alive the pool closes every connection once its response is read, so each
     # probe through it opens its own connection (and measures connect and TLS).
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=64 if keepalive else 0)
+    limits = httpx.Limits(
+        max_connections=256, max_keepalive_connections=KEEPALIVE_CONNECTIONS if keepalive else 0
+    )
     return httpx.AsyncClient(verify=context, limits=limits, trust_env=True, follow_redirects=False)
 
 
