@@ -88,9 +88,12 @@ def key_config(base_url: str, timeout: float = 2.0, ca_file: Path | None = None)
 async def probe_both(config: KeyConfig, key: str) -> dict[str, ProbeResult]:
     rest = RestProber()
     try:
-        rest_result = await rest.probe(config, key)
+        rest_result = await rest.probe_through(config, key, fresh=True)
+        # The shared pool (aiohttp) must see the network exactly as the own connection (httpx).
+        pooled = await rest.probe_through(config, key, fresh=False)
     finally:
         await rest.aclose()
+    assert pooled.result is rest_result.result, (rest_result, pooled)
     realtime_result = await RealtimeProber().probe(config, key)
     return {"rest": rest_result, "realtime": realtime_result}
 
@@ -213,7 +216,8 @@ async def test_https_proxy_carries_rest_and_realtime(
     results = await probe_both(key_config(base_url, ca_file=tls.ca_file), make_key("ok"))
     assert {result.result for result in results.values()} == {Result.OK}, results
     target = f"CONNECT localhost:{tls_simulator.port}"
-    assert proxy.requests == [target, target], proxy.requests  # REST, then Realtime
+    # REST on its own connection, REST through the shared pool, then Realtime
+    assert proxy.requests == [target, target, target], proxy.requests
 
 
 async def test_http_proxy_carries_plain_rest_and_realtime(
@@ -225,6 +229,7 @@ async def test_http_proxy_carries_plain_rest_and_realtime(
     assert {result.result for result in results.values()} == {Result.OK}, results
     assert proxy.requests == [
         f"GET {base_url}/models",  # httpx: plain HTTP is forwarded, not tunnelled
+        f"GET {base_url}/models",  # aiohttp, the shared pool: forwarded too
         f"CONNECT localhost:{plain_simulator.port}",  # websockets tunnels ws:// too
     ], proxy.requests
 
@@ -255,7 +260,7 @@ async def test_no_proxy_is_honoured(
     base_url = on_host(tls_simulator, host)
     results = await probe_both(key_config(base_url, ca_file=tls.ca_file), make_key("ok"))
     assert {result.result for result in results.values()} == {Result.OK}, results
-    assert len(proxy.requests) == (2 if proxied else 0), proxy.requests
+    assert len(proxy.requests) == (3 if proxied else 0), proxy.requests
 
 
 async def test_a_proxy_that_is_down_fails_both_probes(

@@ -98,12 +98,16 @@ def key_config(simulator: RunningSimulator, **overrides: object) -> KeyConfig:
     return KeyConfig(**settings)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("fresh", [True, False], ids=["own-connection", "pooled"])
 @pytest.mark.parametrize("scenario", sorted(REST_EXPECTED))
-async def test_rest_probe_classifies_scenario(simulator: RunningSimulator, scenario: str) -> None:
+async def test_rest_probe_classifies_scenario(
+    simulator: RunningSimulator, scenario: str, fresh: bool
+) -> None:
+    """Both ways a REST probe goes: its own connection (httpx) and the shared pool (aiohttp)."""
     expected, status, code = REST_EXPECTED[scenario]
     prober = RestProber()
     try:
-        result = await prober.probe(key_config(simulator), make_key(scenario))
+        result = await prober.probe_through(key_config(simulator), make_key(scenario), fresh=fresh)
     finally:
         await prober.aclose()
     assert (result.result, result.http_status, result.error_code) == (expected, status, code), (
@@ -112,7 +116,8 @@ async def test_rest_probe_classifies_scenario(simulator: RunningSimulator, scena
     assert result.probe == "rest"
     assert result.duration > 0
     if status:
-        assert {"connect", "first_byte", "transfer"} <= set(result.phases), result.phases
+        timed = {"connect", "first_byte", "transfer"} if fresh else {"first_byte", "transfer"}
+        assert timed <= set(result.phases), result.phases
     if expected is Result.TIMEOUT:
         assert PROBE_TIMEOUT - 0.1 <= result.duration < PROBE_TIMEOUT + 0.6
 

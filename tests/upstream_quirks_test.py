@@ -20,6 +20,7 @@ from exporter.simulator import make_key, start_simulator
 from exporter.state import KeyState, ProbeResult, ProbeState
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+FRESH_OR_POOLED = pytest.mark.parametrize("fresh", [True, False], ids=["own-connection", "pooled"])
 MODELS = {"object": "list", "data": [{"id": "gpt-realtime", "object": "model"}]}
 INVALID = {
     "error": {
@@ -57,10 +58,10 @@ def config(base_url: str) -> KeyConfig:
     )
 
 
-async def probe(base_url: str, key: str = "") -> ProbeResult:
+async def probe(base_url: str, key: str = "", *, fresh: bool = True) -> ProbeResult:
     prober = RestProber()
     try:
-        return await prober.probe(config(base_url), key or make_key("ok"))
+        return await prober.probe_through(config(base_url), key or make_key("ok"), fresh=fresh)
     finally:
         await prober.aclose()
 
@@ -75,30 +76,40 @@ def gzipped(status: int, payload: object) -> web.Response:
     ("status", "payload", "expected"),
     [(200, MODELS, Result.OK), (401, INVALID, Result.INVALID_API_KEY)],
 )
+@FRESH_OR_POOLED
 async def test_a_compressed_answer_is_read_decoded(
-    serve: Callable[[Handler], Awaitable[str]], status: int, payload: object, expected: Result
+    fresh: bool,
+    serve: Callable[[Handler], Awaitable[str]],
+    status: int,
+    payload: object,
+    expected: Result,
 ) -> None:
     """A proxy may gzip whatever the probe asks for: the verdict must not change."""
 
     async def handler(request: web.Request) -> web.Response:
         return gzipped(status, payload)
 
-    result = await probe(await serve(handler))
+    result = await probe(await serve(handler), fresh=fresh)
     assert result.result is expected, result
 
 
-async def test_a_gzip_bomb_is_capped(serve: Callable[[Handler], Awaitable[str]]) -> None:
+@FRESH_OR_POOLED
+async def test_a_gzip_bomb_is_capped(
+    fresh: bool, serve: Callable[[Handler], Awaitable[str]]
+) -> None:
     async def handler(request: web.Request) -> web.Response:
         return web.Response(
             body=gzip.compress(b" " * (64 * 1024 * 1024)), headers={"Content-Encoding": "gzip"}
         )
 
-    result = await probe(await serve(handler))
+    result = await probe(await serve(handler), fresh=fresh)
     assert result.result is Result.PROTOCOL_ERROR
     assert "MiB" in result.message
 
 
+@FRESH_OR_POOLED
 async def test_non_finite_ratelimit_headers_are_ignored(
+    fresh: bool,
     serve: Callable[[Handler], Awaitable[str]],
 ) -> None:
     async def handler(request: web.Request) -> web.Response:
@@ -110,22 +121,26 @@ async def test_non_finite_ratelimit_headers_are_ignored(
         }
         return web.json_response(MODELS, headers=headers)
 
-    result = await probe(await serve(handler))
+    result = await probe(await serve(handler), fresh=fresh)
     assert result.result is Result.OK
     assert result.ratelimit == {"remaining_tokens": 1000.0}
 
 
+@FRESH_OR_POOLED
 async def test_json_nested_thousands_deep_is_a_protocol_error(
+    fresh: bool,
     serve: Callable[[Handler], Awaitable[str]],
 ) -> None:
     async def handler(request: web.Request) -> web.Response:
         return web.Response(body=b"[" * 100_000 + b"]" * 100_000, content_type="application/json")
 
-    result = await probe(await serve(handler))
+    result = await probe(await serve(handler), fresh=fresh)
     assert result.result is Result.PROTOCOL_ERROR
 
 
+@FRESH_OR_POOLED
 async def test_a_429_of_type_server_error_is_a_server_error(
+    fresh: bool,
     serve: Callable[[Handler], Awaitable[str]],
 ) -> None:
     """The historical "model overloaded" answer came as a 429 of type server_error."""
@@ -134,11 +149,13 @@ async def test_a_429_of_type_server_error_is_a_server_error(
         error = {"message": "That model is currently overloaded", "type": "server_error"}
         return web.json_response({"error": {**error, "param": None, "code": None}}, status=429)
 
-    result = await probe(await serve(handler))
+    result = await probe(await serve(handler), fresh=fresh)
     assert result.result is Result.SERVER_ERROR
 
 
+@FRESH_OR_POOLED
 async def test_a_key_with_a_trailing_space_is_sent_as_the_wire_would(
+    fresh: bool,
     serve: Callable[[Handler], Awaitable[str]],
 ) -> None:
     """HTTP drops whitespace at the end of a header value; the key still reaches OpenAI."""
@@ -149,7 +166,7 @@ async def test_a_key_with_a_trailing_space_is_sent_as_the_wire_would(
         return web.json_response(MODELS)
 
     key = make_key("ok")
-    result = await probe(await serve(handler), key + " \t")
+    result = await probe(await serve(handler), key + " \t", fresh=fresh)
     assert result.result is Result.OK
     assert seen == [f"Bearer {key}"]
 

@@ -12,8 +12,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import httpx
 
 from exporter.classify import Result, caused_by_tls, classify_openai_error
@@ -29,9 +31,6 @@ if importlib.util.find_spec("sniffio") is None:
     sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # /models is a few dozen KiB; more is not OpenAI
-# httpcore scans every pooled connection (a select() each) for every request: a few kept-alive
-# connections serve thousands of keys, more only cost CPU.
-KEEPALIVE_CONNECTIONS = 8
 FRESH_CONNECTION_EVERY = 10  # reuse keeps probes cheap; a fresh one keeps connect/TLS measured
 _RATELIMIT_HEADERS = {
     "x-ratelimit-limit-requests": "limit_requests",
@@ -95,11 +94,17 @@ class _PhaseClock:
 
 
 class RestProber:
-    """Holds the connection pools; one probe at a time per key is the scheduler's job."""
+    """Holds the connection pools; one probe at a time per key is the scheduler's job.
+
+    Most probes go through a shared aiohttp pool: its C HTTP parser costs a fifth of httpx's CPU
+    per request, which is what lets one process probe thousands of keys on time. Every
+    FRESH_CONNECTION_EVERY-th probe of a key opens its own connection through httpx, whose trace
+    times TCP connect and TLS apart: those phases come from these probes.
+    """
 
     def __init__(self) -> None:
-        # Per CA file: a pool that keeps connections, and one that closes each after its answer.
-        self._clients: dict[tuple[str | None, bool], httpx.AsyncClient] = {}
+        self._fresh_clients: dict[str | None, httpx.AsyncClient] = {}
+        self._sessions: dict[str | None, aiohttp.ClientSession] = {}
         self._contexts: dict[str | None, ssl.SSLContext] = {}
         self._probe_count: dict[str, int] = {}
 
@@ -108,36 +113,161 @@ class RestProber:
             self._contexts[ca_file] = tls_context(ca_file)
         return self._contexts[ca_file]
 
-    def _client(self, ca_file: str | None, keepalive: bool) -> httpx.AsyncClient:
-        # One client per kind, not one per fresh probe: building an httpx client reads the
-        # proxy environment and costs more than a reused-connection probe.
-        client = self._clients.get((ca_file, keepalive))
+    def _fresh_client(self, ca_file: str | None) -> httpx.AsyncClient:
+        # One client, not one per fresh probe: building an httpx client reads the proxy
+        # environment and costs more than a pooled probe.
+        client = self._fresh_clients.get(ca_file)
         if client is None:
-            client = _new_client(self._context(ca_file), keepalive=keepalive)
-            self._clients[(ca_file, keepalive)] = client
+            client = _new_fresh_client(self._context(ca_file))
+            self._fresh_clients[ca_file] = client
         return client
+
+    def _session(self, ca_file: str | None) -> aiohttp.ClientSession:
+        session = self._sessions.get(ca_file)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                ssl=self._context(ca_file),
+                limit=256,
+                limit_per_host=0,
+                keepalive_timeout=30,
+                enable_cleanup_closed=True,
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
+                trust_env=True,  # HTTPS_PROXY, NO_PROXY, as httpx and websockets read them
+                trace_configs=[_POOLED_TRACE],
+                auto_decompress=True,
+                skip_auto_headers={"User-Agent"},
+                headers={"User-Agent": "openai-key-exporter"},
+            )
+            self._sessions[ca_file] = session
+        return session
 
     async def probe(self, config: KeyConfig, key: str) -> ProbeResult:
         count = self._probe_count.get(config.name, 0)
         self._probe_count[config.name] = count + 1
-        fresh = count % FRESH_CONNECTION_EVERY == 0
-        return await probe_rest(self._client(config.tls_ca_file, not fresh), config, key)
+        return await self.probe_through(config, key, fresh=count % FRESH_CONNECTION_EVERY == 0)
+
+    async def probe_through(self, config: KeyConfig, key: str, *, fresh: bool) -> ProbeResult:
+        """One probe on a connection of its own (httpx), or through the shared pool (aiohttp)."""
+        if fresh:
+            return await probe_rest(self._fresh_client(config.tls_ca_file), config, key)
+        return await probe_rest_pooled(self._session(config.tls_ca_file), config, key)
 
     def forget(self, name: str) -> None:
         self._probe_count.pop(name, None)
 
     async def aclose(self) -> None:
-        for client in self._clients.values():
+        for client in self._fresh_clients.values():
             await client.aclose()
-        self._clients.clear()
+        self._fresh_clients.clear()
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
 
 
-def _new_client(context: ssl.SSLContext, keepalive: bool) -> httpx.AsyncClient:
+async def _mark_headers_sent(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: object
+) -> None:
+    context.trace_request_ctx["sent"] = time.perf_counter()
+
+
+async def _mark_headers_received(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: object
+) -> None:
+    context.trace_request_ctx["received"] = time.perf_counter()
+
+
+def _pooled_trace() -> aiohttp.TraceConfig:
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(_mark_headers_sent)
+    trace.on_request_end.append(_mark_headers_received)  # fires once the response head is read
+    trace.freeze()
+    return trace
+
+
+_POOLED_TRACE = _pooled_trace()
+
+
+async def probe_rest_pooled(
+    session: aiohttp.ClientSession, config: KeyConfig, key: str
+) -> ProbeResult:
+    """The same probe through the shared pool: first byte and transfer timed, not connect."""
+    started = time.perf_counter()
+    marks: dict[str, float] = {}
+
+    def phases(finished: float) -> dict[str, float]:
+        timed: dict[str, float] = {}
+        if "sent" in marks and "received" in marks:
+            timed["first_byte"] = max(0.0, marks["received"] - marks["sent"])
+        if "received" in marks:
+            timed["transfer"] = max(0.0, finished - marks["received"])
+        return timed
+
+    def failure(result: Result, message: str) -> ProbeResult:
+        finished = time.perf_counter()
+        return ProbeResult(
+            probe="rest",
+            result=result,
+            duration=finished - started,
+            phases=phases(finished),
+            error_code=result.value,
+            message=message,
+        )
+
+    try:
+        async with asyncio.timeout(config.timeout):
+            async with session.get(
+                f"{config.base_url}/models",
+                headers=auth_headers(config, key),
+                allow_redirects=False,
+                trace_request_ctx=marks,
+            ) as response:
+                body, oversize = await _read_capped_stream(response.content)
+                status, headers = response.status, response.headers
+    except TimeoutError:
+        return failure(Result.TIMEOUT, f"no answer within {config.timeout:g}s")
+    except (aiohttp.ClientError, OSError, ValueError) as error:
+        return failure(*_classify_aiohttp_exception(error, key))
+    finished = time.perf_counter()
+    return _from_response(
+        status, headers, body, oversize, finished - started, phases(finished), key
+    )
+
+
+async def _read_capped_stream(stream: aiohttp.StreamReader) -> tuple[bytes, bool]:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in stream.iter_chunked(64 * 1024):  # decoded, as with httpx
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return b"", True
+        chunks.append(chunk)
+    return b"".join(chunks), False
+
+
+def _classify_aiohttp_exception(error: BaseException, key: str) -> tuple[Result, str]:
+    text = scrub(f"{type(error).__name__}: {error}", [key])
+    if isinstance(error, aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch) or (
+        caused_by_tls(error)
+    ):
+        return Result.TLS_ERROR, text
+    if isinstance(error, aiohttp.ClientResponseError):
+        return Result.PROTOCOL_ERROR, text  # a status line or headers that are not HTTP
+    if isinstance(error, aiohttp.ClientPayloadError):
+        decoding = "decod" in str(error).lower() or "compress" in str(error).lower()
+        return (Result.PROTOCOL_ERROR if decoding else Result.CONNECTION_ERROR), text
+    if isinstance(error, aiohttp.ClientConnectionError | OSError):
+        return Result.CONNECTION_ERROR, text
+    if isinstance(error, ValueError):
+        return Result.KEY_MALFORMED, text  # a header aiohttp refuses to send
+    return Result.OTHER, text
+
+
+def _new_fresh_client(context: ssl.SSLContext) -> httpx.AsyncClient:
     # Without keep-alive the pool closes every connection once its response is read, so each
     # probe through it opens its own connection (and measures connect and TLS).
-    limits = httpx.Limits(
-        max_connections=256, max_keepalive_connections=KEEPALIVE_CONNECTIONS if keepalive else 0
-    )
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=0)
     return httpx.AsyncClient(verify=context, limits=limits, trust_env=True, follow_redirects=False)
 
 
@@ -164,7 +294,15 @@ async def probe_rest(client: httpx.AsyncClient, config: KeyConfig, key: str) -> 
     except httpx.HTTPError as error:
         return _failure(clock, *_classify_exception(error, key))
     finished = time.perf_counter()
-    return _from_response(response, body, oversize, clock, finished, key)
+    return _from_response(
+        response.status_code,
+        response.headers,
+        body,
+        oversize,
+        finished - clock.started,
+        clock.phases(finished),
+        key,
+    )
 
 
 async def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:
@@ -211,21 +349,21 @@ def _failure(clock: _PhaseClock, result: Result, message: str) -> ProbeResult:
 
 
 def _from_response(
-    response: httpx.Response,
+    status: int,
+    headers: Mapping[str, str],
     body: bytes,
     oversize: bool,
-    clock: _PhaseClock,
-    finished: float,
+    duration: float,
+    phases: dict[str, float],
     key: str,
 ) -> ProbeResult:
-    status = response.status_code
     common: dict[str, Any] = {
         "probe": "rest",
-        "duration": finished - clock.started,
-        "phases": clock.phases(finished),
+        "duration": duration,
+        "phases": phases,
         "http_status": status,
-        "request_id": response.headers.get("x-request-id", "")[:64],
-        "ratelimit": _ratelimit(response.headers),
+        "request_id": headers.get("x-request-id", "")[:64],
+        "ratelimit": _ratelimit(headers),
     }
     if oversize:
         return ProbeResult(
@@ -241,10 +379,10 @@ def _from_response(
         return ProbeResult(
             result=Result.PROTOCOL_ERROR,
             error_code="protocol_error",
-            message=f"HTTP {status} but not a model list ({_describe_body(response, body)})",
+            message=f"HTTP {status} but not a model list ({_describe_body(headers, body, key)})",
             **common,
         )
-    retry_after_seconds = retry_after(response.headers) if status == 429 else None
+    retry_after_seconds = retry_after(headers) if status == 429 else None
     error = payload.get("error") if isinstance(payload, dict) else None
     if isinstance(error, dict):
         code = error.get("code") if isinstance(error.get("code"), str) else None
@@ -267,7 +405,7 @@ def _from_response(
     return ProbeResult(
         result=result,
         error_code=result.value,
-        message=f"HTTP {status} without an OpenAI error ({_describe_body(response, body)})",
+        message=f"HTTP {status} without an OpenAI error ({_describe_body(headers, body, key)})",
         retry_after=retry_after_seconds,
         **common,
     )
@@ -280,12 +418,12 @@ def _json(body: bytes) -> Any:
         return None
 
 
-def _describe_body(response: httpx.Response, body: bytes) -> str:
-    content_type = response.headers.get("content-type", "no content type").split(";")[0]
-    return f"{content_type}, {len(body)} bytes"
+def _describe_body(headers: Mapping[str, str], body: bytes, key: str) -> str:
+    content_type = headers.get("content-type", "no content type").split(";")[0][:60]
+    return scrub(f"{content_type}, {len(body)} bytes", [key])
 
 
-def _ratelimit(headers: httpx.Headers) -> dict[str, float]:
+def _ratelimit(headers: Mapping[str, str]) -> dict[str, float]:
     values: dict[str, float] = {}
     for header, name in _RATELIMIT_HEADERS.items():
         try:
