@@ -229,7 +229,7 @@ def serve(args: argparse.Namespace) -> int:
     exporter = Exporter(args.config_file, shard_filter(index, total) if total > 1 else None)
     exporter.metrics.set_shard(index, total)
     try:
-        config = exporter.load()
+        config = exporter.read()  # validated now; applied once the listener answers
     except ConfigError as error:
         exporter.metrics.config_loaded(False)
         log.error("configuration is invalid", extra={"fields": {"error": str(error)}})
@@ -249,6 +249,7 @@ def serve(args: argparse.Namespace) -> int:
                 args.enable_lifecycle,
                 watcher,
                 args.max_requests,
+                config,
             )
         )
     except OSError as error:
@@ -264,8 +265,12 @@ async def serve_until_stopped(
     enable_lifecycle: bool = False,
     web_config: WebConfigWatcher | None = None,
     max_requests: int = DEFAULT_MAX_REQUESTS,
+    pending: Config | None = None,
 ) -> None:
-    """Serve a loaded exporter until SIGTERM or SIGINT; SIGHUP reloads its configuration."""
+    """Serve the exporter until SIGTERM or SIGINT; SIGHUP reloads its configuration.
+
+    `pending` is a configuration read but not yet applied (an exporter the demo loaded has none).
+    """
     host, port = listen_address
     watcher = web_config or WebConfigWatcher(None)
     app = create_app(
@@ -277,6 +282,9 @@ async def serve_until_stopped(
         runner, host=host, port=port, reuse_address=True, ssl_context=ssl_context(watcher.config)
     )
     await site.start()
+    if pending is not None:
+        # Building thousands of jobs takes seconds: /-/healthy answers meanwhile, /-/ready not.
+        exporter.apply(pending)
     exporter.start()
     log.info("listening", extra={"fields": {"address": f"{host or ''}:{port}"}})
     stop = asyncio.Event()

@@ -37,11 +37,15 @@ class Exporter:
 
     def load(self) -> Config:
         """Read and apply the configuration; raises ConfigError and changes nothing on failure."""
-        config = self.key_filter(read_config(self.config_path))
-        self._apply(config)
+        config = self.read()
+        self.apply(config)
         return config
 
-    def _apply(self, config: Config) -> None:
+    def read(self) -> Config:
+        """The configuration this exporter serves (its shard's keys); raises ConfigError."""
+        return self.key_filter(read_config(self.config_path))
+
+    def apply(self, config: Config) -> None:
         old_names = {key.name for key in self.config.keys} if self.config else set()
         self.config = config
         names = {key.name for key in config.keys}

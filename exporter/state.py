@@ -109,12 +109,14 @@ class StateStore:
         self._keys: dict[str, KeyState] = {}
         self._listeners: list[Listener] = []
         self._ready = False
+        self._configured = False  # no configuration applied yet: not ready, even with no keys
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
     def configure(self, keys: dict[str, tuple[str, ...]]) -> None:
         """Match the configured keys and probes; unchanged ones keep their state."""
+        self._configured = True
         for name in list(self._keys):
             if name not in keys:
                 del self._keys[name]
@@ -160,6 +162,6 @@ class StateStore:
     def ready(self) -> bool:
         """True once the first round is done; keys a reload adds later do not take it back,
         or every reload would take the exporter out of service until they are probed."""
-        if not self._ready:
+        if not self._ready and self._configured:
             self._ready = all(state.probed_once for state in self._keys.values())
         return self._ready
