@@ -17,6 +17,8 @@ from typing import Any
 
 import aiohttp
 import httpx
+import yarl
+from aiohttp.helpers import get_env_proxy_for_url
 
 from exporter.classify import Result, caused_by_tls, classify_openai_error
 from exporter.config import KeyConfig
@@ -107,6 +109,7 @@ class RestProber:
         self._sessions: dict[str | None, aiohttp.ClientSession] = {}
         self._contexts: dict[str | None, ssl.SSLContext] = {}
         self._probe_count: dict[str, int] = {}
+        self._proxies: dict[str, tuple[yarl.URL | None, aiohttp.BasicAuth | None]] = {}
 
     def _context(self, ca_file: str | None) -> ssl.SSLContext:
         if ca_file not in self._contexts:
@@ -134,7 +137,9 @@ class RestProber:
             )
             session = aiohttp.ClientSession(
                 connector=connector,
-                trust_env=True,  # HTTPS_PROXY, NO_PROXY, as httpx and websockets read them
+                # The proxy is resolved once per URL below: with trust_env aiohttp would read
+                # the environment and ~/.netrc in a thread for every request.
+                trust_env=False,
                 trace_configs=[_POOLED_TRACE],
                 auto_decompress=True,
                 skip_auto_headers={"User-Agent"},
@@ -152,7 +157,11 @@ class RestProber:
         """One probe on a connection of its own (httpx), or through the shared pool (aiohttp)."""
         if fresh:
             return await probe_rest(self._fresh_client(config.tls_ca_file), config, key)
-        return await probe_rest_pooled(self._session(config.tls_ca_file), config, key)
+        url = f"{config.base_url}/models"
+        if url not in self._proxies:
+            self._proxies[url] = _environment_proxy(url)
+        session = self._session(config.tls_ca_file)
+        return await probe_rest_pooled(session, config, key, self._proxies[url])
 
     def forget(self, name: str) -> None:
         self._probe_count.pop(name, None)
@@ -189,8 +198,19 @@ def _pooled_trace() -> aiohttp.TraceConfig:
 _POOLED_TRACE = _pooled_trace()
 
 
+def _environment_proxy(url: str) -> tuple[yarl.URL | None, aiohttp.BasicAuth | None]:
+    """HTTP(S)_PROXY and NO_PROXY for this URL, read as httpx and websockets read them."""
+    try:
+        return get_env_proxy_for_url(yarl.URL(url))
+    except LookupError:
+        return None, None
+
+
 async def probe_rest_pooled(
-    session: aiohttp.ClientSession, config: KeyConfig, key: str
+    session: aiohttp.ClientSession,
+    config: KeyConfig,
+    key: str,
+    proxy: tuple[yarl.URL | None, aiohttp.BasicAuth | None] = (None, None),
 ) -> ProbeResult:
     """The same probe through the shared pool: first byte and transfer timed, not connect."""
     started = time.perf_counter()
@@ -222,6 +242,8 @@ async def probe_rest_pooled(
                 headers=auth_headers(config, key),
                 allow_redirects=False,
                 trace_request_ctx=marks,
+                proxy=proxy[0],
+                proxy_auth=proxy[1],
             ) as response:
                 body, oversize = await _read_capped_stream(response.content)
                 status, headers = response.status, response.headers
