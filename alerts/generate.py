@@ -190,10 +190,10 @@ CLASS_ALERTS: tuple[Alert, ...] = (
         name="OpenAIKeyRateLimited",
         severity="warning",
         anchor="rate-limited",
-        summary="An API key has been rate limited for 5 minutes.",
+        summary="An API key has been rate limited for {for}.",
         description=(
             "The {{ $labels.probe }} probe of key {{ $labels.key }} has been answered "
-            "rate_limited for 5 minutes (" + _FAILED_IN_A_ROW + "): the key's organization "
+            "rate_limited for {for} (" + _FAILED_IN_A_ROW + "): the key's organization "
             "or project is at its request or token limit."
         ),
         for_seconds=5 * 60,
@@ -207,7 +207,7 @@ CLASS_ALERTS: tuple[Alert, ...] = (
         description=(
             "The {{ $labels.probe }} probe of key {{ $labels.key }} has failed "
             + _FAILED_IN_A_ROW
-            + " for 5 minutes, last with {{ $labels.result }}. Whether the key works is "
+            + " for {for}, last with {{ $labels.result }}. Whether the key works is "
             "unknown until a probe gets through."
         ),
         for_seconds=5 * 60,
@@ -228,7 +228,7 @@ def _other_alerts(sel: str) -> tuple[Alert, ...]:
             description=(
                 "The 95th percentile of the {{ $labels.probe }} probe's latency for key "
                 "{{ $labels.key }} has been {{ $value | humanizeDuration }} (over "
-                f"{LATENCY_THRESHOLD_SECONDS}s) for 15 minutes."
+                f"{LATENCY_THRESHOLD_SECONDS}s) for {{for}}."
             ),
             for_seconds=LATENCY_FOR_SECONDS,
             expr=(
@@ -279,7 +279,7 @@ def _exporter_alerts(sel: str) -> tuple[Alert, ...]:
             summary="An openai-key-exporter replica cannot be scraped.",
             description=(
                 "Prometheus has failed to scrape {{ $labels.instance }} (job {{ $labels.job }}) "
-                "for 5 minutes. The keys it probes are not watched: no key alert can fire for "
+                "for {for}. The keys it probes are not watched: no key alert can fire for "
                 "them."
             ),
             for_seconds=5 * 60,
@@ -292,7 +292,7 @@ def _exporter_alerts(sel: str) -> tuple[Alert, ...]:
             anchor="exporter-down",
             summary="Prometheus has no openai-key-exporter target at all.",
             description=(
-                f"No target matches {sel} for 10 minutes: service discovery lost the exporter "
+                f"No target matches {sel} for {{for}}: service discovery lost the exporter "
                 "or it was never deployed. No key is watched."
             ),
             for_seconds=10 * 60,
@@ -350,19 +350,29 @@ def format_duration(seconds: float) -> str:
     return "".join(out)
 
 
+def human_duration(seconds: float) -> str:
+    """For a person reading the alert: 300 -> "5 minutes", 15 -> "15 seconds"."""
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds:g} second{'s' if seconds != 1 else ''}"
+
+
 def _rule(alert: Alert, settings: Settings, expr: str) -> dict[str, object]:
     if alert.per_key:
         dashboard = f"{settings.grafana_url}/d/{DETAIL_UID}?var-key={{{{ $labels.key }}}}"
     else:
         dashboard = f"{settings.grafana_url}/d/{OVERVIEW_UID}"
+    for_seconds = alert.for_seconds * settings.for_scale
     return {
         "alert": alert.name,
         "expr": expr,
-        "for": format_duration(alert.for_seconds * settings.for_scale),
+        "for": format_duration(for_seconds),
         "labels": {"severity": alert.severity},
         "annotations": {
-            "summary": alert.summary,
-            "description": alert.description,
+            # A `for:` scaled for tests must not leave the text saying "5 minutes".
+            "summary": alert.summary.replace("{for}", human_duration(for_seconds)),
+            "description": alert.description.replace("{for}", human_duration(for_seconds)),
             "runbook_url": f"{settings.runbook_url}#{alert.anchor}",
             "dashboard_url": dashboard,
         },
