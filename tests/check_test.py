@@ -18,11 +18,14 @@ import pytest
 
 from exporter.classify import RESULTS, Result, runbook_link
 from exporter.simulator import make_key
-from exporter.simulator.scenarios import SCENARIO_PATTERN
-from tests.harness import start_simulator_process, write_config, write_key
+from tests.harness import (
+    assert_no_secret,
+    start_simulator_process,
+    write_config,
+    write_key,
+)
 
 PREFIXES = ("sk-proj-", "sk-svcacct-", "sk-admin-", "sk-")
-PIECE = 12
 CHECKLIST = (
     "Key read from its source",
     "Format: no stray spaces, quotes or line breaks",
@@ -139,21 +142,6 @@ def section(text: str, name: str) -> str:
     match = re.search(rf"^{re.escape(name)}: .*?(?=^\s*$)", text, re.MULTILINE | re.DOTALL)
     assert match, f"no section for {name} in:\n{text}"
     return match.group(0)
-
-
-def random_parts(key: str) -> list[str]:
-    match = SCENARIO_PATTERN.search(key)
-    secret = key[match.end() :] if match else key
-    return [part for part in re.split(r"[\r\n]", secret) if part]
-
-
-def assert_no_secret(text: str, keys: list[str], where: str) -> None:
-    for key in keys:
-        assert key not in text, f"{where} holds a whole key"
-        for part in random_parts(key):
-            for start in range(len(part) - PIECE + 1):
-                piece = part[start : start + PIECE]
-                assert piece not in text, f"{where} holds {piece!r}, 12 characters of a key"
 
 
 def test_all_healthy_exits_0(simulator: str, tmp_path: Path) -> None:

@@ -24,10 +24,10 @@ from exporter.classify import RUNBOOK_URL
 from exporter.redaction import redact
 from exporter.scheduler import first_run_offset
 from exporter.simulator import key_id, make_key
-from exporter.simulator.scenarios import SCENARIO_PATTERN
 from tests.conftest import require_tool
 from tests.harness import (
     Process,
+    assert_no_secret,
     start_exporter_process,
     start_simulator_process,
     wait_http,
@@ -42,7 +42,6 @@ KINDS = {
     "sk-admin-": "admin",
     "sk-": "user",
 }
-PIECE = 12  # no run of this many characters of a key's random part may reach any output
 
 
 # --- reading /metrics ---------------------------------------------------------------------------
@@ -151,27 +150,6 @@ def sim_override(base_url: str, key: str, scenario: str | None, arg: int | None 
 
 
 # --- secrecy ------------------------------------------------------------------------------------
-
-
-def random_parts(key: str) -> list[str]:
-    """What of a simulator key is secret: the padding after `sim--<scenario>--`, which
-    outputs may legitimately name; split at line breaks a malformed key carries."""
-    match = SCENARIO_PATTERN.search(key)
-    secret = key[match.end() :] if match else key
-    return [part for part in re.split(r"[\r\n]", secret) if part]
-
-
-def assert_no_secret(text: str, keys: list[str], where: str) -> None:
-    for key in keys:
-        assert key not in text, f"{where} holds a whole key ({redact(key)})"
-        assert key.strip() not in text, f"{where} holds a whole key ({redact(key)})"
-        for part in random_parts(key):
-            for start in range(max(1, len(part) - PIECE + 1)):
-                piece = part[start : start + PIECE]
-                if len(piece) == PIECE:
-                    assert piece not in text, (
-                        f"{where} holds {piece!r}, 12 characters of key {redact(key)}"
-                    )
 
 
 # --- processes ----------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -14,7 +15,11 @@ from typing import Any
 import httpx
 import yaml
 
+from exporter.redaction import redact
+from exporter.simulator.scenarios import SCENARIO_PATTERN
+
 REPO = Path(__file__).resolve().parent.parent
+PIECE = 12  # no run of this many characters of a key's random part may reach any output
 
 
 def free_port() -> int:
@@ -157,3 +162,25 @@ def parse_metrics(text: str) -> dict[str, float]:
             series, _, value = line.rpartition(" ")
             samples[series] = float(value)
     return samples
+
+
+def random_parts(key: str) -> list[str]:
+    """What of a simulator key is secret: the padding after `sim--<scenario>--`, which
+    outputs may legitimately name; split at line breaks a malformed key carries."""
+    match = SCENARIO_PATTERN.search(key)
+    secret = key[match.end() :] if match else key
+    return [part for part in re.split(r"[\r\n]", secret) if part]
+
+
+def assert_no_secret(text: str, keys: list[str], where: str) -> None:
+    """Neither a whole key nor any 12 characters of its random part appear in `text`."""
+    for key in keys:
+        assert key not in text, f"{where} holds a whole key ({redact(key)})"
+        assert key.strip() not in text, f"{where} holds a whole key ({redact(key)})"
+        for part in random_parts(key):
+            for start in range(max(1, len(part) - PIECE + 1)):
+                piece = part[start : start + PIECE]
+                if len(piece) == PIECE:
+                    assert piece not in text, (
+                        f"{where} holds {piece!r}, 12 characters of key {redact(key)}"
+                    )
