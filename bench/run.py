@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime
 import itertools
 import os
@@ -483,22 +484,14 @@ def _verdict(ok: bool) -> str:
 def table(
     fleets: list[FleetResult], cpu: CpuResult, timing_result: TimingResult
 ) -> list[tuple[str, str, str, str]]:
+    scrapes, fleet_rest = _fleet_rows(fleets)
+    return scrapes + _cpu_rows(cpu) + _timing_rows(timing_result) + fleet_rest
+
+
+def _cpu_rows(cpu: CpuResult) -> list[tuple[str, str, str, str]]:
     rows: list[tuple[str, str, str, str]] = []
-    largest = fleets[-1]
-    for fleet in fleets:
-        n = f"{fleet.size.keys:,} keys"
-        target = "p50 <= 20 ms, p99 <= 50 ms" if fleet is largest else "-"
-        ok = fleet.scrape_p50_ms <= 20 and fleet.scrape_p99_ms <= 50
-        rows.append(
-            (
-                f"1. /metrics latency, {n} ({fleet.scrape_count} scrapes)",
-                target,
-                f"p50 {fleet.scrape_p50_ms:.1f} ms, p99 {fleet.scrape_p99_ms:.1f} ms, "
-                f"{fleet.body_bytes / 1e6:.2f} MB (loopback floor for as many bytes: p50 "
-                f"{fleet.floor_p50_ms:.1f} ms)",
-                _verdict(ok) if fleet is largest else "",
-            )
-        )
+    if not cpu.rounds:
+        return rows
     reuse, fresh = cpu.median("rest_reuse"), cpu.median("rest_fresh")
     blackbox, realtime = cpu.median("blackbox"), cpu.median("realtime")
     rounds = len(cpu.rounds.get("blackbox", []))
@@ -523,6 +516,13 @@ def table(
         ),
         ("2. CPU s / 1000 Realtime probes, TLS, ours", "-", f"{realtime:.3f}", ""),
     ]
+    return rows
+
+
+def _timing_rows(timing_result: TimingResult) -> list[tuple[str, str, str, str]]:
+    rows: list[tuple[str, str, str, str]] = []
+    if not timing_result.blackbox and not timing_result.ours_reused:
+        return rows
     for name, values, target in (
         ("ours, fresh connection (first probe)", timing_result.ours_fresh, True),
         ("ours, reused connection (second probe)", timing_result.ours_reused, True),
@@ -538,6 +538,33 @@ def table(
                 _verdict(p50 <= 0.001 and p99 <= 0.005) if target else "",
             )
         )
+    return rows
+
+
+def _fleet_rows(
+    fleets: list[FleetResult],
+) -> tuple[list[tuple[str, str, str, str]], list[tuple[str, str, str, str]]]:
+    """Rows of phase 1, then rows of phases 4 to 6."""
+    rows: list[tuple[str, str, str, str]] = []
+    if not fleets:
+        return rows, []
+    largest = fleets[-1]
+    for fleet in fleets:
+        n = f"{fleet.size.keys:,} keys"
+        target = "p50 <= 20 ms, p99 <= 50 ms" if fleet is largest else "-"
+        ok = fleet.scrape_p50_ms <= 20 and fleet.scrape_p99_ms <= 50
+        rows.append(
+            (
+                f"1. /metrics latency, {n} ({fleet.scrape_count} scrapes)",
+                target,
+                f"p50 {fleet.scrape_p50_ms:.1f} ms, p99 {fleet.scrape_p99_ms:.1f} ms, "
+                f"{fleet.body_bytes / 1e6:.2f} MB (loopback floor for as many bytes: p50 "
+                f"{fleet.floor_p50_ms:.1f} ms)",
+                _verdict(ok) if fleet is largest else "",
+            )
+        )
+    first = rows
+    rows = []
     rows += [
         (
             f"4. probe start lateness, {largest.size.keys:,} keys / {largest.size.interval:g}s "
@@ -601,7 +628,7 @@ def table(
             _verdict(largest.first_round_peak_per_s <= 3 * largest.first_round_mean_per_s + 5),
         )
     )
-    return rows
+    return first, rows
 
 
 def render_table(rows: list[tuple[str, str, str, str]]) -> str:
@@ -629,6 +656,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "performance.md")
     parser.add_argument("--blackbox", default=shutil.which(BLACKBOX) or f"/usr/bin/{BLACKBOX}")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument(
+        "--only",
+        choices=("cpu", "timing", "fleets"),
+        action="append",
+        help="run only these phases (repeatable); the report then holds only their rows",
+    )
+    parser.add_argument(
+        "--keys",
+        type=int,
+        action="append",
+        help="run only the fleets of these sizes (repeatable), e.g. --keys 10000",
+    )
     args = parser.parse_args(argv)
     if not os.path.exists(args.blackbox):
         print(
@@ -639,6 +678,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     BLACKBOX_PATH[0] = args.blackbox
     profile = SMOKE if args.smoke else FULL
+    if args.keys:
+        chosen = tuple(size for size in profile.fleets if size.keys in args.keys)
+        if not chosen:
+            print(
+                f"--keys: the profile's fleets are {[s.keys for s in profile.fleets]}",
+                file=sys.stderr,
+            )
+            return 2
+        profile = dataclasses.replace(profile, fleets=chosen)
+    phases = set(args.only or ("cpu", "timing", "fleets"))
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     started = time.monotonic()
 
@@ -649,13 +698,17 @@ def main(argv: list[str] | None = None) -> int:
     context = Context(workdir, throwaway_certificates(workdir), args.blackbox, log)
     failures: list[str] = []
     try:
-        tls = start_simulator(workdir, context.certificates)
-        with running(tls):
-            log("CPU per probe, TLS: ours and blackbox's alternately")
-            cpu = cpu_rounds(context, profile, tls)
-            timing_result = timing(context, profile, tls)
+        cpu, timing_result = CpuResult(), TimingResult()
+        if phases & {"cpu", "timing"}:
+            tls = start_simulator(workdir, context.certificates)
+            with running(tls):
+                if "cpu" in phases:
+                    log("CPU per probe, TLS: ours and blackbox's alternately")
+                    cpu = cpu_rounds(context, profile, tls)
+                if "timing" in phases:
+                    timing_result = timing(context, profile, tls)
         fleets: list[FleetResult] = []
-        for size in profile.fleets:
+        for size in profile.fleets if "fleets" in phases else ():
             try:
                 fleets.append(run_fleet(context, size, profile, size is profile.fleets[-1]))
             except (AssertionError, OSError, RuntimeError) as error:  # report, keep the rest
