@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import platform
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from prometheus_client import (
@@ -18,7 +19,7 @@ from prometheus_client import (
 
 from exporter import __version__
 from exporter.classify import error_code_label
-from exporter.state import LATENCY_BUCKETS, KeyState, ProbeState
+from exporter.state import LATENCY_BUCKETS, KeyState, LatencyHistogram, ProbeState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _FROM_PROBES = "From the scheduled probes, never from the scrape."
@@ -66,9 +67,6 @@ FAMILIES: tuple[Family, ...] = (
         "openai_probe_phase_duration_seconds",
         "gauge",
         "Duration of each phase of the last probe; connect and tls come from the last probe that opened a connection.",
-    ),
-    Family(
-        "openai_probe_latency_seconds", "histogram", "Duration of every probe that sent a request."
     ),
     Family(
         "openai_probe_http_status_code",
@@ -126,6 +124,12 @@ FAMILIES: tuple[Family, ...] = (
     Family("openai_realtime_closes_total", "counter", "Realtime WebSocket closes by close code."),
 )
 _INDEX = {family.name: index for index, family in enumerate(FAMILIES)}
+LATENCY = Family(
+    "openai_probe_latency_seconds",
+    "histogram",
+    "Duration of every probe that sent a request, over all keys of this exporter; a key's own is "
+    "openai_probe_duration_seconds.",
+)
 
 
 def _escape(value: str) -> str:
@@ -138,6 +142,15 @@ def _number(value: float) -> str:
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
     return repr(float(value))
+
+
+def _micros(seconds: float) -> float:
+    """Durations to the microsecond: finer digits are clock noise and 8 bytes a sample."""
+    return round(seconds, 6)
+
+
+def _millis(timestamp: float) -> float:
+    return round(timestamp, 3)
 
 
 class _Lines:
@@ -186,17 +199,10 @@ def _render_probe(lines: _Lines, key: str, probe: str, state: ProbeState) -> Non
     for code, count in sorted(state.errors_total.items()):
         code_labels = f"{labels},{_label('code', error_code_label(code))}"
         lines.add("openai_probe_errors_total", code_labels, count)
-    if state.latency_count:
-        for bound, count in zip(LATENCY_BUCKETS, state.bucket_counts, strict=True):
-            lines.add(
-                "openai_probe_latency_seconds", _BUCKET_LABELS[bound] % labels, count, "_bucket"
-            )
-        inf = f'{labels},le="+Inf"'
-        lines.add("openai_probe_latency_seconds", inf, state.latency_count, "_bucket")
-        lines.add("openai_probe_latency_seconds", labels, state.latency_sum, "_sum")
-        lines.add("openai_probe_latency_seconds", labels, state.latency_count, "_count")
     if state.last_success_at is not None:
-        lines.add("openai_probe_last_success_timestamp_seconds", labels, state.last_success_at)
+        lines.add(
+            "openai_probe_last_success_timestamp_seconds", labels, _millis(state.last_success_at)
+        )
     if probe == "realtime":
         for close_code, closes in sorted(state.closes_total.items()):
             lines.add(
@@ -208,16 +214,31 @@ def _render_probe(lines: _Lines, key: str, probe: str, state: ProbeState) -> Non
         return
     lines.add("openai_probe_success", labels, 1 if last.healthy else 0)
     lines.add("openai_probe_result", f"{labels},{_label('result', last.result.value)}", 1)
-    lines.add("openai_probe_duration_seconds", labels, last.duration)
+    lines.add("openai_probe_duration_seconds", labels, _micros(last.duration))
     for phase, seconds in sorted(state.phases.items()):
         lines.add(
-            "openai_probe_phase_duration_seconds", f"{labels},{_label('phase', phase)}", seconds
+            "openai_probe_phase_duration_seconds",
+            f"{labels},{_label('phase', phase)}",
+            _micros(seconds),
         )
     lines.add("openai_probe_http_status_code", labels, last.http_status)
-    lines.add("openai_probe_last_run_timestamp_seconds", labels, last.started_at)
+    lines.add("openai_probe_last_run_timestamp_seconds", labels, _millis(last.started_at))
 
 
-_BUCKET_LABELS = {bound: f'%s,le="{_number(bound)}"' for bound in LATENCY_BUCKETS}
+def render_latency(histograms: Mapping[str, LatencyHistogram]) -> bytes:
+    """The exporter-wide latency histogram, one per probe kind: a few lines, rendered per scrape."""
+    if not histograms:
+        return b""
+    name = LATENCY.name
+    lines = [LATENCY.header.decode()]
+    for probe, histogram in sorted(histograms.items()):
+        labels = _label("probe", probe)
+        for bound, count in zip(LATENCY_BUCKETS, histogram.bucket_counts, strict=True):
+            lines.append(f'{name}_bucket{{{labels},le="{_number(bound)}"}} {count}\n')
+        lines.append(f'{name}_bucket{{{labels},le="+Inf"}} {histogram.count}\n')
+        lines.append(f"{name}_sum{{{labels}}} {_number(histogram.total)}\n")
+        lines.append(f"{name}_count{{{labels}}} {histogram.count}\n")
+    return "".join(lines).encode()
 
 
 class ExporterMetrics:
@@ -326,8 +347,13 @@ class MetricsRenderer:
     the previous one and then joins one block per segment and family, instead of one per key.
     """
 
-    def __init__(self, exporter_metrics: ExporterMetrics) -> None:
+    def __init__(
+        self,
+        exporter_metrics: ExporterMetrics,
+        latency: Mapping[str, LatencyHistogram] | None = None,
+    ) -> None:
         self._exporter_metrics = exporter_metrics
+        self._latency = latency if latency is not None else {}  # the store's, read at each scrape
         self._segment_of: dict[str, _Segment] = {}
         self._segments: list[_Segment] = []
         self._dirty: dict[int, _Segment] = {}
@@ -377,7 +403,11 @@ class MetricsRenderer:
         every scrape until the next change, then the exporter's own metrics."""
         if self._body is None or self._dirty:
             self._body = b"".join(self._key_parts())
-        return [self._body, generate_latest(self._exporter_metrics.registry)]
+        return [
+            self._body,
+            render_latency(self._latency),
+            generate_latest(self._exporter_metrics.registry),
+        ]
 
     def render(self) -> bytes:
         return b"".join(self.render_parts())

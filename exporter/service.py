@@ -29,7 +29,7 @@ class Exporter:
         self.key_filter = key_filter or (lambda config: config)
         self.store = StateStore()
         self.metrics = ExporterMetrics()
-        self.renderer = MetricsRenderer(self.metrics)
+        self.renderer = MetricsRenderer(self.metrics, self.store.latency)
         self.store.subscribe(self.renderer.update)
         self.runner = ProbeRunner(self.store, {"rest": RestProber(), "realtime": RealtimeProber()})
         self.scheduler = ProbeScheduler(self.runner)

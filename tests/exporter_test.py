@@ -470,23 +470,32 @@ def test_phases_latency_histogram_and_requests(every_class: Running) -> None:
     for labels in (rest, realtime):
         duration = metrics.value("openai_probe_duration_seconds", **labels)
         assert duration is not None and duration > 0
+    # The latency histogram is per probe kind over every key; it counts each probe that sent a
+    # request, so its count is the sum of the keys' request counters.
+    for probe in ("rest", "realtime"):
         buckets = [
             (float(s.labels["le"]), s.value)
-            for s in metrics.find("openai_probe_latency_seconds_bucket", **labels)
+            for s in metrics.find("openai_probe_latency_seconds_bucket", probe=probe)
         ]
+        assert all(
+            "key" not in s.labels for s in metrics.find("openai_probe_latency_seconds_bucket")
+        )
         assert buckets == sorted(buckets), "buckets must be cumulative and ordered"
         assert buckets[-1][0] == float("inf")
-        count = metrics.value("openai_probe_latency_seconds_count", **labels)
+        count = metrics.value("openai_probe_latency_seconds_count", probe=probe)
         assert count == buckets[-1][1] >= 1
-        total = metrics.value("openai_probe_latency_seconds_sum", **labels)
-        assert total is not None and 0 < total < count
-        assert metrics.value("openai_probe_requests_total", **labels) == count
-    # A timed-out probe lands above the 1s bucket; a probe that sent nothing has no histogram.
-    hang = {"key": "hang", "probe": "rest"}
-    assert metrics.value("openai_probe_latency_seconds_bucket", **hang, le="0.5") == 0
-    assert (metrics.value("openai_probe_latency_seconds_count", **hang) or 0) >= 1
+        total = metrics.value("openai_probe_latency_seconds_sum", probe=probe)
+        assert total is not None and total > 0
+        requests = metrics.find("openai_probe_requests_total", probe=probe)
+        sent = sum(1 for s in requests if s.value)  # keys that sent something
+        assert sent >= 1
+        # Each request-sending probe is counted once; counters and histogram are read in one
+        # scrape, so they agree exactly.
+        assert count == sum(s.value for s in requests)
+    # A timed-out probe (hang) lands above the 0.5s bucket of the REST histogram.
+    rest_count = metrics.value("openai_probe_latency_seconds_count", probe="rest")
+    assert metrics.value("openai_probe_latency_seconds_bucket", probe="rest", le="0.5") < rest_count
     for name in ("malformed", "empty"):
-        assert not metrics.find("openai_probe_latency_seconds_count", key=name)
         assert metrics.value("openai_probe_requests_total", key=name, probe="rest") == 0
         assert metrics.value("openai_probe_duration_seconds", key=name, probe="rest") == 0
 
@@ -995,9 +1004,7 @@ def test_reload_by_http_and_sighup(simulator: str, tmp_path: Path) -> None:
         wait_until(
             lambda: (
                 (
-                    scrape(url, path).value(
-                        "openai_probe_latency_seconds_count", key="kept", probe="rest"
-                    )
+                    scrape(url, path).value("openai_probe_requests_total", key="kept", probe="rest")
                     or 0
                 )
                 >= 2
@@ -1009,7 +1016,7 @@ def test_reload_by_http_and_sighup(simulator: str, tmp_path: Path) -> None:
         kept = {
             probe: (
                 before.value("openai_probe_requests_total", key="kept", probe=probe),
-                before.value("openai_probe_latency_seconds_count", key="kept", probe=probe),
+                before.value("openai_probe_latency_seconds_count", probe=probe),
             )
             for probe in ("rest", "realtime")
         }
@@ -1026,7 +1033,8 @@ def test_reload_by_http_and_sighup(simulator: str, tmp_path: Path) -> None:
         for probe, (requests, count) in kept.items():
             assert requests is not None and count is not None
             now_requests = after.value("openai_probe_requests_total", key="kept", probe=probe)
-            now_count = after.value("openai_probe_latency_seconds_count", key="kept", probe=probe)
+            # The exporter-wide histogram keeps what the removed key counted.
+            now_count = after.value("openai_probe_latency_seconds_count", probe=probe)
             assert now_requests is not None and now_requests >= requests, (probe, now_requests)
             assert now_count is not None and now_count >= count, (probe, now_count)
         wait_until(lambda: scrape(url, path).result("added", "rest") == "ok", 5, "added is probed")

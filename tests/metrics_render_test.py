@@ -13,7 +13,8 @@ def _key_samples(body: bytes) -> list[str]:
     return [
         line
         for line in body.decode().splitlines()
-        if line.startswith("openai_") and not line.startswith("openai_key_exporter_")
+        if line.startswith("openai_")
+        and not line.startswith(("openai_key_exporter_", "openai_probe_latency_seconds"))
     ]
 
 
@@ -128,10 +129,6 @@ def test_a_key_renders_exactly_as_before() -> None:
         f'openai_probe_result{{{key},probe="realtime",result="ok"}} 1',
         f'openai_probe_duration_seconds{{{key},probe="realtime"}} 0.25',
         f'openai_probe_phase_duration_seconds{{{key},probe="realtime",phase="connect"}} 0.001',
-        f'openai_probe_latency_seconds_bucket{{{key},probe="realtime",le="0.05"}} 0',
-        f'openai_probe_latency_seconds_bucket{{{key},probe="realtime",le="0.25"}} 1',
-        f'openai_probe_latency_seconds_bucket{{{key},probe="realtime",le="+Inf"}} 1',
-        f'openai_probe_latency_seconds_sum{{{key},probe="realtime"}} 0.25',
         f'openai_probe_http_status_code{{{key},probe="realtime"}} 101',
         f'openai_probe_requests_total{{{key},probe="realtime"}} 1',
         f'openai_probe_consecutive_failures{{{key},probe="realtime"}} 0',
@@ -143,4 +140,71 @@ def test_a_key_renders_exactly_as_before() -> None:
     lines = text.splitlines()
     for line in expected:
         assert line in lines, line
-    assert len(lines) == 25  # the above, the other latency buckets and the count
+    assert len(lines) == len(expected)
+
+
+def test_durations_round_to_the_microsecond_and_timestamps_to_the_millisecond() -> None:
+    store = StateStore()
+    store.configure({"k": ("rest",)})
+    state = store.record(
+        "k",
+        KeyIdentity(),
+        ProbeResult(
+            probe="rest",
+            result=Result.OK,
+            duration=0.8971495679998043,
+            phases={"first_byte": 3.996399937022943e-05},
+            http_status=200,
+            started_at=1795773257.631364,
+        ),
+    )
+    assert state is not None
+    lines = b"".join(render_key(state)).decode().splitlines()
+    assert 'openai_probe_duration_seconds{key="k",probe="rest"} 0.89715' in lines
+    assert (
+        'openai_probe_phase_duration_seconds{key="k",probe="rest",phase="first_byte"} 4e-05'
+        in lines
+    )
+    assert 'openai_probe_last_run_timestamp_seconds{key="k",probe="rest"} 1795773257.631' in lines
+
+
+def test_the_latency_histogram_counts_every_key_per_probe_and_survives_removed_keys() -> None:
+    store = StateStore()
+    renderer = MetricsRenderer(ExporterMetrics(), store.latency)
+    store.subscribe(renderer.update)
+    store.configure({"a": ("rest", "realtime"), "b": ("rest",), "c": ("rest",)})
+    for name, probe, duration in (("a", "rest", 0.04), ("b", "rest", 0.25), ("a", "realtime", 2.0)):
+        store.record(name, KeyIdentity(), ProbeResult(probe, Result.OK, duration=duration))
+    # A probe that sent nothing (a malformed key) has no latency to count.
+    store.record("c", KeyIdentity(), ProbeResult("rest", Result.KEY_MALFORMED, requests_made=0))
+    store.configure({"a": ("rest", "realtime")})  # "b" removed: what it counted stays counted
+    renderer.retain({"a"})
+    lines = [
+        line
+        for line in renderer.render().decode().splitlines()
+        if line.startswith("openai_probe_latency_seconds")
+    ]
+    assert lines == [
+        'openai_probe_latency_seconds_bucket{probe="realtime",le="0.05"} 0',
+        'openai_probe_latency_seconds_bucket{probe="realtime",le="0.1"} 0',
+        'openai_probe_latency_seconds_bucket{probe="realtime",le="0.25"} 0',
+        'openai_probe_latency_seconds_bucket{probe="realtime",le="0.5"} 0',
+        'openai_probe_latency_seconds_bucket{probe="realtime",le="1"} 0',
+        'openai_probe_latency_seconds_bucket{probe="realtime",le="2.5"} 1',
+        'openai_probe_latency_seconds_bucket{probe="realtime",le="5"} 1',
+        'openai_probe_latency_seconds_bucket{probe="realtime",le="10"} 1',
+        'openai_probe_latency_seconds_bucket{probe="realtime",le="+Inf"} 1',
+        'openai_probe_latency_seconds_sum{probe="realtime"} 2',
+        'openai_probe_latency_seconds_count{probe="realtime"} 1',
+        'openai_probe_latency_seconds_bucket{probe="rest",le="0.05"} 1',
+        'openai_probe_latency_seconds_bucket{probe="rest",le="0.1"} 1',
+        'openai_probe_latency_seconds_bucket{probe="rest",le="0.25"} 2',
+        'openai_probe_latency_seconds_bucket{probe="rest",le="0.5"} 2',
+        'openai_probe_latency_seconds_bucket{probe="rest",le="1"} 2',
+        'openai_probe_latency_seconds_bucket{probe="rest",le="2.5"} 2',
+        'openai_probe_latency_seconds_bucket{probe="rest",le="5"} 2',
+        'openai_probe_latency_seconds_bucket{probe="rest",le="10"} 2',
+        'openai_probe_latency_seconds_bucket{probe="rest",le="+Inf"} 2',
+        'openai_probe_latency_seconds_sum{probe="rest"} 0.29',
+        'openai_probe_latency_seconds_count{probe="rest"} 2',
+    ]
