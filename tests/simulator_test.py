@@ -28,6 +28,7 @@ from exporter.simulator import (
     start_simulator,
 )
 from exporter.simulator.openai_shapes import REALTIME_MODELS, redact_key
+from exporter.simulator.timing import sleep_until
 
 REQUEST_ID = re.compile(r"req_[0-9a-f]{32}")
 KEY_CHARS = re.compile(r"[A-Za-z0-9_-]+")
@@ -326,6 +327,68 @@ async def test_slow_answers_after_its_delay(
     assert response.status_code == 200
     assert 0.3 <= elapsed < 1.0
     assert response.headers["openai-processing-ms"] == "300"
+
+
+async def read_body(reader: asyncio.StreamReader, head: bytes) -> bytes:
+    length = re.search(rb"(?i)content-length: (\d+)", head)
+    assert length is not None, head
+    return await reader.readexactly(int(length.group(1)))
+
+
+async def test_slow_sends_nothing_before_its_delay_then_its_whole_answer() -> None:
+    # The answer is ready before the wait (its head buffered by prepare()), so a client must see
+    # no byte of it early, then head and body together.
+    async with await start_simulator() as sim:
+        reader, writer = await asyncio.open_connection(sim.host, sim.port)
+        request = f"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {make_key('slow', 300)}\r\n\r\n"
+        sent = time.monotonic()
+        writer.write(request.encode())
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(reader.read(1), 0.25)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2.0)
+        assert time.monotonic() - sent >= 0.3
+        body = await asyncio.wait_for(read_body(reader, head), 0.05)
+        assert json.loads(body)["object"] == "list"
+        writer.close()
+
+
+async def test_slow_counts_from_the_arrival_of_the_request_and_records_its_answers(
+    sim: RunningSimulator,
+) -> None:
+    key = make_key("slow", 100)
+    reader, writer = await asyncio.open_connection(sim.host, sim.port)
+    request = f"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\r\n"
+    measured: list[tuple[float, float]] = []
+    for pause in (0.0, 0.15):  # the second request comes in two pieces: its end is its arrival
+        begun = time.monotonic()
+        writer.write(request[:20].encode())
+        await writer.drain()
+        await asyncio.sleep(pause)
+        writer.write(request[20:].encode())
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2.0)
+        await asyncio.wait_for(read_body(reader, head), 2.0)
+        measured.append((begun, time.monotonic()))
+    writer.close()
+    stats = sim.stats()["keys"][key_id(key)]
+    answers = stats["rest_answer_times"]
+    assert len(answers) == 2
+    assert [arrived for arrived, _, _ in answers] == stats["rest_request_times"]
+    for (begun, done), (arrived, woke, written) in zip(measured, answers, strict=True):
+        assert begun <= arrived and written <= done  # inside what the client measured
+        assert woke >= arrived + 0.1  # never early
+        assert written - arrived < 0.1 + 0.05  # and not much late, even on a busy CI machine
+    assert answers[1][0] - measured[1][0] >= 0.15
+
+
+async def test_sleep_until_wakes_at_the_deadline_not_a_millisecond_after() -> None:
+    lateness = []
+    for _ in range(20):
+        deadline = time.monotonic() + 0.01
+        await sleep_until(deadline)
+        lateness.append(time.monotonic() - deadline)
+    assert min(lateness) >= 0
+    assert sorted(lateness)[len(lateness) // 2] < 0.0005  # asyncio.sleep alone: about 0.3-1 ms
 
 
 async def test_drip_stays_under_its_budget(
@@ -767,6 +830,7 @@ async def test_stats_count_requests_sessions_and_billable_events(
     assert len(mine["rest_request_times"]) == 3
     assert mine["rest_request_times"] == sorted(mine["rest_request_times"])
     assert time.monotonic() - mine["rest_request_times"][0] < 10
+    assert mine["rest_answer_times"] == []  # only timed scenarios (slow) time their answers
     assert stats["keys"][key_id(other)]["rest_requests"] == 1
     assert stats["keys"]["anonymous"]["rest_requests"] == 1
     assert stats["totals"]["rest_requests"] == 5

@@ -16,6 +16,7 @@ from exporter.simulator import rest
 from exporter.simulator.connection import bearer_token, drop_connection, hang, reset_connection
 from exporter.simulator.scenarios import Selection
 from exporter.simulator.state import SimulatorState
+from exporter.simulator.timing import arrived_at
 
 CLOSE_AUTH = 3000  # OpenAI's code for a key or permission problem
 CLOSE_PROTOCOL = 4000  # OpenAI's code for a bad request (beta shape, model)
@@ -347,7 +348,7 @@ async def handle_realtime(request: web.Request) -> web.StreamResponse:
         reset_connection(request)
         await hang()
     if token is not None and selected is not None and scenario in _EDGE_REJECTIONS:
-        call = rest.RestCall(request, state, token, selected.arg, None)
+        call = rest.RestCall(request, state, token, selected.arg, None, arrived_at(request))
         return await _EDGE_REJECTIONS[scenario](call)
     if scenario == "rt_forbidden":
         model = request.query.get("model", "gpt-realtime")

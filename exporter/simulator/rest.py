@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from aiohttp import web
 from exporter.simulator import openai_shapes as shapes
 from exporter.simulator.connection import bearer_token, hang, reset_connection
 from exporter.simulator.state import SimulatorState
+from exporter.simulator.timing import arrived_at, sleep_until
 
 STATE: web.AppKey[SimulatorState] = web.AppKey("simulator_state", SimulatorState)
 
@@ -26,6 +28,7 @@ class RestCall:
     token: str
     arg: int | None
     model: str | None  # set for GET /v1/models/{model}
+    arrived: float  # time.monotonic() when the request's bytes were read
 
 
 RestBehaviour = Callable[[RestCall], Awaitable[web.StreamResponse]]
@@ -213,9 +216,20 @@ async def gateway_timeout(call: RestCall) -> web.StreamResponse:
 
 
 async def slow(call: RestCall) -> web.StreamResponse:
+    # The benchmark's timing reference: the delay counts from the request's arrival, and the whole
+    # answer is ready before the wait (a Response's prepare() only buffers its head), so after
+    # <arg> ms all that is left is one write of head and body.
     delay_ms = call.arg or 0
-    await asyncio.sleep(delay_ms / 1000)
-    return _ok_response(call, processing_ms=delay_ms)
+    response = _ok_response(call, processing_ms=delay_ms)
+    try:
+        await response.prepare(call.request)
+        await sleep_until(call.arrived + delay_ms / 1000)
+        woke = time.monotonic()
+        await response.write_eof()
+    except ConnectionError:
+        return response  # the client left; aiohttp finds the same and says nothing
+    call.state.record_answer(call.token, call.arrived, woke, time.monotonic())
+    return response
 
 
 async def hang_forever(call: RestCall) -> web.StreamResponse:
@@ -320,9 +334,10 @@ REST_BEHAVIOURS: dict[str, RestBehaviour] = {
 
 async def handle_models(request: web.Request) -> web.StreamResponse:
     """`GET /v1/models` and `GET /v1/models/{model}`."""
+    arrived = arrived_at(request)
     state = request.app[STATE]
     token = bearer_token(request)
-    state.record_rest(token)
+    state.record_rest(token, arrived)
     if token is None:
         return no_key_response()
     selected = state.resolve(token)
@@ -330,7 +345,7 @@ async def handle_models(request: web.Request) -> web.StreamResponse:
         return invalid_key_response(token)
     behaviour = REST_BEHAVIOURS.get(selected.scenario, ok)
     model = request.match_info.get("model")
-    return await behaviour(RestCall(request, state, token, selected.arg, model))
+    return await behaviour(RestCall(request, state, token, selected.arg, model, arrived))
 
 
 async def handle_unknown_path(request: web.Request) -> web.StreamResponse:

@@ -18,6 +18,7 @@ from aiohttp import web
 from exporter.simulator import realtime, rest
 from exporter.simulator.scenarios import SCENARIOS
 from exporter.simulator.state import SimulatorState, key_id
+from exporter.simulator.timing import ARRIVALS, ArrivalClock
 
 log = logging.getLogger("exporter.simulator")
 
@@ -75,6 +76,7 @@ class RunningSimulator:
     def __init__(
         self,
         runner: web.AppRunner,
+        listener: asyncio.Server,
         state: SimulatorState,
         host: str,
         port: int,
@@ -82,6 +84,7 @@ class RunningSimulator:
         handlers: set[asyncio.Task[Any]],
     ) -> None:
         self._runner = runner
+        self._listener = listener
         self._state = state
         self._handlers = handlers
         self.host = host
@@ -120,6 +123,7 @@ class RunningSimulator:
             task.cancel()
         if handlers:
             await asyncio.wait(handlers, timeout=_CLOSE_GRACE_S)
+        self._listener.close()
         await self._runner.cleanup()
 
     async def __aenter__(self) -> RunningSimulator:
@@ -150,6 +154,7 @@ def build_app(state: SimulatorState, handlers: set[asyncio.Task[Any]]) -> web.Ap
     app = web.Application(middlewares=[track_handler])
     app.on_response_prepare.append(_edge_headers)
     app[rest.STATE] = state
+    app[ARRIVALS] = {}
     app.router.add_get("/v1/models", rest.handle_models)
     app.router.add_get("/v1/models/{model}", rest.handle_models)
     app.router.add_get("/v1/realtime", realtime.handle_realtime)
@@ -167,24 +172,31 @@ async def start_simulator(
     """Start the simulator on host:port (0: a free port) and return once it accepts connections."""
     state = SimulatorState()
     handlers: set[asyncio.Task[Any]] = set()
+    app = build_app(state, handlers)
     runner = web.AppRunner(
-        build_app(state, handlers),
+        app,
         handler_cancellation=True,  # a hung handler ends when its client goes away
         shutdown_timeout=_CLOSE_GRACE_S,
         access_log=None,
     )
     await runner.setup()
+    protocols, arrivals = runner.server, app[ARRIVALS]
+    assert protocols is not None
     try:
         sock = socket.create_server((host, port), reuse_port=False)
         sock.setblocking(False)
-        site = web.SockSite(runner, sock, ssl_context=ssl_context)
-        await site.start()
+        # Our own listener instead of a web.SockSite, so that every connection's bytes pass an
+        # ArrivalClock on their way to aiohttp: a timed scenario counts from their arrival.
+        listener = await asyncio.get_running_loop().create_server(
+            lambda: ArrivalClock(protocols(), arrivals), sock=sock, ssl=ssl_context, backlog=128
+        )
     except BaseException:
         await runner.cleanup()
         raise
     bound_port = sock.getsockname()[1]
     url_host = "127.0.0.1" if host in ("", "0.0.0.0") else "::1" if host == "::" else host
-    return RunningSimulator(runner, state, url_host, bound_port, ssl_context is not None, handlers)
+    tls = ssl_context is not None
+    return RunningSimulator(runner, listener, state, url_host, bound_port, tls, handlers)
 
 
 async def serve_forever(host: str, port: int, ssl_context: ssl.SSLContext | None) -> None:

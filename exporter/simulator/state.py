@@ -42,6 +42,11 @@ class KeyStats:
     realtime_session_times: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=_MAX_TIMES)
     )
+    # Of each answer a timed scenario (slow) gave: (request arrived, woke at its deadline, answer
+    # written), so a benchmark can tell the simulator's own lateness from its client's error.
+    rest_answer_times: collections.deque[tuple[float, float, float]] = field(
+        default_factory=lambda: collections.deque(maxlen=_MAX_TIMES)
+    )
     # REST requests of the last RATE_WINDOW_S, pruned as it goes so each request costs O(1)
     last_minute: collections.deque[float] = field(default_factory=collections.deque)
 
@@ -57,6 +62,7 @@ class KeyStats:
             "client_events": dict(self.client_events),
             "rest_request_times": list(self.rest_request_times),
             "realtime_session_times": list(self.realtime_session_times),
+            "rest_answer_times": [list(times) for times in self.rest_answer_times],
         }
 
 
@@ -97,14 +103,21 @@ class SimulatorState:
             stats = self._keys[name] = KeyStats()
         return stats
 
-    def record_rest(self, token: str | None) -> None:
+    def record_rest(self, token: str | None, now: float | None = None) -> None:
+        """A REST request, at `now` (when its bytes arrived) or else at this moment."""
+        if now is None:
+            now = time.monotonic()
         with self._lock:
             stats = self._stats_for(token)
-            now = time.monotonic()
             stats.rest_requests += 1
             stats.rest_request_times.append(now)
             stats.last_minute.append(now)
             stats.prune(now)
+
+    def record_answer(self, token: str, arrived: float, woke: float, written: float) -> None:
+        """The timing of one answer of a timed scenario (time.monotonic() values)."""
+        with self._lock:
+            self._stats_for(token).rest_answer_times.append((arrived, woke, written))
 
     def record_realtime(self, token: str | None) -> None:
         with self._lock:
