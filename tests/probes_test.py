@@ -103,7 +103,7 @@ def key_config(simulator: RunningSimulator, **overrides: object) -> KeyConfig:
 async def test_rest_probe_classifies_scenario(
     simulator: RunningSimulator, scenario: str, fresh: bool
 ) -> None:
-    """Both ways a REST probe goes: its own connection (httpx) and the shared pool (aiohttp)."""
+    """Both ways a REST probe goes: its own connection and the shared pool."""
     expected, status, code = REST_EXPECTED[scenario]
     prober = RestProber()
     try:

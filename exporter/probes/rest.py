@@ -3,34 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
+import contextvars
+import functools
 import json
 import math
 import ssl
-import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
-import httpx
 import yarl
+from aiohttp.client_proto import ResponseHandler
 from aiohttp.helpers import get_env_proxy_for_url
 
 from exporter.classify import Result, caused_by_tls, classify_openai_error
 from exporter.config import KeyConfig
 from exporter.redaction import scrub
 from exporter.state import ProbeResult
-
-# httpcore runs `import sniffio` on every request and lock; when sniffio is not installed (anyio 4
-# no longer brings it) each of those failed imports searches sys.path again, a third of a
-# millisecond every time. Remembering the absence keeps httpcore's answer ("asyncio") and its cost
-# to once per process.
-if importlib.util.find_spec("sniffio") is None:
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # /models is a few dozen KiB; more is not OpenAI
 FRESH_CONNECTION_EVERY = 10  # reuse keeps probes cheap; a fresh one keeps connect/TLS measured
@@ -60,92 +51,181 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
     return context
 
 
-@dataclass
-class _PhaseClock:
-    """Turns httpcore's trace events into phase durations."""
+class _ProbeClock:
+    """The moments of one probe, stamped where they happen: in the connector and the protocol.
 
-    started: float = field(default_factory=time.perf_counter)
-    marks: dict[str, float] = field(default_factory=dict)
+    The probe's duration runs from the request head leaving to the last byte of the body coming
+    in, so neither the wait for a connection nor the parsing afterwards counts in it; connect
+    (DNS, TCP and a proxy's CONNECT) and tls are phases of their own, before it.
+    """
 
-    async def __call__(self, event: str, info: dict[str, Any]) -> None:
-        self.marks[event] = time.perf_counter()
+    __slots__ = ("connect_started", "first", "last", "sent", "tcp_done", "tls_done", "tls_started")
 
-    def span(self, start: str, end: str) -> float | None:
-        if start in self.marks and end in self.marks:
-            return max(0.0, self.marks[end] - self.marks[start])
-        return None
+    def __init__(self) -> None:
+        self.connect_started: float | None = None
+        self.tcp_done: float | None = None
+        self.tls_started: float | None = None
+        self.tls_done: float | None = None
+        self.sent: float | None = None
+        self.first: float | None = None  # first byte of the answer
+        self.last: float | None = None  # last byte in so far
 
-    def phases(self, finished: float) -> dict[str, float]:
+    def phases(self, *, connection: bool) -> dict[str, float]:
         phases: dict[str, float] = {}
-        spans = {
-            "connect": ("connection.connect_tcp.started", "connection.connect_tcp.complete"),
-            "tls": ("connection.start_tls.started", "connection.start_tls.complete"),
-            "first_byte": (
-                "http11.send_request_headers.started",
-                "http11.receive_response_headers.complete",
-            ),
-        }
-        for phase, (start, end) in spans.items():
-            seconds = self.span(start, end)
-            if seconds is not None:
-                phases[phase] = seconds
-        headers_done = self.marks.get("http11.receive_response_headers.complete")
-        if headers_done is not None:
-            phases["transfer"] = max(0.0, finished - headers_done)
+        if connection and self.connect_started is not None:
+            connected = self.tls_started if self.tls_started is not None else self.tcp_done
+            if connected is not None:
+                phases["connect"] = max(0.0, connected - self.connect_started)
+            if self.tls_started is not None and self.tls_done is not None:
+                phases["tls"] = max(0.0, self.tls_done - self.tls_started)
+        if self.sent is not None and self.first is not None and self.first >= self.sent:
+            phases["first_byte"] = self.first - self.sent
+            if self.last is not None:
+                phases["transfer"] = max(0.0, self.last - self.first)
         return phases
+
+
+# The clock of the probe running in this task; the connector and the protocol stamp it.
+_CLOCK: contextvars.ContextVar[_ProbeClock | None] = contextvars.ContextVar(
+    "rest_probe_clock", default=None
+)
+
+
+class _TimedResponseHandler(ResponseHandler):
+    """aiohttp's protocol, stamping when the request leaves and when the answer's bytes arrive."""
+
+    _clock: _ProbeClock | None = None
+
+    def start_timeout(self) -> None:
+        # aiohttp calls this as it hands the request head of a GET to the transport; a proxy's
+        # CONNECT comes through here too, and its answer is not the one timed.
+        clock = _CLOCK.get()
+        if clock is not None:
+            clock.sent, clock.first, clock.last = time.perf_counter(), None, None
+        self._clock = clock
+        super().start_timeout()
+
+    def data_received(self, data: bytes) -> None:
+        clock = self._clock
+        if clock is not None and data:
+            now = time.perf_counter()  # before parsing and decompressing: arrival, not work
+            if clock.first is None:
+                clock.first = now
+            clock.last = now
+        super().data_received(data)
+
+
+class _TimedConnector(aiohttp.TCPConnector):
+    """A TCPConnector that opens TCP first and starts TLS on it after, timing both apart.
+
+    aiohttp itself starts TLS on an open connection for HTTPS through a proxy; the same path
+    serves direct connections here, so the handshake is timed alone in both cases.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        timed = functools.partial(_TimedResponseHandler, loop=self._loop)
+        self._factory = cast("functools.partial[ResponseHandler]", timed)
+
+    async def _create_connection(
+        self,
+        req: aiohttp.ClientRequest,
+        traces: list[Any],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (aiohttp's signature)
+    ) -> ResponseHandler:
+        clock = _CLOCK.get()
+        if clock is not None:
+            clock.connect_started = time.perf_counter()  # DNS is part of connect
+        return await super()._create_connection(req, traces, timeout)
+
+    async def _wrap_create_connection(
+        self, *args: Any, **kwargs: Any
+    ) -> tuple[asyncio.Transport, ResponseHandler]:
+        sslcontext = kwargs.pop("ssl", None)
+        kwargs.pop("server_hostname", None)
+        # The TCP leg needs no HTTP protocol: TLS gets a new one, as in aiohttp's proxy path.
+        factory = args[0] if sslcontext is None else asyncio.Protocol
+        transport, protocol = await super()._wrap_create_connection(factory, *args[1:], **kwargs)
+        clock = _CLOCK.get()
+        if clock is not None:
+            clock.tcp_done = time.perf_counter()
+        if sslcontext is None:
+            return transport, protocol
+        client_error = kwargs.get("client_error", aiohttp.ClientConnectorError)
+        tls_transport, tls_protocol = await self._start_tls_connection(
+            transport, kwargs["req"], kwargs["timeout"], client_error
+        )
+        return tls_transport, tls_protocol  # type: ignore[return-value]
+
+    async def _start_tls_connection(
+        self,
+        underlying_transport: asyncio.Transport,
+        req: aiohttp.ClientRequest,
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (aiohttp's signature)
+        client_error: type[Exception] = aiohttp.ClientConnectorError,
+    ) -> tuple[asyncio.BaseTransport, ResponseHandler]:
+        clock = _CLOCK.get()
+        if clock is not None:
+            clock.tls_started = time.perf_counter()
+        connection = await super()._start_tls_connection(
+            underlying_transport, req, timeout, client_error
+        )
+        if clock is not None:
+            clock.tls_done = time.perf_counter()
+        return connection
+
+
+_NO_AIOHTTP_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=None)  # asyncio.timeout rules
 
 
 class RestProber:
     """Holds the connection pools; one probe at a time per key is the scheduler's job.
 
-    Most probes go through a shared aiohttp pool: its C HTTP parser costs a fifth of httpx's CPU
-    per request, which is what lets one process probe thousands of keys on time. Every
-    FRESH_CONNECTION_EVERY-th probe of a key opens its own connection through httpx, whose trace
-    times TCP connect and TLS apart: those phases come from these probes.
+    Probes go through aiohttp, whose C HTTP parser costs a fifth of httpx's CPU per request,
+    which is what lets one process probe thousands of keys on time. Most share a pool of
+    kept-alive connections; every FRESH_CONNECTION_EVERY-th probe of a key opens its own, whose
+    TCP connect and TLS handshake are timed apart: those phases come from these probes.
     """
 
     def __init__(self) -> None:
-        self._fresh_clients: dict[str | None, httpx.AsyncClient] = {}
-        self._sessions: dict[str | None, aiohttp.ClientSession] = {}
+        self._sessions: dict[tuple[str | None, bool], aiohttp.ClientSession] = {}
         self._contexts: dict[str | None, ssl.SSLContext] = {}
         self._probe_count: dict[str, int] = {}
         self._proxies: dict[str, tuple[yarl.URL | None, aiohttp.BasicAuth | None]] = {}
+        self._headers: dict[tuple[str, str | None, str | None], dict[str, str]] = {}
 
     def _context(self, ca_file: str | None) -> ssl.SSLContext:
         if ca_file not in self._contexts:
             self._contexts[ca_file] = tls_context(ca_file)
         return self._contexts[ca_file]
 
-    def _fresh_client(self, ca_file: str | None) -> httpx.AsyncClient:
-        # One client, not one per fresh probe: building an httpx client reads the proxy
-        # environment and costs more than a pooled probe.
-        client = self._fresh_clients.get(ca_file)
-        if client is None:
-            client = _new_fresh_client(self._context(ca_file))
-            self._fresh_clients[ca_file] = client
-        return client
-
-    def _session(self, ca_file: str | None) -> aiohttp.ClientSession:
-        session = self._sessions.get(ca_file)
+    def _session(self, ca_file: str | None, fresh: bool) -> aiohttp.ClientSession:
+        session = self._sessions.get((ca_file, fresh))
         if session is None or session.closed:
-            connector = aiohttp.TCPConnector(
-                ssl=self._context(ca_file),
-                limit=256,
-                limit_per_host=0,
-                keepalive_timeout=30,
-                enable_cleanup_closed=True,
-            )
+            if fresh:
+                # Closed after each answer, and resolved every time: connect includes DNS.
+                connector = _TimedConnector(
+                    ssl=self._context(ca_file), limit=256, force_close=True, use_dns_cache=False
+                )
+            else:
+                connector = _TimedConnector(
+                    ssl=self._context(ca_file),
+                    limit=256,
+                    limit_per_host=0,
+                    keepalive_timeout=30,
+                    enable_cleanup_closed=True,
+                )
             session = aiohttp.ClientSession(
                 connector=connector,
                 # The proxy is resolved once per URL below: with trust_env aiohttp would read
                 # the environment and ~/.netrc in a thread for every request.
                 trust_env=False,
-                trace_configs=[_POOLED_TRACE],
+                timeout=_NO_AIOHTTP_TIMEOUT,
                 auto_decompress=True,
                 skip_auto_headers={"User-Agent"},
                 headers={"User-Agent": "openai-key-exporter"},
             )
-            self._sessions[ca_file] = session
+            self._sessions[ca_file, fresh] = session
         return session
 
     async def probe(self, config: KeyConfig, key: str) -> ProbeResult:
@@ -154,48 +234,21 @@ class RestProber:
         return await self.probe_through(config, key, fresh=count % FRESH_CONNECTION_EVERY == 0)
 
     async def probe_through(self, config: KeyConfig, key: str, *, fresh: bool) -> ProbeResult:
-        """One probe on a connection of its own (httpx), or through the shared pool (aiohttp)."""
-        if fresh:
-            return await probe_rest(self._fresh_client(config.tls_ca_file), config, key)
+        """One probe on a connection of its own (connect and TLS timed), or through the pool."""
         url = f"{config.base_url}/models"
-        if url not in self._proxies:
-            self._proxies[url] = _environment_proxy(url)
-        session = self._session(config.tls_ca_file)
-        return await probe_rest_pooled(session, config, key, self._proxies[url])
+        proxy = self._proxies.get(url)
+        if proxy is None:
+            proxy = self._proxies[url] = _environment_proxy(url)
+        session = self._session(config.tls_ca_file, fresh)
+        return await probe_rest(session, config, key, proxy, fresh=fresh)
 
     def forget(self, name: str) -> None:
         self._probe_count.pop(name, None)
 
     async def aclose(self) -> None:
-        for client in self._fresh_clients.values():
-            await client.aclose()
-        self._fresh_clients.clear()
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
-
-
-async def _mark_headers_sent(
-    session: aiohttp.ClientSession, context: SimpleNamespace, params: object
-) -> None:
-    context.trace_request_ctx["sent"] = time.perf_counter()
-
-
-async def _mark_headers_received(
-    session: aiohttp.ClientSession, context: SimpleNamespace, params: object
-) -> None:
-    context.trace_request_ctx["received"] = time.perf_counter()
-
-
-def _pooled_trace() -> aiohttp.TraceConfig:
-    trace = aiohttp.TraceConfig()
-    trace.on_request_headers_sent.append(_mark_headers_sent)
-    trace.on_request_end.append(_mark_headers_received)  # fires once the response head is read
-    trace.freeze()
-    return trace
-
-
-_POOLED_TRACE = _pooled_trace()
 
 
 def _environment_proxy(url: str) -> tuple[yarl.URL | None, aiohttp.BasicAuth | None]:
@@ -206,61 +259,50 @@ def _environment_proxy(url: str) -> tuple[yarl.URL | None, aiohttp.BasicAuth | N
         return None, None
 
 
-async def probe_rest_pooled(
+async def probe_rest(
     session: aiohttp.ClientSession,
     config: KeyConfig,
     key: str,
     proxy: tuple[yarl.URL | None, aiohttp.BasicAuth | None] = (None, None),
+    *,
+    fresh: bool = False,
 ) -> ProbeResult:
-    """The same probe through the shared pool: first byte and transfer timed, not connect."""
+    """One probe through `session`; connect and tls reported when `fresh` (its own connection)."""
+    clock = _ProbeClock()
+    token = _CLOCK.set(clock)
     started = time.perf_counter()
-    marks: dict[str, float] = {}
-
-    def phases(finished: float) -> dict[str, float]:
-        timed: dict[str, float] = {}
-        if "sent" in marks and "received" in marks:
-            timed["first_byte"] = max(0.0, marks["received"] - marks["sent"])
-        if "received" in marks:
-            timed["transfer"] = max(0.0, finished - marks["received"])
-        return timed
-
-    def failure(result: Result, message: str) -> ProbeResult:
-        finished = time.perf_counter()
-        return ProbeResult(
-            probe="rest",
-            result=result,
-            duration=finished - started,
-            phases=phases(finished),
-            error_code=result.value,
-            message=message,
-        )
-
     try:
         async with asyncio.timeout(config.timeout):
             async with session.get(
                 f"{config.base_url}/models",
                 headers=auth_headers(config, key),
                 allow_redirects=False,
-                trace_request_ctx=marks,
                 proxy=proxy[0],
                 proxy_auth=proxy[1],
             ) as response:
-                body, oversize = await _read_capped_stream(response.content)
+                body, oversize = await _read_capped(response.content)
                 status, headers = response.status, response.headers
     except TimeoutError:
-        return failure(Result.TIMEOUT, f"no answer within {config.timeout:g}s")
+        return _failure(
+            clock, started, fresh, Result.TIMEOUT, f"no answer within {config.timeout:g}s"
+        )
     except (aiohttp.ClientError, OSError, ValueError) as error:
-        return failure(*_classify_aiohttp_exception(error, key))
-    finished = time.perf_counter()
+        return _failure(clock, started, fresh, *_classify_exception(error, key))
+    finally:
+        _CLOCK.reset(token)
+    finished = clock.last if clock.last is not None else time.perf_counter()
+    sent = clock.sent if clock.sent is not None else started
     return _from_response(
-        status, headers, body, oversize, finished - started, phases(finished), key
+        status, headers, body, oversize, finished - sent, clock.phases(connection=fresh), key
     )
 
 
-async def _read_capped_stream(stream: aiohttp.StreamReader) -> tuple[bytes, bool]:
+async def _read_capped(stream: aiohttp.StreamReader) -> tuple[bytes, bool]:
+    # Decoded bytes: a proxy may compress whatever we ask for, and the cap then also bounds
+    # what a small compressed body expands to.
     chunks: list[bytes] = []
     size = 0
-    async for chunk in stream.iter_chunked(64 * 1024):  # decoded, as with httpx
+    async for chunk in stream.iter_any():
         size += len(chunk)
         if size > MAX_BODY_BYTES:
             return b"", True
@@ -268,7 +310,21 @@ async def _read_capped_stream(stream: aiohttp.StreamReader) -> tuple[bytes, bool
     return b"".join(chunks), False
 
 
-def _classify_aiohttp_exception(error: BaseException, key: str) -> tuple[Result, str]:
+def _failure(
+    clock: _ProbeClock, started: float, fresh: bool, result: Result, message: str
+) -> ProbeResult:
+    # The whole attempt, from before any connection: a timeout then reads as the timeout.
+    return ProbeResult(
+        probe="rest",
+        result=result,
+        duration=time.perf_counter() - started,
+        phases=clock.phases(connection=fresh),
+        error_code=result.value,
+        message=message,
+    )
+
+
+def _classify_exception(error: BaseException, key: str) -> tuple[Result, str]:
     text = scrub(f"{type(error).__name__}: {error}", [key])
     if isinstance(error, aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch) or (
         caused_by_tls(error)
@@ -284,90 +340,6 @@ def _classify_aiohttp_exception(error: BaseException, key: str) -> tuple[Result,
     if isinstance(error, ValueError):
         return Result.KEY_MALFORMED, text  # a header aiohttp refuses to send
     return Result.OTHER, text
-
-
-def _new_fresh_client(context: ssl.SSLContext) -> httpx.AsyncClient:
-    # Without keep-alive the pool closes every connection once its response is read, so each
-    # probe through it opens its own connection (and measures connect and TLS).
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=0)
-    return httpx.AsyncClient(verify=context, limits=limits, trust_env=True, follow_redirects=False)
-
-
-async def probe_rest(client: httpx.AsyncClient, config: KeyConfig, key: str) -> ProbeResult:
-    clock = _PhaseClock()
-    url = f"{config.base_url}/models"
-    timeout = httpx.Timeout(config.timeout)
-    try:
-        async with asyncio.timeout(config.timeout):
-            request = client.build_request(
-                "GET",
-                url,
-                headers=auth_headers(config, key),
-                timeout=timeout,
-                extensions={"trace": clock},
-            )
-            response = await client.send(request, stream=True)
-            try:
-                body, oversize = await _read_capped(response)
-            finally:
-                await response.aclose()
-    except (TimeoutError, httpx.TimeoutException):
-        return _failure(clock, Result.TIMEOUT, f"no answer within {config.timeout:g}s")
-    except httpx.HTTPError as error:
-        return _failure(clock, *_classify_exception(error, key))
-    finished = time.perf_counter()
-    return _from_response(
-        response.status_code,
-        response.headers,
-        body,
-        oversize,
-        finished - clock.started,
-        clock.phases(finished),
-        key,
-    )
-
-
-async def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:
-    chunks: list[bytes] = []
-    size = 0
-    # Decoded bytes: a proxy may compress whatever we ask for, and the cap then also bounds
-    # what a small compressed body expands to.
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return b"", True
-        chunks.append(chunk)
-    return b"".join(chunks), False
-
-
-def _classify_exception(error: httpx.HTTPError, key: str) -> tuple[Result, str]:
-    text = scrub(f"{type(error).__name__}: {error}", [key])
-    if caused_by_tls(error):
-        return Result.TLS_ERROR, text
-    if isinstance(error, httpx.LocalProtocolError):
-        return Result.KEY_MALFORMED, text
-    if isinstance(error, httpx.RemoteProtocolError) and not _is_disconnect(error):
-        return Result.PROTOCOL_ERROR, text  # malformed or oversized headers, not a hang-up
-    if isinstance(error, httpx.TransportError):
-        return Result.CONNECTION_ERROR, text
-    return Result.OTHER, text
-
-
-def _is_disconnect(error: httpx.RemoteProtocolError) -> bool:
-    text = str(error).lower()
-    return "disconnected" in text or "without sending" in text or "peer closed" in text
-
-
-def _failure(clock: _PhaseClock, result: Result, message: str) -> ProbeResult:
-    finished = time.perf_counter()
-    return ProbeResult(
-        probe="rest",
-        result=result,
-        duration=finished - clock.started,
-        phases=clock.phases(finished),
-        error_code=result.value,
-        message=message,
-    )
 
 
 def _from_response(

@@ -1,0 +1,282 @@
+"""REST connections over real sockets: a fresh probe times TCP connect and the TLS handshake
+apart, pooled probes share one kept-alive connection, and the duration runs from the request
+leaving to the last byte of the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from exporter.classify import Result
+from exporter.config import KeyConfig
+from exporter.keys import KeySource, SourceKind
+from exporter.probes.rest import RestProber
+from exporter.simulator import RunningSimulator, make_key, start_simulator
+from tests.fault_matrix_test import Tls, make_tls
+from tests.network_test import PROXY_VARIABLES, TunnelProxy
+
+TIMED_FRESH = {"connect", "tls", "first_byte", "transfer"}
+TIMED_POOLED = {"first_byte", "transfer"}
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+    return make_tls(tmp_path_factory.mktemp("tls"))
+
+
+async def _tls_simulator(tls: Tls, host: str = "127.0.0.1") -> RunningSimulator:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    return await start_simulator(host, 0, context)
+
+
+@pytest.fixture
+async def simulator(tls: Tls) -> AsyncIterator[RunningSimulator]:
+    running = await _tls_simulator(tls)
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def key_config(base_url: str, tls: Tls | None, name: str = "conn") -> KeyConfig:
+    return KeyConfig(
+        name=name,
+        source=KeySource(SourceKind.ENV, "UNUSED"),
+        base_url=base_url,
+        timeout=5.0,
+        interval=60.0,
+        tls_ca_file=str(tls.ca_file) if tls else None,
+    )
+
+
+class CountingForwarder:
+    """A TCP port forwarder on loopback that counts the connections it accepts."""
+
+    def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
+        self.target_port = target_port
+        self.host = host
+        self.accepted = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    async def start(self) -> CountingForwarder:
+        self._server = await asyncio.start_server(self._handle, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self.accepted += 1
+        upstream: asyncio.StreamWriter | None = None
+        try:
+            up_reader, upstream = await asyncio.open_connection("127.0.0.1", self.target_port)
+            await asyncio.gather(_pipe(reader, upstream), _pipe(up_reader, writer))
+        except OSError:
+            pass
+        finally:
+            for end in (writer, upstream):
+                if end is not None:
+                    end.close()
+            self._tasks.discard(task)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+
+
+async def test_a_fresh_probe_times_connect_and_tls_apart(
+    simulator: RunningSimulator, tls: Tls
+) -> None:
+    prober = RestProber()
+    try:
+        wall = time.perf_counter()
+        result = await prober.probe_through(
+            key_config(simulator.base_url, tls), make_key("ok"), fresh=True
+        )
+        wall = time.perf_counter() - wall
+    finally:
+        await prober.aclose()
+    assert result.result is Result.OK, result
+    assert set(result.phases) == TIMED_FRESH, result.phases
+    assert result.phases["connect"] > 0
+    assert result.phases["tls"] > 0
+    assert result.phases["first_byte"] > 0
+    # The duration is the request and its answer; connect and TLS come before it, in the wall time
+    answer = result.phases["first_byte"] + result.phases["transfer"]
+    assert result.duration == pytest.approx(answer, abs=1e-6)
+    assert result.phases["connect"] + result.phases["tls"] + result.duration <= wall
+
+
+async def test_pooled_probes_share_one_connection_and_fresh_ones_never(
+    simulator: RunningSimulator, tls: Tls
+) -> None:
+    forwarder = await CountingForwarder(simulator.port).start()
+    prober = RestProber()
+    config = key_config(f"https://127.0.0.1:{forwarder.port}/v1", tls)
+    key = make_key("ok")
+    try:
+        pooled = [await prober.probe_through(config, key, fresh=False) for _ in range(5)]
+        assert forwarder.accepted == 1
+        fresh = [await prober.probe_through(config, key, fresh=True) for _ in range(3)]
+        assert forwarder.accepted == 4
+        again = await prober.probe_through(config, key, fresh=False)
+        assert forwarder.accepted == 4  # the pooled connection outlived the fresh ones
+    finally:
+        await prober.aclose()
+        await forwarder.close()
+    assert all(result.result is Result.OK for result in [*pooled, *fresh, again])
+    assert all(set(result.phases) == TIMED_POOLED for result in [*pooled, again])
+    for result in fresh:
+        assert set(result.phases) == TIMED_FRESH, result.phases
+        assert result.phases["connect"] > 0 and result.phases["tls"] > 0
+
+
+async def test_the_duration_ends_with_the_last_byte_of_the_body(
+    simulator: RunningSimulator, tls: Tls
+) -> None:
+    """`drip` sends the body in ten pieces over 0.9 x 400 ms: the transfer phase covers them."""
+    prober = RestProber()
+    config = key_config(simulator.base_url, tls)
+    try:
+        for fresh in (True, False):
+            result = await prober.probe_through(config, make_key("drip", 400), fresh=fresh)
+            assert result.result is Result.OK, result
+            assert result.phases["first_byte"] < 0.2, result.phases
+            assert 0.3 <= result.phases["transfer"] < 0.6, result.phases
+            answer = result.phases["first_byte"] + result.phases["transfer"]
+            assert result.duration == pytest.approx(answer, abs=1e-6)
+    finally:
+        await prober.aclose()
+
+
+async def test_a_server_delay_is_the_first_byte_phase(
+    simulator: RunningSimulator, tls: Tls
+) -> None:
+    prober = RestProber()
+    config = key_config(simulator.base_url, tls)
+    try:
+        await prober.probe_through(config, make_key("ok"), fresh=False)  # a warm connection
+        for fresh in (False, True):
+            result = await prober.probe_through(config, make_key("slow", 200), fresh=fresh)
+            assert result.result is Result.OK, result
+            assert 0.2 <= result.duration < 0.3, result
+            assert 0.2 <= result.phases["first_byte"] <= result.duration, result.phases
+    finally:
+        await prober.aclose()
+
+
+async def test_a_failed_handshake_keeps_the_connect_phase(simulator: RunningSimulator) -> None:
+    """No ca_file: the simulator's private CA is not trusted, TCP connected but TLS refused."""
+    prober = RestProber()
+    try:
+        result = await prober.probe_through(
+            key_config(simulator.base_url, None), make_key("ok"), fresh=True
+        )
+    finally:
+        await prober.aclose()
+    assert result.result is Result.TLS_ERROR, result
+    assert "CERTIFICATE_VERIFY_FAILED" in result.message
+    assert set(result.phases) == {"connect"}, result.phases
+
+
+async def test_through_a_proxy_tls_is_the_handshake_with_the_target(
+    simulator: RunningSimulator, tls: Tls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = await TunnelProxy().start()
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    prober = RestProber()
+    base_url = simulator.base_url.replace("127.0.0.1", "localhost", 1)
+    try:
+        result = await prober.probe_through(key_config(base_url, tls), make_key("ok"), fresh=True)
+    finally:
+        await prober.aclose()
+        await proxy.close()
+    assert result.result is Result.OK, result
+    assert proxy.requests == [f"CONNECT localhost:{simulator.port}"]
+    assert set(result.phases) == TIMED_FRESH, result.phases
+    assert result.phases["tls"] > 0
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+async def test_an_ipv6_upstream_over_tls(simulator: RunningSimulator, tls: Tls) -> None:
+    """The simulator listens on IPv4 only: a forwarder on [::1] stands in for an IPv6 upstream."""
+    forwarder = await CountingForwarder(simulator.port, "::1").start()
+    prober = RestProber()
+    config = key_config(f"https://[::1]:{forwarder.port}/v1", tls)
+    try:
+        results = [
+            await prober.probe_through(config, make_key("ok"), fresh=fresh)
+            for fresh in (True, False)
+        ]
+    finally:
+        await prober.aclose()
+        await forwarder.close()
+    assert [result.result for result in results] == [Result.OK, Result.OK], results
+    assert set(results[0].phases) == TIMED_FRESH
+    assert forwarder.accepted == 2
+
+
+async def test_an_unknown_host_is_a_connection_error_without_phases(tls: Tls) -> None:
+    prober = RestProber()
+    config = key_config("https://host.invalid/v1", tls)
+    try:
+        for fresh in (True, False):
+            result = await prober.probe_through(config, make_key("ok"), fresh=fresh)
+            assert result.result is Result.CONNECTION_ERROR, result
+            assert result.phases == {}, result.phases
+    finally:
+        await prober.aclose()
+
+
+async def test_a_plain_http_fresh_probe_has_no_tls_phase(tmp_path: Path) -> None:
+    simulator = await start_simulator()
+    prober = RestProber()
+    try:
+        result = await prober.probe_through(
+            key_config(simulator.base_url, None), make_key("ok"), fresh=True
+        )
+    finally:
+        await prober.aclose()
+        await simulator.close()
+    assert result.result is Result.OK, result
+    assert set(result.phases) == {"connect", "first_byte", "transfer"}, result.phases
