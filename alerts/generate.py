@@ -49,9 +49,13 @@ TRANSIENT_RESULTS = (
 # One generous staleness threshold: 3 x the 5 min Realtime default interval.
 STALE_AFTER_SECONDS = 900
 LATENCY_THRESHOLD_SECONDS = 5
-# The latency window is shorter than the `for:` so one slow probe leaves the window before the
-# alert could fire; only sustained slowness pages.
-LATENCY_WINDOW = "10m"
+# Per-key latency comes from the openai_probe_duration_seconds gauge: the latency histogram has
+# no key label. The gauge holds a slow probe's duration until the key's next probe, so one slow
+# probe keeps the condition true for at most its probe interval plus the window. The window is
+# shorter than the `for:` by 5 minutes, the Realtime default interval, so with intervals up to
+# that one slow probe leaves the window before the alert could fire; only sustained slowness
+# pages.
+LATENCY_WINDOW_SECONDS = 10 * 60
 LATENCY_FOR_SECONDS = 15 * 60
 
 
@@ -219,6 +223,7 @@ CLASS_ALERTS: tuple[Alert, ...] = (
 
 def _other_alerts(sel: str) -> tuple[Alert, ...]:
     stale = STALE_AFTER_SECONDS
+    window = format_duration(LATENCY_WINDOW_SECONDS)
     return (
         Alert(
             name="OpenAIKeyLatencyHigh",
@@ -226,15 +231,18 @@ def _other_alerts(sel: str) -> tuple[Alert, ...]:
             anchor="latency-high",
             summary="Probes of an API key are slow.",
             description=(
-                "The 95th percentile of the {{ $labels.probe }} probe's latency for key "
-                "{{ $labels.key }} has been {{ $value | humanizeDuration }} (over "
-                f"{LATENCY_THRESHOLD_SECONDS}s) for {{for}}."
+                "The {{ $labels.probe }} probe of key {{ $labels.key }} is slow: the 95th "
+                "percentile of its last probe's duration, sampled over "
+                f"{human_duration(LATENCY_WINDOW_SECONDS)}, is "
+                "{{ $value | humanizeDuration }} and has been over "
+                f"{LATENCY_THRESHOLD_SECONDS}s for {{for}}."
             ),
             for_seconds=LATENCY_FOR_SECONDS,
+            # max by key: a key probed by two replicas while they reshard is one alert.
             expr=(
-                "histogram_quantile(0.95,\n"
-                "  sum by (key, probe, le) (\n"
-                f"    rate(openai_probe_latency_seconds_bucket{{{sel}}}[{LATENCY_WINDOW}])\n"
+                "max by (key, probe) (\n"
+                "  quantile_over_time(0.95,\n"
+                f"    openai_probe_duration_seconds{{{sel}}}[{window}]\n"
                 "  )\n"
                 f") > {LATENCY_THRESHOLD_SECONDS}"
             ),

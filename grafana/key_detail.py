@@ -202,18 +202,19 @@ def probes_table() -> panels.PanelBuilder:
 
 def timeseries_panels() -> list[tuple[str, list[panels.PanelBuilder]]]:
     sel = selector
-    buckets = sel("openai_probe_latency_seconds_bucket", *_SEL)
+    durations = sel("openai_probe_duration_seconds", *_SEL)
     latency = panels.timeseries_panel(
-        "Probe latency p50 / p95",
-        "Median and 95th percentile probe latency of this key per probe type, from the "
-        "openai_probe_latency_seconds histogram.",
+        "Probe duration",
+        "Per probe type, the total duration of this key's last probe "
+        "(openai_probe_duration_seconds, held until the next probe), and its 95th percentile "
+        "sampled over 10 minutes: the value OpenAIKeyLatencyHigh compares with 5 s.",
         [
+            range_query(f"max by (probe) ({durations})", "{{probe}} last", "A"),
             range_query(
-                f"histogram_quantile({q}, sum by (probe, le) (rate({buckets}[$__rate_interval])))",
-                f"{{{{probe}}}} p{int(q * 100)}",
-                ref_id,
-            )
-            for q, ref_id in ((0.5, "A"), (0.95, "B"))
+                f"max by (probe) (quantile_over_time(0.95, {durations}[10m]))",
+                "{{probe}} p95 over 10m",
+                "B",
+            ),
         ],
         "s",
         width=8,

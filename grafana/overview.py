@@ -205,7 +205,8 @@ def summary_stats() -> list[panels.PanelBuilder]:
 
 
 def latency_panels() -> list[panels.PanelBuilder]:
-    buckets = selector("openai_probe_latency_seconds_bucket", *_SEL)
+    # The histogram has no key label: the $key variable cannot narrow it.
+    buckets = selector("openai_probe_latency_seconds_bucket", 'job=~"$job"')
     quantiles = [
         range_query(
             f"histogram_quantile({q}, sum by (probe, le) (rate({buckets}[$__rate_interval])))",
@@ -239,7 +240,9 @@ def latency_panels() -> list[panels.PanelBuilder]:
         panels.timeseries_panel(
             "Probe latency p50 / p95",
             "Median and 95th percentile of probe latency per probe type, from the "
-            "openai_probe_latency_seconds histogram over all selected keys.",
+            "openai_probe_latency_seconds histogram: every probe that sent a request, of every "
+            "key the selected exporters hold (the histogram has no key label, so the key "
+            "selection does not apply). Per-key durations are on the key detail dashboard.",
             quantiles,
             "s",
             width=8,

@@ -65,6 +65,10 @@ EXPORTED_METRICS = frozenset(
     }
 )
 HISTOGRAMS = frozenset({"openai_probe_latency_seconds"})
+# Aggregated over every key an exporter holds, so without a `key` label: a key matcher on them
+# would select nothing. Per-key latency is openai_probe_duration_seconds.
+UNKEYED_METRICS = frozenset({"openai_probe_latency_seconds"})
+_SELECTOR = re.compile(r"\b(openai_[a-z_]+)\{([^}]*)\}")
 _METRIC = re.compile(r"\b(openai_[a-z_]+)\b")
 _ANCHOR = re.compile(r'<a\s+id="([^"]+)"\s*>\s*</a>')
 _FRAGMENT = re.compile(r'"#([a-z0-9-]*)"')  # the runbook label values the queries write
@@ -274,6 +278,17 @@ def test_queries_use_only_exported_metrics() -> None:
     assert not unknown, f"queries use metrics the exporter does not expose: {unknown}"
     unused = sorted(EXPORTED_METRICS - used)
     assert not unused, f"exported metrics no dashboard shows: {unused}"
+
+
+def test_unkeyed_metrics_are_queried_without_a_key_matcher() -> None:
+    queried = set()
+    for expr in every_expr():
+        for name, matchers in _SELECTOR.findall(expr):
+            base = re.sub(r"_(bucket|sum|count)$", "", name)
+            if base in UNKEYED_METRICS:
+                queried.add(base)
+                assert not re.search(r"\bkey\s*[=!]", matchers), f"{base} has no key label: {expr}"
+    assert queried == UNKEYED_METRICS, f"no dashboard shows {sorted(UNKEYED_METRICS - queried)}"
 
 
 def test_no_import_placeholders() -> None:
@@ -512,3 +527,6 @@ def test_scraped_metrics_match_the_list(stack: Stack) -> None:
     families = set(re.findall(r"^# TYPE (\S+) ", response.text, flags=re.MULTILINE))
     used_and_absent = EXPORTED_METRICS - families - set(EXPECTED_ABSENT_METRICS)
     assert not used_and_absent, f"the exporter does not expose: {sorted(used_and_absent)}"
+    for name in UNKEYED_METRICS:
+        keyed = re.findall(rf"^{name}\S*\{{[^}}]*\bkey=.*$", response.text, flags=re.MULTILINE)
+        assert not keyed, f"{name} should have no key label: {keyed[:3]}"
