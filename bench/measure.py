@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import statistics
 import threading
 import time
@@ -44,16 +45,27 @@ def median(values: Sequence[float]) -> float:
 
 
 class Scraper:
-    """GET /metrics over one keep-alive connection, reading the body into a reused buffer.
+    """GET a URL over one keep-alive connection, reading the body into a reused buffer.
 
-    As lean as a client can be in Python, so the latency is the exporter's, not the client's.
+    As lean as a client can be in Python, so the latency is the server's, not the client's.
+    `/metrics` by default; with `context`, over TLS (the handshake before the first timing).
     """
 
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 30.0,
+        headers: dict[str, str] | None = None,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
         parts = urlsplit(url)
         self._address = (parts.hostname or "127.0.0.1", parts.port or 80)
-        self._request = f"GET {parts.path or '/metrics'} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+        self._request = (
+            f"GET {parts.path or '/metrics'} HTTP/1.1\r\nHost: bench\r\n{extra}\r\n".encode()
+        )
         self._timeout = timeout
+        self._context = context
         self._buffer = memoryview(bytearray(1 << 20))
         self._sock: socket.socket | None = None
 
@@ -67,6 +79,8 @@ class Scraper:
         if self._sock is None:
             self._sock = socket.create_connection(self._address, timeout=self._timeout)
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._context is not None:
+                self._sock = self._context.wrap_socket(self._sock, server_hostname=self._address[0])
         sock, buffer = self._sock, self._buffer
         started = time.perf_counter()
         sock.sendall(self._request)
@@ -79,7 +93,7 @@ class Scraper:
         head, _, rest = head.partition(b"\r\n\r\n")
         status = head.split(b" ", 2)[1]
         if status != b"200":
-            raise ConnectionError(f"/metrics answered {status.decode()}")
+            raise ConnectionError(f"{self._request.split()[1].decode()} answered {status.decode()}")
         length = next(
             int(line.split(b":", 1)[1])
             for line in head.split(b"\r\n")

@@ -10,6 +10,7 @@ import itertools
 import os
 import platform
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -49,7 +50,7 @@ from bench.processes import (
     write_fleet,
 )
 from exporter.scheduler import MAX_FIRST_RUN_SPREAD, first_run_offset
-from exporter.simulator import make_key
+from exporter.simulator import key_id, make_key
 
 REPO = Path(__file__).resolve().parent.parent
 INJECTED_DELAY_MS = 50
@@ -75,6 +76,7 @@ class Profile:
     cpu_rounds: int
     timing_keys: int
     timing_interval: float
+    timing_floor_probes: int  # the lean client's requests, one after another
 
 
 FULL = Profile(
@@ -89,6 +91,7 @@ FULL = Profile(
     cpu_rounds=3,
     timing_keys=1000,
     timing_interval=30,
+    timing_floor_probes=200,
 )
 SMOKE = Profile(
     fleets=(FleetSize(20, 2, 2),),
@@ -102,6 +105,7 @@ SMOKE = Profile(
     cpu_rounds=1,
     timing_keys=20,
     timing_interval=2,
+    timing_floor_probes=20,
 )
 
 
@@ -140,12 +144,27 @@ class CpuResult:
         return median(self.rounds.get(mode, []))
 
 
+@dataclass(frozen=True)
+class Timed:
+    """One probe's duration beside the simulator's own time for the same request."""
+
+    measured: float  # seconds, as the client reports it
+    answered: float  # the simulator's: request arrived -> answer written (NaN: not found)
+
+
 @dataclass
 class TimingResult:
-    ours_fresh: list[float] = field(default_factory=list)  # measured - injected, seconds
-    ours_reused: list[float] = field(default_factory=list)
-    ours_first_byte: list[float] = field(default_factory=list)
-    blackbox: list[float] = field(default_factory=list)
+    ours_reused: list[Timed] = field(default_factory=list)
+    ours_fresh: list[Timed] = field(default_factory=list)  # as reported
+    ours_fresh_handshake: list[float] = field(default_factory=list)  # its connect + tls phases
+    ours_first_byte: list[Timed] = field(default_factory=list)  # the reused probe's phase
+    blackbox: list[Timed] = field(default_factory=list)
+    blackbox_after_handshake: list[Timed] = field(default_factory=list)
+    lean: list[Timed] = field(default_factory=list)  # bench's socket client, reused connection
+    # the simulator's own lateness: (woken, written) - (arrival + injected), by whether the
+    # answer was its key's first (on a new TLS connection, beside other handshakes) or not
+    simulator_woke: dict[bool, list[float]] = field(default_factory=dict)
+    simulator_written: dict[bool, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -355,25 +374,43 @@ def _cpu_ours(context: Context, profile: Profile, simulator: Simulator, mode: st
     return (after_cpu - before_cpu) / max(1, after_probes - before_probes) * 1000
 
 
+@dataclass(frozen=True)
+class BlackboxProbe:
+    module: str
+    success: bool  # probe_success
+    duration: float  # probe_duration_seconds
+    phases: dict[str, float]  # probe_http_duration_seconds by phase (connect, tls, ...)
+
+
 async def drive_blackbox(
-    url: str, module: str, target: str, rate: float, count: int
-) -> list[tuple[bool, float]]:
-    """`count` probes at `rate` per second: (probe_success, probe_duration_seconds) of each."""
-    results: list[tuple[bool, float]] = []
+    url: str, modules: list[str], target: str, rate: float, count: int
+) -> list[BlackboxProbe]:
+    """`count` probes at `rate` per second, through `modules` in turn."""
+    results: list[BlackboxProbe] = []
     limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
     async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
 
-        async def one() -> None:
+        async def one(module: str) -> None:
             response = await client.get(f"{url}/probe", params={"target": target, "module": module})
             samples = parse_samples(response.text)
-            success = samples.get("probe_success", {}).get("", 0.0) == 1.0
-            results.append((success, samples.get("probe_duration_seconds", {}).get("", 0.0)))
+            phases = {
+                label(labels, "phase"): seconds
+                for labels, seconds in samples.get("probe_http_duration_seconds", {}).items()
+            }
+            results.append(
+                BlackboxProbe(
+                    module,
+                    samples.get("probe_success", {}).get("", 0.0) == 1.0,
+                    samples.get("probe_duration_seconds", {}).get("", 0.0),
+                    phases,
+                )
+            )
 
         started = time.monotonic()
         tasks = []
         for index in range(count):
             await asyncio.sleep(max(0.0, started + index / rate - time.monotonic()))
-            tasks.append(asyncio.create_task(one()))
+            tasks.append(asyncio.create_task(one(modules[index % len(modules)])))
         await asyncio.gather(*tasks)
     return results
 
@@ -382,9 +419,9 @@ def _cpu_blackbox(url: str, pid: int, simulator: Simulator, profile: Profile) ->
     rate = profile.cpu_keys / profile.cpu_interval
     count = int(rate * profile.cpu_interval * profile.cpu_window_intervals)
     before = cpu_seconds(pid)
-    results = asyncio.run(drive_blackbox(url, "ok", f"{simulator.base_url}/models", rate, count))
+    results = asyncio.run(drive_blackbox(url, ["ok"], f"{simulator.base_url}/models", rate, count))
     after = cpu_seconds(pid)
-    succeeded = sum(1 for success, _ in results if success)
+    succeeded = sum(1 for probe in results if probe.success)
     if succeeded < count:
         raise RuntimeError(f"blackbox: {count - succeeded} of {count} probes failed")
     return (after - before) / count * 1000
@@ -396,7 +433,6 @@ def _cpu_blackbox(url: str, pid: int, simulator: Simulator, profile: Profile) ->
 def timing(context: Context, profile: Profile, simulator: Simulator) -> TimingResult:
     context.log(f"timing: {profile.timing_keys} keys answered after {INJECTED_DELAY_MS} ms, TLS")
     result = TimingResult()
-    injected = INJECTED_DELAY_MS / 1000
     fleet = write_fleet(
         context.directory("timing"),
         profile.timing_keys,
@@ -409,38 +445,124 @@ def timing(context: Context, profile: Profile, simulator: Simulator) -> TimingRe
         INJECTED_DELAY_MS,
     )
     exporter = start_exporter(context.workdir, fleet)
+    rounds: list[dict[str, dict[str, float]]] = []
     with running(exporter):
         wait_ready(exporter, timeout=profile.timing_interval + 60)
         time.sleep(0.5)
         scraper = Scraper(exporter.url + "/metrics")
-        for wanted, into in ((1, result.ours_fresh), (2, result.ours_reused)):
-            if wanted == 2:
-                time.sleep(profile.timing_interval)
-            samples = parse_samples(scraper.scrape(keep=True)[2].decode())
-            requests = samples["openai_probe_requests_total"]
-            for labels, seconds in samples["openai_probe_duration_seconds"].items():
-                if requests.get(labels) == wanted:
-                    into.append(seconds - injected)
-            if wanted == 1:
-                for labels, seconds in samples["openai_probe_phase_duration_seconds"].items():
-                    if label(labels, "phase") == "first_byte":
-                        result.ours_first_byte.append(seconds - injected)
+        rounds.append(parse_samples(scraper.scrape(keep=True)[2].decode()))
+        time.sleep(profile.timing_interval)
+        rounds.append(parse_samples(scraper.scrape(keep=True)[2].decode()))
         scraper.close()
+    blackbox_keys = {
+        f"slow-{index:04d}": make_key("slow", INJECTED_DELAY_MS, seed=f"blackbox-{index}")
+        for index in range(profile.timing_keys)
+    }
     blackbox = start_blackbox(
-        context.workdir,
-        context.blackbox_binary,
-        context.certificates,
-        {"slow": make_key("slow", INJECTED_DELAY_MS, seed="blackbox")},
+        context.workdir, context.blackbox_binary, context.certificates, blackbox_keys
     )
     with running(blackbox):
         rate = profile.timing_keys / profile.timing_interval
         probes = asyncio.run(
             drive_blackbox(
-                blackbox.url, "slow", f"{simulator.base_url}/models", rate, profile.timing_keys
+                blackbox.url,
+                list(blackbox_keys),
+                f"{simulator.base_url}/models",
+                rate,
+                profile.timing_keys,
             )
         )
-    result.blackbox = [seconds - injected for success, seconds in probes if success]
+    lean_key = make_key("slow", INJECTED_DELAY_MS, seed="lean-client")
+    lean = _lean_client(simulator, context.certificates, lean_key, profile.timing_floor_probes)
+    stats = simulator_stats(simulator, context.certificates)
+    lean_entry = stats.get(key_id(lean_key))
+    result.lean = [
+        Timed(seconds, _answered(lean_entry, index)) for index, seconds in enumerate(lean)
+    ]
+    ids = {name: identifier for identifier, name in fleet.key_ids().items()}
+    _ours_timing(result, rounds, stats, ids)
+    _blackbox_timing(result, probes, stats, blackbox_keys)
+    injected = INJECTED_DELAY_MS / 1000
+    for entry in stats.values():
+        for index, (arrived, woke, written) in enumerate(entry["rest_answer_times"]):
+            result.simulator_woke.setdefault(index == 0, []).append(woke - arrived - injected)
+            result.simulator_written.setdefault(index == 0, []).append(written - arrived - injected)
     return result
+
+
+def _lean_client(
+    simulator: Simulator, certificates: Certificates, key: str, count: int
+) -> list[float]:
+    """The same GET from the leanest client Python has, one after another on one connection:
+    what any Python prober on this machine pays, the floor under ours."""
+    context = ssl.create_default_context(cafile=str(certificates.ca_file))
+    client = Scraper(
+        f"{simulator.base_url}/models", headers={"Authorization": f"Bearer {key}"}, context=context
+    )
+    seconds = []
+    try:
+        for _ in range(count):
+            seconds.append(client.scrape()[0])
+            time.sleep(0.01)
+    finally:
+        client.close()
+    return seconds
+
+
+def _answered(entry: dict | None, index: int) -> float:
+    """The simulator's arrival-to-written time for a key's request number `index` (0-based)."""
+    if entry is None or index >= len(entry["rest_request_times"]):
+        return float("nan")
+    arrival = entry["rest_request_times"][index]
+    for arrived, _, written in entry["rest_answer_times"]:
+        if arrived == arrival:
+            return float(written - arrived)
+    return float("nan")
+
+
+def _ours_timing(
+    result: TimingResult,
+    rounds: list[dict[str, dict[str, float]]],
+    stats: dict[str, dict],
+    ids: dict[str, str],
+) -> None:
+    """The first probe of each key opened its connection (TCP and TLS), the second reused it."""
+    for wanted, samples in enumerate(rounds, start=1):
+        requests = samples["openai_probe_requests_total"]
+        phases: dict[str, dict[str, float]] = {}
+        for labels, seconds in samples["openai_probe_phase_duration_seconds"].items():
+            phases.setdefault(label(labels, "key"), {})[label(labels, "phase")] = seconds
+        for labels, seconds in samples["openai_probe_duration_seconds"].items():
+            if requests.get(labels) != wanted:
+                continue  # not exactly this key's first (second) probe
+            name = label(labels, "key")
+            answered = _answered(stats.get(ids.get(name, "")), wanted - 1)
+            if wanted == 1:
+                handshake = phases.get(name, {})
+                if "connect" in handshake and "tls" in handshake:
+                    result.ours_fresh.append(Timed(seconds, answered))
+                    result.ours_fresh_handshake.append(handshake["connect"] + handshake["tls"])
+            else:
+                result.ours_reused.append(Timed(seconds, answered))
+                if "first_byte" in phases.get(name, {}):
+                    result.ours_first_byte.append(Timed(phases[name]["first_byte"], answered))
+
+
+def _blackbox_timing(
+    result: TimingResult,
+    probes: list[BlackboxProbe],
+    stats: dict[str, dict],
+    keys: dict[str, str],
+) -> None:
+    """One key per blackbox probe, so each probe finds its own answer in the simulator's stats."""
+    for probe in probes:
+        if not probe.success:
+            continue
+        answered = _answered(stats.get(key_id(keys[probe.module])), 0)
+        result.blackbox.append(Timed(probe.duration, answered))
+        if "connect" in probe.phases and "tls" in probe.phases:
+            after = probe.duration - probe.phases["connect"] - probe.phases["tls"]
+            result.blackbox_after_handshake.append(Timed(after, answered))
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -519,23 +641,89 @@ def _cpu_rows(cpu: CpuResult) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def _handshake_included(timing_result: TimingResult) -> bool:
+    """Whether our first probe's duration contains its connect and tls phases.
+
+    The simulator's answer time (arrival to written) lies inside any client's time for that
+    request, so a duration that comes out shorter than it once the handshake is taken away
+    never held the handshake.
+    """
+    slack = [
+        probe.measured - handshake - probe.answered
+        for probe, handshake in zip(
+            timing_result.ours_fresh, timing_result.ours_fresh_handshake, strict=True
+        )
+        if probe.answered >= 0
+    ]
+    return not slack or median(slack) >= 0
+
+
 def _timing_rows(timing_result: TimingResult) -> list[tuple[str, str, str, str]]:
+    """The issue's figure (measured - injected) with its verdict, then what it is made of."""
     rows: list[tuple[str, str, str, str]] = []
     if not timing_result.blackbox and not timing_result.ours_reused:
         return rows
-    for name, values, target in (
-        ("ours, fresh connection (first probe)", timing_result.ours_fresh, True),
+    fresh, handshakes = timing_result.ours_fresh, timing_result.ours_fresh_handshake
+    if _handshake_included(timing_result):
+        fresh_name = "ours, first probe (fresh connection, its connect and tls included)"
+        other_name = "ours, first probe minus its connect and tls phases"
+        other = [Timed(p.measured - h, p.answered) for p, h in zip(fresh, handshakes, strict=True)]
+    else:
+        fresh_name = "ours, first probe (fresh connection; its duration leaves out connect and tls)"
+        other_name = "ours, first probe plus its connect and tls phases (as blackbox times a probe)"
+        other = [Timed(p.measured + h, p.answered) for p, h in zip(fresh, handshakes, strict=True)]
+    clients = (
         ("ours, reused connection (second probe)", timing_result.ours_reused, True),
-        ("ours, first_byte phase", timing_result.ours_first_byte, False),
-        ("blackbox probe_duration_seconds", timing_result.blackbox, False),
-    ):
+        (fresh_name, fresh, True),
+        (other_name, other, False),
+        ("ours, first_byte phase of the second probe", timing_result.ours_first_byte, False),
+        (
+            "blackbox probe_duration_seconds (fresh connection each)",
+            timing_result.blackbox,
+            False,
+        ),
+        (
+            "blackbox minus its connect and tls phases",
+            timing_result.blackbox_after_handshake,
+            False,
+        ),
+        ("bench's lean socket client, reused connection (floor)", timing_result.lean, False),
+    )
+    injected = INJECTED_DELAY_MS / 1000
+    for name, timed, target in clients:
+        values = [probe.measured - injected for probe in timed]
         p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
         rows.append(
             (
-                f"3. measured - injected 50 ms, {name} (n={len(values)})",
+                f"3. measured - injected {INJECTED_DELAY_MS} ms, {name} (n={len(values)})",
                 "p50 <= 1 ms, p99 <= 5 ms" if target else "-",
                 f"p50 {_ms(p50)}, p99 {_ms(p99)}",
                 _verdict(p50 <= 0.001 and p99 <= 0.005) if target else "",
+            )
+        )
+    for first, which in ((False, "later answers"), (True, "first answer of each key")):
+        woke = timing_result.simulator_woke.get(first, [])
+        written = timing_result.simulator_written.get(first, [])
+        rows.append(
+            (
+                f"3. the simulator's own lateness: answer written - (arrival + "
+                f"{INJECTED_DELAY_MS} ms), {which} (n={len(written)})",
+                "-",
+                f"p50 {_ms(percentile(written, 0.5))}, p99 {_ms(percentile(written, 0.99))} "
+                f"(of which waking: p50 {_ms(percentile(woke, 0.5))}, "
+                f"p99 {_ms(percentile(woke, 0.99))})",
+                "",
+            )
+        )
+    for name, timed, _ in clients:
+        values = [probe.measured - probe.answered for probe in timed if probe.answered >= 0]
+        rows.append(
+            (
+                f"3. the client's own error: measured - the simulator's answer time, {name} "
+                f"(n={len(values)})",
+                "-",
+                f"p50 {_ms(percentile(values, 0.5))}, p99 {_ms(percentile(values, 0.99))}",
+                "",
             )
         )
     return rows
