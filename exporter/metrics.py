@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import platform
 import time
@@ -291,7 +292,6 @@ class ExporterMetrics:
 
 
 SEGMENT_KEYS = 64  # keys joined together; a probe re-joins only its own segment at the next scrape
-_UNCHANGED: list[bytes] = []  # marks a key with no new rendering since the last join
 
 
 class _Segment:
@@ -301,43 +301,63 @@ class _Segment:
     scrape joins it in), so the exposition is held once, not once per key and once joined.
     """
 
-    __slots__ = ("families", "lengths", "pending")
+    __slots__ = ("families", "lengths", "names", "pending", "position")
 
     def __init__(self) -> None:
         self.families: list[bytes] = [b""] * len(FAMILIES)
-        self.lengths: dict[str, list[int]] = {}  # in output order: bytes per family of each key
+        self.names: list[str] = []  # output order
+        self.position: dict[str, int] = {}  # name -> index in names
+        self.lengths: list[list[int]] = [[] for _ in FAMILIES]  # per family: bytes of each key
         self.pending: dict[str, list[bytes] | None] = {}  # new renderings; None: key removed
 
     def join(self) -> None:
-        """Splice the pending renderings into the joined blocks, family by family."""
-        views = [memoryview(block) for block in self.families]
-        pieces: list[list[bytes | memoryview]] = [[] for _ in FAMILIES]
-        positions = [0] * len(FAMILIES)
-        lengths: dict[str, list[int]] = {}
-        for name, old_lengths in self.lengths.items():
-            fresh = self.pending.pop(name, _UNCHANGED)
-            for index, length in enumerate(old_lengths):
-                start = positions[index]
-                positions[index] = start + length
-                if fresh is _UNCHANGED:
-                    if length:
-                        pieces[index].append(views[index][start : start + length])
-                elif fresh is not None:
-                    pieces[index].append(fresh[index])
-            if fresh is _UNCHANGED:
-                lengths[name] = old_lengths
+        """Splice the pending renderings into the joined blocks.
+
+        Unchanged keys are copied as runs between the changed ones, so the cost follows the
+        number of changed keys, not the segment's size.
+        """
+        changed: list[tuple[int, list[bytes] | None]] = []
+        added: list[tuple[str, list[bytes]]] = []
+        for name, fresh in self.pending.items():
+            index = self.position.get(name)
+            if index is not None:
+                changed.append((index, fresh))
             elif fresh is not None:
-                lengths[name] = [len(block) for block in fresh]
-        for name, new in self.pending.items():  # keys added since the last join
-            if new is not None:
-                for index, block in enumerate(new):
-                    pieces[index].append(block)
-                lengths[name] = [len(block) for block in new]
+                added.append((name, fresh))
         self.pending.clear()
-        self.lengths = lengths
-        self.families = [b"".join(family) for family in pieces]
-        for view in views:
+        changed.sort(key=lambda item: item[0])
+        families: list[bytes] = []
+        for family, (block, lengths) in enumerate(zip(self.families, self.lengths, strict=True)):
+            offsets = [0, *itertools.accumulate(lengths)]
+            view = memoryview(block)
+            pieces: list[bytes | memoryview] = []
+            copied_up_to = 0  # index of the first key not yet copied
+            for index, fresh in changed:
+                pieces.append(view[offsets[copied_up_to] : offsets[index]])
+                if fresh is not None:
+                    pieces.append(fresh[family])
+                    lengths[index] = len(fresh[family])
+                copied_up_to = index + 1
+            pieces.append(view[offsets[copied_up_to] :])
+            for _, fresh in added:
+                pieces.append(fresh[family])
+                lengths.append(len(fresh[family]))
+            families.append(b"".join(pieces))
             view.release()
+        self.families = families
+        self.names.extend(name for name, _ in added)
+        if any(fresh is None for _, fresh in changed):
+            self._drop({index for index, fresh in changed if fresh is None})
+        else:
+            for name, _ in added:
+                self.position[name] = len(self.position)
+
+    def _drop(self, removed: set[int]) -> None:
+        """Forget removed keys' places (their bytes are already out of the joined blocks)."""
+        keep = [index for index in range(len(self.names)) if index not in removed]
+        self.names = [self.names[index] for index in keep]
+        self.lengths = [[lengths[index] for index in keep] for lengths in self.lengths]
+        self.position = {name: index for index, name in enumerate(self.names)}
 
 
 class MetricsRenderer:
@@ -369,7 +389,7 @@ class MetricsRenderer:
 
     def _segment_with_room(self) -> _Segment:
         last = self._segments[-1] if self._segments else None
-        if last is None or len(last.lengths) + len(last.pending) >= SEGMENT_KEYS:
+        if last is None or len(last.position) + len(last.pending) >= SEGMENT_KEYS:
             last = _Segment()
             self._segments.append(last)
         return last
@@ -377,7 +397,7 @@ class MetricsRenderer:
     def retain(self, names: set[str]) -> None:
         for name in set(self._segment_of) - names:
             segment = self._segment_of.pop(name)
-            if name in segment.lengths:
+            if name in segment.position:
                 segment.pending[name] = None
             else:
                 del segment.pending[name]
@@ -387,7 +407,7 @@ class MetricsRenderer:
         for segment in self._dirty.values():
             segment.join()
         if self._dirty:
-            self._segments = [segment for segment in self._segments if segment.lengths]
+            self._segments = [segment for segment in self._segments if segment.names]
             self._dirty.clear()
         parts: list[bytes] = []
         for index, family in enumerate(FAMILIES):
