@@ -283,7 +283,7 @@ async def serve_until_stopped(
     )
     await site.start()
     if pending is not None:
-        # Building thousands of jobs takes seconds: /-/healthy answers meanwhile, /-/ready not.
+        # /-/healthy answers from here on; /-/ready once every key has been probed.
         exporter.apply(pending)
     exporter.start()
     log.info("listening", extra={"fields": {"address": f"{host or ''}:{port}"}})
