@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from exporter.classify import Result
 from exporter.config import KeyConfig
@@ -280,3 +281,32 @@ async def test_a_plain_http_fresh_probe_has_no_tls_phase(tmp_path: Path) -> None
         await simulator.close()
     assert result.result is Result.OK, result
     assert set(result.phases) == {"connect", "first_byte", "transfer"}, result.phases
+
+
+async def test_no_cookie_from_one_answer_goes_with_the_next_probe() -> None:
+    """api.openai.com sets Cloudflare cookies; each probe must stand alone, whatever key it is."""
+    seen: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Cookie"))
+        response = web.json_response({"object": "list", "data": []})
+        response.set_cookie("__cf_bm", "from-an-earlier-answer")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/v1/models", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    prober = RestProber()
+    config = key_config(f"http://localhost:{port}/v1", None)  # a name: IPs get no cookies
+    try:
+        for fresh in (False, False, True):
+            result = await prober.probe_through(config, make_key("ok"), fresh=fresh)
+            assert result.result is Result.OK, result
+    finally:
+        await prober.aclose()
+        await runner.cleanup()
+    assert seen == [None, None, None]

@@ -10,6 +10,7 @@ import math
 import ssl
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, cast
 
@@ -191,7 +192,7 @@ class RestProber:
         self._sessions: dict[tuple[str | None, bool], aiohttp.ClientSession] = {}
         self._contexts: dict[str | None, ssl.SSLContext] = {}
         self._probe_count: dict[str, int] = {}
-        self._proxies: dict[str, tuple[yarl.URL | None, aiohttp.BasicAuth | None]] = {}
+        self._targets: dict[str, _Target] = {}
         self._headers: dict[tuple[str, str | None, str | None], dict[str, str]] = {}
 
     def _context(self, ca_file: str | None) -> ssl.SSLContext:
@@ -220,6 +221,8 @@ class RestProber:
                 # The proxy is resolved once per URL below: with trust_env aiohttp would read
                 # the environment and ~/.netrc in a thread for every request.
                 trust_env=False,
+                # Probes are independent: no cookie from one key's answer goes with another's.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=_NO_AIOHTTP_TIMEOUT,
                 auto_decompress=True,
                 skip_auto_headers={"User-Agent"},
@@ -235,12 +238,11 @@ class RestProber:
 
     async def probe_through(self, config: KeyConfig, key: str, *, fresh: bool) -> ProbeResult:
         """One probe on a connection of its own (connect and TLS timed), or through the pool."""
-        url = f"{config.base_url}/models"
-        proxy = self._proxies.get(url)
-        if proxy is None:
-            proxy = self._proxies[url] = _environment_proxy(url)
+        target = self._targets.get(config.base_url)
+        if target is None:
+            target = self._targets[config.base_url] = _Target.of(config.base_url)
         session = self._session(config.tls_ca_file, fresh)
-        return await probe_rest(session, config, key, proxy, fresh=fresh)
+        return await probe_rest(session, config, key, target, fresh=fresh)
 
     def forget(self, name: str) -> None:
         self._probe_count.pop(name, None)
@@ -251,34 +253,48 @@ class RestProber:
         self._sessions.clear()
 
 
-def _environment_proxy(url: str) -> tuple[yarl.URL | None, aiohttp.BasicAuth | None]:
-    """HTTP(S)_PROXY and NO_PROXY for this URL, read as httpx and websockets read them."""
-    try:
-        return get_env_proxy_for_url(yarl.URL(url))
-    except LookupError:
-        return None, None
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """The URL a probe asks for, parsed once, and the proxy the environment names for it."""
+
+    url: yarl.URL
+    proxy: yarl.URL | None = None
+    proxy_auth: aiohttp.BasicAuth | None = None
+
+    @classmethod
+    def of(cls, base_url: str) -> _Target:
+        url = yarl.URL(f"{base_url}/models")
+        # HTTP(S)_PROXY and NO_PROXY, read as websockets reads them, once per URL: aiohttp's
+        # trust_env would read the environment and ~/.netrc in a thread for every request.
+        try:
+            proxy, proxy_auth = get_env_proxy_for_url(url)
+        except LookupError:
+            return cls(url)
+        return cls(url, proxy, proxy_auth)
 
 
 async def probe_rest(
     session: aiohttp.ClientSession,
     config: KeyConfig,
     key: str,
-    proxy: tuple[yarl.URL | None, aiohttp.BasicAuth | None] = (None, None),
+    target: _Target | None = None,
     *,
     fresh: bool = False,
 ) -> ProbeResult:
     """One probe through `session`; connect and tls reported when `fresh` (its own connection)."""
+    if target is None:
+        target = _Target.of(config.base_url)
     clock = _ProbeClock()
     token = _CLOCK.set(clock)
     started = time.perf_counter()
     try:
         async with asyncio.timeout(config.timeout):
             async with session.get(
-                f"{config.base_url}/models",
+                target.url,
                 headers=auth_headers(config, key),
                 allow_redirects=False,
-                proxy=proxy[0],
-                proxy_auth=proxy[1],
+                proxy=target.proxy,
+                proxy_auth=target.proxy_auth,
             ) as response:
                 body, oversize = await _read_capped(response.content)
                 status, headers = response.status, response.headers
@@ -302,12 +318,12 @@ async def _read_capped(stream: aiohttp.StreamReader) -> tuple[bytes, bool]:
     # what a small compressed body expands to.
     chunks: list[bytes] = []
     size = 0
-    async for chunk in stream.iter_any():
+    while chunk := await stream.readany():  # b"" at the end
         size += len(chunk)
         if size > MAX_BODY_BYTES:
             return b"", True
         chunks.append(chunk)
-    return b"".join(chunks), False
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks), False
 
 
 def _failure(
