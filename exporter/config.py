@@ -37,7 +37,7 @@ class ConfigError(Exception):
         super().__init__(_PASTED_KEY.sub(lambda match: redact(match.group()), message))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RealtimeSettings:
     model: str = "gpt-realtime"
     api: str = "ga"
@@ -45,7 +45,7 @@ class RealtimeSettings:
     interval: float = 300.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeyConfig:
     name: str
     source: KeySource

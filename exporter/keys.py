@@ -22,7 +22,7 @@ class DotenvFormat(enum.StrEnum):
     LITERAL = "literal"  # `docker run --env-file`: everything after the first `=`, as is
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeySource:
     kind: SourceKind
     location: str  # variable name or file path

@@ -352,6 +352,10 @@ class _Segment:
             for name, _ in added:
                 self.position[name] = len(self.position)
 
+    def size(self) -> int:
+        """Keys placed here, including those whose first rendering is not joined in yet."""
+        return len(self.position) + sum(1 for name in self.pending if name not in self.position)
+
     def _drop(self, removed: set[int]) -> None:
         """Forget removed keys' places (their bytes are already out of the joined blocks)."""
         keep = [index for index in range(len(self.names)) if index not in removed]
@@ -364,7 +368,7 @@ class MetricsRenderer:
     """Keeps the rendered samples; re-renders a key only when its state changes.
 
     Keys are grouped in segments; a scrape re-joins only the segments whose keys changed since
-    the previous one and then joins one block per segment and family, instead of one per key.
+    the previous one, and sends one block per segment and family, instead of one per key.
     """
 
     def __init__(
@@ -377,7 +381,7 @@ class MetricsRenderer:
         self._segment_of: dict[str, _Segment] = {}
         self._segments: list[_Segment] = []
         self._dirty: dict[int, _Segment] = {}
-        self._body: bytes | None = None  # the joined key samples, shared by every scrape
+        self._parts: list[bytes] | None = None  # the keys' samples, shared until a change
 
     def update(self, state: KeyState) -> None:
         segment = self._segment_of.get(state.name)
@@ -389,7 +393,7 @@ class MetricsRenderer:
 
     def _segment_with_room(self) -> _Segment:
         last = self._segments[-1] if self._segments else None
-        if last is None or len(last.position) + len(last.pending) >= SEGMENT_KEYS:
+        if last is None or last.size() >= SEGMENT_KEYS:
             last = _Segment()
             self._segments.append(last)
         return last
@@ -419,12 +423,12 @@ class MetricsRenderer:
         return parts
 
     def render_parts(self) -> list[bytes]:
-        """The exposition in two parts: the keys' samples, joined once per change and shared by
-        every scrape until the next change, then the exporter's own metrics."""
-        if self._body is None or self._dirty:
-            self._body = b"".join(self._key_parts())
+        """The exposition as a list of blocks to send in order: the keys' samples (the
+        segments' own blocks, never copied into one body), then the exporter-wide ones."""
+        if self._parts is None or self._dirty:
+            self._parts = self._key_parts()
         return [
-            self._body,
+            *self._parts,
             render_latency(self._latency),
             generate_latest(self._exporter_metrics.registry),
         ]

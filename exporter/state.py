@@ -14,7 +14,7 @@ _CARRIED_PHASES = {"rest": frozenset({"connect", "tls"}), "realtime": frozenset(
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProbeResult:
     """What one probe run found. Holds no key: only its consequences."""
 
@@ -37,7 +37,7 @@ class ProbeResult:
         return self.result is Result.OK
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeyIdentity:
     """The public face of a key as last read: never the key itself."""
 
@@ -46,7 +46,7 @@ class KeyIdentity:
     issues: tuple[str, ...] = ()
 
 
-@dataclass
+@dataclass(slots=True)
 class ProbeState:
     last: ProbeResult | None = None
     consecutive_failures: int = 0
@@ -76,7 +76,7 @@ class ProbeState:
             self.closes_total[result.close_code] += 1
 
 
-@dataclass
+@dataclass(slots=True)
 class LatencyHistogram:
     """Durations of every probe of one kind that sent a request, over all keys.
 
@@ -96,7 +96,7 @@ class LatencyHistogram:
                 self.bucket_counts[index] += 1
 
 
-@dataclass
+@dataclass(slots=True)
 class KeyState:
     name: str
     probes: dict[str, ProbeState]
