@@ -1,0 +1,160 @@
+"""The schedule itself on a real event loop: first round from start(), intervals, retries, reloads."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from dataclasses import replace
+
+from exporter.classify import Result
+from exporter.config import Config, KeyConfig
+from exporter.keys import KeySource, SourceKind
+from exporter.scheduler import ProbeScheduler, first_run_offset
+from exporter.state import KeyIdentity, ProbeResult, StateStore
+
+INTERVAL = 0.6
+SLACK = 0.2  # a loaded CI machine; the order and spacing are what is checked, not precision
+
+
+def key(name: str, **changes: object) -> KeyConfig:
+    config = KeyConfig(
+        name=name,
+        source=KeySource(SourceKind.ENV, "UNUSED"),
+        interval=INTERVAL,
+        retry_interval=0.15,
+        probes=("rest",),
+    )
+    return replace(config, **changes)  # type: ignore[arg-type]
+
+
+class FakeRunner:
+    """Records when each key ran; its answer comes from `answer` (healthy by default)."""
+
+    def __init__(self) -> None:
+        self.store = StateStore()
+        self.probers: dict[str, object] = {}
+        self.runs: list[tuple[str, float]] = []
+        self.answer: Callable[[str, int], ProbeResult] = lambda name, count: ProbeResult(
+            "rest", Result.OK
+        )
+
+    async def run(self, config: KeyConfig, probe: str) -> ProbeResult:
+        self.runs.append((config.name, asyncio.get_running_loop().time()))
+        count = sum(1 for name, _ in self.runs if name == config.name)
+        result = self.answer(config.name, count)
+        self.store.record(config.name, KeyIdentity(), result)
+        return result
+
+    def times(self, name: str) -> list[float]:
+        return [when for run_name, when in self.runs if run_name == name]
+
+
+def scheduler_for(runner: FakeRunner, *keys: KeyConfig) -> ProbeScheduler:
+    runner.store.configure({k.name: k.probes for k in keys})
+    scheduler = ProbeScheduler(runner)  # type: ignore[arg-type]
+    scheduler.apply(Config(keys=keys, source="test"))
+    return scheduler
+
+
+def test_first_round_counts_from_start_and_then_keeps_the_interval() -> None:
+    async def scenario() -> None:
+        runner = FakeRunner()
+        names = [f"k{index}" for index in range(6)]
+        scheduler = scheduler_for(runner, *(key(name) for name in names))
+        await asyncio.sleep(0.3)  # applied long before it starts: nothing runs yet
+        assert runner.runs == []
+        zero = asyncio.get_running_loop().time()
+        scheduler.start()
+        await asyncio.sleep(2.5 * INTERVAL)
+        scheduler.shutdown()
+        for name in names:
+            times = runner.times(name)
+            offset = first_run_offset(name, "rest", INTERVAL)
+            assert abs(times[0] - (zero + offset)) < SLACK, (name, times[0] - zero, offset)
+            gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+            assert gaps and all(abs(gap - INTERVAL) < SLACK for gap in gaps), (name, gaps)
+
+    asyncio.run(scenario())
+
+
+def test_a_first_failure_is_retried_soon_and_a_rate_limit_waits_for_retry_after() -> None:
+    async def scenario() -> None:
+        runner = FakeRunner()
+
+        def answer(name: str, count: int) -> ProbeResult:
+            if name == "broken":
+                return ProbeResult("rest", Result.INVALID_API_KEY)
+            if name == "limited" and count == 1:
+                return ProbeResult("rest", Result.RATE_LIMITED, retry_after=1.0)
+            return ProbeResult("rest", Result.OK)
+
+        runner.answer = answer
+        scheduler = scheduler_for(runner, key("broken"), key("limited"))
+        scheduler.start()
+        await asyncio.sleep(2.5)
+        scheduler.shutdown()
+        broken = runner.times("broken")
+        # One quick look after the first failure, then the regular interval from there.
+        assert 0.15 - 0.05 < broken[1] - broken[0] < 0.15 + SLACK, broken
+        assert all(abs(b - a - INTERVAL) < SLACK for a, b in itertools.pairwise(broken[1:]))
+        limited = runner.times("limited")
+        # retry-after (1 s) is longer than the interval: the next probe waits for it.
+        assert 1.0 - 0.05 < limited[1] - limited[0] < 1.0 + SLACK, limited
+
+    asyncio.run(scenario())
+
+
+def test_a_reload_keeps_unchanged_keys_and_drops_removed_ones() -> None:
+    async def scenario() -> None:
+        runner = FakeRunner()
+        kept, removed = key("kept"), key("removed")
+        scheduler = scheduler_for(runner, kept, removed)
+        scheduler.start()
+        await asyncio.sleep(1.5 * INTERVAL)
+        before = len(runner.times("kept"))
+        runner.store.configure({"kept": ("rest",), "added": ("rest",)})
+        scheduler.apply(Config(keys=(kept, key("added")), source="test"))
+        reloaded_at = asyncio.get_running_loop().time()
+        await asyncio.sleep(2 * INTERVAL)
+        scheduler.shutdown()
+        removed_runs = runner.times("removed")
+        assert removed_runs and all(when < reloaded_at for when in removed_runs)
+        kept_runs = runner.times("kept")
+        # Not restarted by the reload: still one run per interval, no extra run at the reload.
+        gaps = [later - earlier for earlier, later in itertools.pairwise(kept_runs)]
+        assert len(kept_runs) > before and all(abs(gap - INTERVAL) < SLACK for gap in gaps)
+        added = runner.times("added")
+        offset = first_run_offset("added", "rest", INTERVAL)
+        assert added and abs(added[0] - (reloaded_at + offset)) < SLACK
+
+    asyncio.run(scenario())
+
+
+def test_shutdown_cancels_the_probes_in_flight_and_runs_nothing_more() -> None:
+    async def scenario() -> None:
+        started = asyncio.Event()
+        cancelled = asyncio.Event()
+
+        class SlowRunner(FakeRunner):
+            async def run(self, config: KeyConfig, probe: str) -> ProbeResult:
+                self.runs.append((config.name, asyncio.get_running_loop().time()))
+                started.set()
+                try:
+                    await asyncio.sleep(30)
+                except asyncio.CancelledError:
+                    cancelled.set()
+                    raise
+                return ProbeResult("rest", Result.OK)
+
+        runner = SlowRunner()
+        scheduler = scheduler_for(runner, key("slow", interval=0.05))
+        scheduler.start()
+        await asyncio.wait_for(started.wait(), 5)
+        scheduler.shutdown()
+        await asyncio.wait_for(cancelled.wait(), 5)
+        count = len(runner.runs)
+        await asyncio.sleep(0.3)
+        assert len(runner.runs) == count == 1
+
+    asyncio.run(scenario())
