@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import platform
 import signal
@@ -285,6 +286,9 @@ async def serve_until_stopped(
     if pending is not None:
         # /-/healthy answers from here on; /-/ready once every key has been probed.
         exporter.apply(pending)
+    # What exists now (configuration, keys' state, imported modules) lives as long as the
+    # process: a full garbage collection no longer walks it (tens of ms at 10,000 keys).
+    gc.freeze()
     exporter.start()
     log.info("listening", extra={"fields": {"address": f"{host or ''}:{port}"}})
     stop = asyncio.Event()

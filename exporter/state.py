@@ -63,8 +63,11 @@ class ProbeState:
         # connect and tls stay from the last probe that opened a connection; the other phases
         # are this probe's only, so a failure never shows an older success's timings.
         carried = _CARRIED_PHASES.get(result.probe, frozenset())
-        self.phases = {phase: seconds for phase, seconds in self.phases.items() if phase in carried}
-        self.phases.update(result.phases)
+        kept = {phase: seconds for phase, seconds in self.phases.items() if phase in carried}
+        # The result's own dict when nothing older is kept: one copy per key, not two.
+        self.phases = (
+            {**kept, **result.phases} if kept.keys() - result.phases.keys() else result.phases
+        )
         if result.healthy:
             self.consecutive_failures = 0
             self.last_success_at = result.started_at + result.duration
@@ -154,7 +157,7 @@ class StateStore:
         elif validity is Validity.INVALID:
             state.valid = False
         if result.ratelimit:
-            state.ratelimit = dict(result.ratelimit)
+            state.ratelimit = result.ratelimit  # results are never changed once made
         self._changed(state)
         return state
 
