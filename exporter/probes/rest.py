@@ -35,7 +35,7 @@ _RATELIMIT_HEADERS = {
 
 
 def auth_headers(config: KeyConfig, key: str) -> dict[str, str]:
-    # The wire drops whitespace at the end of a header value; h11 refuses to send it at all.
+    # The wire drops whitespace at the end of a header value; some clients refuse to send it.
     headers = {"Authorization": f"Bearer {key}".rstrip(" \t")}
     if config.organization:
         headers["OpenAI-Organization"] = config.organization
