@@ -193,7 +193,6 @@ class RestProber:
         self._contexts: dict[str | None, ssl.SSLContext] = {}
         self._probe_count: dict[str, int] = {}
         self._targets: dict[str, _Target] = {}
-        self._headers: dict[tuple[str, str | None, str | None], dict[str, str]] = {}
 
     def _context(self, ca_file: str | None) -> ssl.SSLContext:
         if ca_file not in self._contexts:
@@ -218,9 +217,7 @@ class RestProber:
                 )
             session = aiohttp.ClientSession(
                 connector=connector,
-                # The proxy is resolved once per URL below: with trust_env aiohttp would read
-                # the environment and ~/.netrc in a thread for every request.
-                trust_env=False,
+                trust_env=False,  # the proxy comes from _Target, resolved once per URL
                 # Probes are independent: no cookie from one key's answer goes with another's.
                 cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=_NO_AIOHTTP_TIMEOUT,
