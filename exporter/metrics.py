@@ -63,7 +63,12 @@ FAMILIES: tuple[Family, ...] = (
         "gauge",
         "1 for the last probe's result class; the result label names the runbook section.",
     ),
-    Family("openai_probe_duration_seconds", "gauge", "Total duration of the last probe."),
+    Family(
+        "openai_probe_duration_seconds",
+        "gauge",
+        "Duration of the last probe, to the last byte of the answer: from connecting when it "
+        "opened its own connection, from sending the request on a kept-alive one.",
+    ),
     Family(
         "openai_probe_phase_duration_seconds",
         "gauge",

@@ -55,9 +55,11 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
 class _ProbeClock:
     """The moments of one probe, stamped where they happen: in the connector and the protocol.
 
-    The probe's duration runs from the request head leaving to the last byte of the body coming
-    in, so neither the wait for a connection nor the parsing afterwards counts in it; connect
-    (DNS, TCP and a proxy's CONNECT) and tls are phases of their own, before it.
+    The probe's duration runs to the last byte of the body coming in, so the parsing afterwards
+    never counts in it. It starts when the probe began connecting if it opened its own
+    connection (as any new client of OpenAI would: connect, with DNS, TCP and a proxy's CONNECT,
+    and tls are also phases of their own), and on a kept-alive one when the request head left,
+    so the wait for a pooled connection never counts either.
     """
 
     __slots__ = ("connect_started", "first", "last", "sent", "tcp_done", "tls_done", "tls_started")
@@ -304,9 +306,11 @@ async def probe_rest(
     finally:
         _CLOCK.reset(token)
     finished = clock.last if clock.last is not None else time.perf_counter()
-    sent = clock.sent if clock.sent is not None else started
+    began = clock.sent if clock.sent is not None else started
+    if fresh and clock.connect_started is not None:
+        began = clock.connect_started
     return _from_response(
-        status, headers, body, oversize, finished - sent, clock.phases(connection=fresh), key
+        status, headers, body, oversize, finished - began, clock.phases(connection=fresh), key
     )
 
 
