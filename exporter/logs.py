@@ -68,5 +68,5 @@ def setup_logging(level: str = "info", fmt: str = "logfmt", stream: Any = None) 
     root.addHandler(handler)
     root.setLevel({"warn": logging.WARNING}.get(level, level.upper()))
     # Libraries below us log request details at debug; our own debug lines say what matters.
-    for noisy in ("httpx", "httpcore", "websockets", "aiohttp.access", "asyncio"):
+    for noisy in ("websockets", "aiohttp.access", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

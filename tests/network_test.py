@@ -1,9 +1,10 @@
 """The upstream network as it really is: certificate checks, a corporate root, proxies from the
 environment, an IPv6 listen address, and a per-probe timeout that always wins.
 
-What the libraries do with proxy variables (httpx 0.28, websockets 17, Linux), as observed here:
-- REST (httpx, trust_env=True): https:// goes through HTTPS_PROXY with CONNECT; http:// goes
-  through HTTP_PROXY as an absolute-form request (`GET http://host/v1/models`), no CONNECT.
+What the probes do with proxy variables (aiohttp 3.14, websockets 17, Linux), as observed here:
+- REST (aiohttp, the proxy resolved from the environment once per URL): https:// goes through
+  HTTPS_PROXY with CONNECT; http:// goes through HTTP_PROXY as an absolute-form request
+  (`GET http://host/v1/models`), no CONNECT.
 - Realtime (websockets): wss:// uses HTTPS_PROXY, ws:// uses HTTPS_PROXY then HTTP_PROXY; both
   with CONNECT.
 - Neither bypasses localhost or 127.0.0.1 on its own: only NO_PROXY does, and it compares
@@ -89,7 +90,7 @@ async def probe_both(config: KeyConfig, key: str) -> dict[str, ProbeResult]:
     rest = RestProber()
     try:
         rest_result = await rest.probe_through(config, key, fresh=True)
-        # The shared pool (aiohttp) must see the network exactly as the own connection (httpx).
+        # The shared pool must see the network exactly as a probe's own connection does.
         pooled = await rest.probe_through(config, key, fresh=False)
     finally:
         await rest.aclose()
@@ -228,8 +229,8 @@ async def test_http_proxy_carries_plain_rest_and_realtime(
     results = await probe_both(key_config(base_url), make_key("ok"))
     assert {result.result for result in results.values()} == {Result.OK}, results
     assert proxy.requests == [
-        f"GET {base_url}/models",  # httpx: plain HTTP is forwarded, not tunnelled
-        f"GET {base_url}/models",  # aiohttp, the shared pool: forwarded too
+        f"GET {base_url}/models",  # the own connection: plain HTTP is forwarded, not tunnelled
+        f"GET {base_url}/models",  # the shared pool: forwarded too
         f"CONNECT localhost:{plain_simulator.port}",  # websockets tunnels ws:// too
     ], proxy.requests
 
