@@ -17,6 +17,7 @@ from exporter.service import Exporter
 
 DEFAULT_MAX_REQUESTS = 40  # as promhttp's MaxRequestsInFlight in Go exporters; 0 is no limit
 SCRAPE_SLICE_BYTES = 1024 * 1024  # fewer waits for the socket; a slow scraper holds one
+SCRAPE_STEP_SECONDS = 0.002  # then other work (probes) gets the loop
 
 
 def create_app(
@@ -75,12 +76,16 @@ async def _stream(request: web.Request, parts: list[bytes]) -> web.StreamRespons
     response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
     response.content_length = sum(len(part) for part in parts)
     await response.prepare(request)
+    loop = asyncio.get_running_loop()
+    held_since = loop.time()
     for chunk in _slices(parts, SCRAPE_SLICE_BYTES):
         await response.write(chunk)
-        # A write that the socket takes whole does not yield: without this, a fast reader got
-        # the whole exposition in one step of the loop, and forty of them made probes late by
-        # seconds. One slice per scrape per step keeps probes punctual under a scrape flood.
-        await asyncio.sleep(0)
+        # A write that the socket takes whole does not yield: a fast reader got the whole
+        # exposition in one step of the loop, and forty of them made probes late by seconds.
+        # A scrape now holds the loop for about SCRAPE_STEP_SECONDS at a time.
+        if loop.time() - held_since >= SCRAPE_STEP_SECONDS:
+            await asyncio.sleep(0)
+            held_since = loop.time()
     await response.write_eof()
     return response
 
