@@ -30,6 +30,7 @@ def create_app(
     app = web.Application(middlewares=middlewares or [])
 
     scrape_slots = asyncio.Semaphore(max_requests) if max_requests > 0 else None
+    scrapes = _InFlight()
 
     async def metrics(request: web.Request) -> web.StreamResponse:
         # Only the stored results are rendered: a scrape never causes an upstream request.
@@ -37,8 +38,8 @@ def create_app(
             return web.Response(
                 status=503, text="Too many concurrent scrapes (--web.max-requests)\n"
             )
-        async with scrape_slots or contextlib.nullcontext():
-            return await _stream(request, exporter.renderer.render_parts())
+        async with scrape_slots or contextlib.nullcontext(), scrapes:
+            return await _stream(request, exporter.renderer.render_parts(), scrapes)
 
     async def healthy(_: web.Request) -> web.Response:
         return web.Response(text="OK\n")
@@ -69,7 +70,22 @@ def create_app(
     return app
 
 
-async def _stream(request: web.Request, parts: list[bytes]) -> web.StreamResponse:
+class _InFlight:
+    """Scrapes being sent now."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def __aenter__(self) -> None:
+        self.count += 1
+
+    async def __aexit__(self, *_: object) -> None:
+        self.count -= 1
+
+
+async def _stream(
+    request: web.Request, parts: list[bytes], scrapes: _InFlight
+) -> web.StreamResponse:
     """Send the exposition's blocks in slices of about SCRAPE_SLICE_BYTES, waiting for each to
     drain: a scrape holds one slice of buffer, never a copy of a body that is tens of megabytes
     at 10,000 keys, and the blocks themselves are shared with every other scrape."""
@@ -82,8 +98,9 @@ async def _stream(request: web.Request, parts: list[bytes]) -> web.StreamRespons
         await response.write(chunk)
         # A write that the socket takes whole does not yield: a fast reader got the whole
         # exposition in one step of the loop, and forty of them made probes late by seconds.
-        # A scrape now holds the loop for about SCRAPE_STEP_SECONDS at a time.
-        if loop.time() - held_since >= SCRAPE_STEP_SECONDS:
+        # With others in flight a scrape holds the loop about SCRAPE_STEP_SECONDS at a time;
+        # alone, it is sent in one go (tens of ms at most) and answers sooner.
+        if scrapes.count > 1 and loop.time() - held_since >= SCRAPE_STEP_SECONDS:
             await asyncio.sleep(0)
             held_since = loop.time()
     await response.write_eof()
