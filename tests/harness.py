@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import socket
@@ -184,3 +186,13 @@ def assert_no_secret(text: str, keys: list[str], where: str) -> None:
                     assert piece not in text, (
                         f"{where} holds {piece!r}, 12 characters of key {redact(key)}"
                     )
+
+
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy one direction of a forwarded TCP connection, then pass the end of it on."""
+    with contextlib.suppress(OSError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()

@@ -14,7 +14,6 @@ What the probes do with proxy variables (aiohttp 3.14, websockets 17, Linux), as
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import ssl
@@ -35,7 +34,7 @@ from exporter.runner import ProbeRunner
 from exporter.simulator import RunningSimulator, make_key
 from exporter.state import ProbeResult, StateStore
 from tests.fault_matrix_test import SimulatorThread, Tls, make_tls, probe_results
-from tests.harness import Process, exporter_command, free_port, wait_http, write_config
+from tests.harness import Process, exporter_command, free_port, pipe, wait_http, write_config
 
 PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
 
@@ -181,7 +180,7 @@ class TunnelProxy:
                 url = urlsplit(target)
                 up_reader, upstream = await asyncio.open_connection(url.hostname, url.port)
                 upstream.write(head)  # absolute-form: HTTP/1.1 servers must accept it
-            await asyncio.gather(_pipe(reader, upstream), _pipe(up_reader, writer))
+            await asyncio.gather(pipe(reader, upstream), pipe(up_reader, writer))
         except (OSError, ValueError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -189,15 +188,6 @@ class TunnelProxy:
                 if end is not None:
                     end.close()
             self._handlers.discard(task)
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(OSError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ the answer: from connecting on the probe's own connection, from the request on a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import ssl
 import time
@@ -21,6 +20,7 @@ from exporter.keys import KeySource, SourceKind
 from exporter.probes.rest import RestProber
 from exporter.simulator import RunningSimulator, make_key, start_simulator
 from tests.fault_matrix_test import Tls, make_tls
+from tests.harness import pipe
 from tests.network_test import PROXY_VARIABLES, TunnelProxy
 
 TIMED_FRESH = {"connect", "tls", "first_byte", "transfer"}
@@ -97,7 +97,7 @@ class CountingForwarder:
         upstream: asyncio.StreamWriter | None = None
         try:
             up_reader, upstream = await asyncio.open_connection("127.0.0.1", self.target_port)
-            await asyncio.gather(_pipe(reader, upstream), _pipe(up_reader, writer))
+            await asyncio.gather(pipe(reader, upstream), pipe(up_reader, writer))
         except OSError:
             pass
         finally:
@@ -105,15 +105,6 @@ class CountingForwarder:
                 if end is not None:
                     end.close()
             self._tasks.discard(task)
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(OSError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
 
 
 async def test_a_fresh_probe_times_connect_and_tls_apart(
