@@ -34,7 +34,14 @@ from exporter.runner import ProbeRunner
 from exporter.simulator import RunningSimulator, make_key
 from exporter.state import ProbeResult, StateStore
 from tests.fault_matrix_test import SimulatorThread, Tls, make_tls, probe_results
-from tests.harness import Process, exporter_command, free_port, pipe, wait_http, write_config
+from tests.harness import (
+    LoopbackRelay,
+    Process,
+    exporter_command,
+    free_port,
+    wait_http,
+    write_config,
+)
 
 PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
 
@@ -137,57 +144,32 @@ async def test_the_corporate_root_adds_to_trust_and_checks_names(
 # --- proxies ------------------------------------------------------------------------------------
 
 
-class TunnelProxy:
+class TunnelProxy(LoopbackRelay):
     """An HTTP proxy on loopback: CONNECT tunnels and absolute-form requests, each recorded."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[str] = []
-        self._handlers: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> TunnelProxy:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def close(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._handlers):
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        upstream: asyncio.StreamWriter | None = None
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
-            self.requests.append(f"{method} {target}")
-            if method == "CONNECT":
-                host, _, port = target.rpartition(":")
-                up_reader, upstream = await asyncio.open_connection(host.strip("[]"), int(port))
-                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            else:
-                url = urlsplit(target)
-                up_reader, upstream = await asyncio.open_connection(url.hostname, url.port)
-                upstream.write(head)  # absolute-form: HTTP/1.1 servers must accept it
-            await asyncio.gather(pipe(reader, upstream), pipe(up_reader, writer))
-        except (OSError, ValueError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            for end in (writer, upstream):
-                if end is not None:
-                    end.close()
-            self._handlers.discard(task)
+    async def connect_upstream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        head = await reader.readuntil(b"\r\n\r\n")
+        method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+        self.requests.append(f"{method} {target}")
+        if method == "CONNECT":
+            host, _, port = target.rpartition(":")
+            upstream = await asyncio.open_connection(host.strip("[]"), int(port))
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            return upstream
+        url = urlsplit(target)
+        up_reader, up_writer = await asyncio.open_connection(url.hostname, url.port)
+        up_writer.write(head)  # absolute-form: HTTP/1.1 servers must accept it
+        return up_reader, up_writer
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from exporter.keys import KeySource, SourceKind
 from exporter.probes.rest import RestProber
 from exporter.simulator import RunningSimulator, make_key, start_simulator
 from tests.fault_matrix_test import Tls, make_tls
-from tests.harness import pipe
+from tests.harness import LoopbackRelay
 from tests.network_test import PROXY_VARIABLES, TunnelProxy
 
 TIMED_FRESH = {"connect", "tls", "first_byte", "transfer"}
@@ -65,46 +65,19 @@ def key_config(base_url: str, tls: Tls | None, name: str = "conn") -> KeyConfig:
     )
 
 
-class CountingForwarder:
+class CountingForwarder(LoopbackRelay):
     """A TCP port forwarder on loopback that counts the connections it accepts."""
 
     def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
+        super().__init__(host)
         self.target_port = target_port
-        self.host = host
         self.accepted = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.port = 0
 
-    async def start(self) -> CountingForwarder:
-        self._server = await asyncio.start_server(self._handle, self.host, 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def close(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
+    async def connect_upstream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         self.accepted += 1
-        upstream: asyncio.StreamWriter | None = None
-        try:
-            up_reader, upstream = await asyncio.open_connection("127.0.0.1", self.target_port)
-            await asyncio.gather(pipe(reader, upstream), pipe(up_reader, writer))
-        except OSError:
-            pass
-        finally:
-            for end in (writer, upstream):
-                if end is not None:
-                    end.close()
-            self._tasks.discard(task)
+        return await asyncio.open_connection("127.0.0.1", self.target_port)
 
 
 async def test_a_fresh_probe_times_connect_and_tls_apart(
