@@ -1,9 +1,10 @@
-"""Shared test fixtures: locating external tools the way CI demands."""
+"""Shared test fixtures: locating external tools, and IPv6, the way CI demands."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 
 import pytest
 
@@ -14,6 +15,20 @@ def require_tool(name: str) -> str:
     if path:
         return path
     message = f"{name} is not installed (the README test command installs it)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def require_ipv6_loopback() -> None:
+    """In CI a machine without an IPv6 loopback (::1) fails the test, elsewhere it skips."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+        return
+    except OSError:
+        pass
+    message = "this machine has no IPv6 loopback (::1)"
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)

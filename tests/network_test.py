@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -33,6 +32,7 @@ from exporter.probes.rest import RestProber
 from exporter.runner import ProbeRunner
 from exporter.simulator import RunningSimulator, make_key
 from exporter.state import ProbeResult, StateStore
+from tests.conftest import require_ipv6_loopback
 from tests.fault_matrix_test import SimulatorThread, Tls, make_tls, probe_results
 from tests.harness import (
     LoopbackRelay,
@@ -249,23 +249,8 @@ async def test_a_proxy_that_is_down_fails_both_probes(
 # --- IPv6 ---------------------------------------------------------------------------------------
 
 
-def ipv6_loopback() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
 def test_ipv6_listen_address_serves_metrics(tmp_path: Path) -> None:
-    if not ipv6_loopback():
-        message = "this machine has no IPv6 loopback (::1)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_ipv6_loopback()
     # The upstream stays on IPv4: start_simulator binds AF_INET whatever the host.
     thread = SimulatorThread()
     try:

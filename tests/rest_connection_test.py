@@ -5,7 +5,6 @@ the answer: from connecting on the probe's own connection, from the request on a
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -19,6 +18,7 @@ from exporter.config import KeyConfig
 from exporter.keys import KeySource, SourceKind
 from exporter.probes.rest import RestProber
 from exporter.simulator import RunningSimulator, make_key, start_simulator
+from tests.conftest import require_ipv6_loopback
 from tests.fault_matrix_test import Tls, make_tls
 from tests.harness import LoopbackRelay
 from tests.network_test import PROXY_VARIABLES, TunnelProxy
@@ -198,18 +198,9 @@ async def test_through_a_proxy_tls_is_the_handshake_with_the_target(
     assert result.phases["tls"] > 0
 
 
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
 async def test_an_ipv6_upstream_over_tls(simulator: RunningSimulator, tls: Tls) -> None:
     """The simulator listens on IPv4 only: a forwarder on [::1] stands in for an IPv6 upstream."""
+    require_ipv6_loopback()
     forwarder = await CountingForwarder(simulator.port, "::1").start()
     prober = RestProber()
     config = key_config(f"https://[::1]:{forwarder.port}/v1", tls)
