@@ -128,10 +128,17 @@ class ProbeScheduler:
         self._arm()
 
     async def _run(self, when: float, name: str, probe: str, config: KeyConfig) -> None:
+        result: ProbeResult | None = None
         try:
             result = await self.runner.run(config, probe)
         except asyncio.CancelledError:
             return  # shutdown cancels the probes in flight
+        except Exception as error:  # the key's next run must still come
+            # The type only: a message could quote what was read from the key's source.
+            log.error(
+                "probe run failed; the key stays scheduled",
+                extra={"fields": {"key": name, "probe": probe, "error": type(error).__name__}},
+            )
         if self._zero is None or self._configs.get(name) is not config:
             return
         now = asyncio.get_running_loop().time()
@@ -143,9 +150,9 @@ class ProbeScheduler:
         failures = (
             state.probes[probe].consecutive_failures if state and probe in state.probes else 0
         )
-        delay = next_delay(config, result, failures)
+        delay = next_delay(config, result, failures) if result is not None else None
         following = regular
-        if delay is not None:
+        if result is not None and delay is not None:
             soon = now + delay
             if result.result is Result.RATE_LIMITED:
                 following = max(soon, regular)

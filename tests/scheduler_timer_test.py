@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import Callable
 from dataclasses import replace
+
+import pytest
 
 from exporter.classify import Result
 from exporter.config import Config, KeyConfig
@@ -158,3 +161,29 @@ def test_shutdown_cancels_the_probes_in_flight_and_runs_nothing_more() -> None:
         assert len(runner.runs) == count == 1
 
     asyncio.run(scenario())
+
+
+def test_a_run_that_raises_keeps_the_key_scheduled_and_logs_no_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        runner = FakeRunner()
+
+        def answer(name: str, count: int) -> ProbeResult:
+            if count == 1:
+                raise OSError("sk-proj-should-not-be-logged")
+            return ProbeResult("rest", Result.OK)
+
+        runner.answer = answer
+        scheduler = scheduler_for(runner, key("flaky"))
+        scheduler.start()
+        await asyncio.sleep(first_run_offset("flaky", "rest", INTERVAL) + 2.2 * INTERVAL)
+        scheduler.shutdown()
+        times = runner.times("flaky")
+        assert len(times) >= 3, times  # the failed run was followed by the regular ones
+        assert abs(times[1] - times[0] - INTERVAL) < SLACK, times
+
+    with caplog.at_level(logging.ERROR, logger="exporter.scheduler"):
+        asyncio.run(scenario())
+    assert "probe run failed" in caplog.text
+    assert "sk-proj" not in caplog.text
