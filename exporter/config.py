@@ -137,7 +137,17 @@ class _Fields:
 def _string(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must be a non-empty string")
-    return value
+    return _owned(value)
+
+
+def _owned(text: str) -> str:
+    """A copy of a string the YAML parser made, so that the parser's memory can all be freed.
+
+    The parser's strings sit among its short-lived nodes and marks; each one kept held on to a
+    block of them. Copying the names and paths a configuration keeps freed 7 MiB at 10,000
+    keys (measured on the process's resident memory, bench/NOTES.md).
+    """
+    return text.encode().decode()
 
 
 def _key_name(value: object) -> str:
@@ -163,14 +173,14 @@ def _probe_list(value: object) -> tuple[str, ...]:
     for probe in value:
         if probe not in PROBES:
             raise ValueError(f"unknown probe {probe!r}")
-    return tuple(dict.fromkeys(value))
+    return tuple(dict.fromkeys(PROBES[PROBES.index(probe)] for probe in value))  # not YAML's
 
 
 def _choice(options: tuple[str, ...]) -> Callable[[object], str]:
     def convert(value: object) -> str:
         if value not in options:
             raise ValueError(f"{value!r} is not one of {', '.join(options)}")
-        return str(value)
+        return options[options.index(value)]  # the constant, not YAML's copy
 
     return convert
 
@@ -214,6 +224,8 @@ def _settings(fields: _Fields, inherited: KeyConfig) -> dict[str, Any]:
         url=realtime.get("url", _ws_url, base.url, "use a ws:// or wss:// URL"),
         interval=realtime.get("interval", parse_duration, base.interval, _DURATION_FIX),
     )
+    if realtime_settings == base:
+        realtime_settings = base  # one shared object for the keys that inherit it, not one each
     ca_file = tls.get("ca_file", _string, None, "give a PEM file path")
     ca_file = _relative_to_config(fields.file, ca_file) if ca_file else inherited.tls_ca_file
     if ca_file and not os.path.isfile(ca_file):

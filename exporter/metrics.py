@@ -6,6 +6,7 @@ import itertools
 import math
 import platform
 import time
+from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -197,6 +198,10 @@ def _join_encoded(block: list[str]) -> bytes:
     return "".join(block).encode() if block else b""
 
 
+def _numerically(item: tuple[str, float]) -> int:
+    return int(item[0])
+
+
 def _render_probe(lines: _Lines, key: str, probe: str, state: ProbeState) -> None:
     last = state.last
     labels = f"{key},{_label('probe', probe)}"
@@ -210,10 +215,8 @@ def _render_probe(lines: _Lines, key: str, probe: str, state: ProbeState) -> Non
             "openai_probe_last_success_timestamp_seconds", labels, _millis(state.last_success_at)
         )
     if probe == "realtime":
-        for close_code, closes in sorted(state.closes_total.items()):
-            lines.add(
-                "openai_realtime_closes_total", f"{key},{_label('code', str(close_code))}", closes
-            )
+        for close_code, closes in sorted(state.closes_total.items(), key=_numerically):
+            lines.add("openai_realtime_closes_total", f"{key},{_label('code', close_code)}", closes)
         if last is not None and last.close_code is not None:
             lines.add("openai_realtime_close_code", key, last.close_code)
     if last is None:
@@ -313,7 +316,8 @@ class _Segment:
         self.families: list[bytes] = [b""] * len(FAMILIES)
         self.names: list[str] = []  # output order
         self.position: dict[str, int] = {}  # name -> index in names
-        self.lengths: list[list[int]] = [[] for _ in FAMILIES]  # per family: bytes of each key
+        # per family: bytes of each key; machine ints, not 3,000 lists of int objects
+        self.lengths: list[array[int]] = [array("I") for _ in FAMILIES]
         self.pending: dict[str, list[bytes] | None] = {}  # new renderings; None: key removed
 
     def join(self) -> None:
@@ -366,7 +370,7 @@ class _Segment:
         """Forget removed keys' places (their bytes are already out of the joined blocks)."""
         keep = [index for index in range(len(self.names)) if index not in removed]
         self.names = [self.names[index] for index in keep]
-        self.lengths = [[lengths[index] for index in keep] for lengths in self.lengths]
+        self.lengths = [array("I", (lengths[index] for index in keep)) for lengths in self.lengths]
         self.position = {name: index for index, name in enumerate(self.names)}
 
 

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from exporter.classify import RESULTS, Result, Validity, error_code_label
+from exporter.readings import NO_READINGS, Readings, counted, readings
 
 # A reused REST connection skips these; a Realtime session connects every time.
 _CARRIED_PHASES = {"rest": frozenset({"connect", "tls"}), "realtime": frozenset()}
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _empty() -> Readings:
+    # One shared empty mapping: a dict per field and per key was six per key before any probe.
+    # Mappings here are replaced, never changed in place, so a result stays as it was made.
+    return NO_READINGS
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,16 +27,21 @@ class ProbeResult:
     probe: str
     result: Result
     duration: float = 0.0
-    phases: dict[str, float] = field(default_factory=dict)
+    phases: Mapping[str, float] = field(default_factory=_empty)
     http_status: int = 0
     error_code: str = ""  # OpenAI's error.code, or the result class when OpenAI gave none
     message: str = ""  # for a person; already scrubbed of keys
     request_id: str = ""
     requests_made: int = 1
     retry_after: float | None = None
-    ratelimit: dict[str, float] = field(default_factory=dict)
+    ratelimit: Mapping[str, float] = field(default_factory=_empty)
     close_code: int | None = None
     started_at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        # Held for every key until its next probe: kept as compact Readings, not dicts.
+        object.__setattr__(self, "phases", readings(self.phases))
+        object.__setattr__(self, "ratelimit", readings(self.ratelimit))
 
     @property
     def healthy(self) -> bool:
@@ -51,22 +63,41 @@ class ProbeState:
     consecutive_failures: int = 0
     last_success_at: float | None = None
     requests_total: int = 0
-    errors_total: dict[str, int] = field(default_factory=dict)  # plain dicts: a Counter is
-    closes_total: dict[int, int] = field(default_factory=dict)  # twice the size, 20,000 times
-    # connect/TLS are kept from the last probe that opened a connection (reused ones skip them)
-    phases: dict[str, float] = field(default_factory=dict)
+    errors_total: Readings = field(default_factory=_empty)  # by error code
+    closes_total: Readings = field(default_factory=_empty)  # by WebSocket close code, as text
+    # The phases of the last probe that opened a connection: reused ones skip connect and tls.
+    connection_phases: Mapping[str, float] = field(default_factory=_empty)
+
+    @property
+    def phases(self) -> dict[str, float]:
+        """The last probe's phases, with connect and tls from the last probe that opened a
+        connection; a failure never shows an older success's other timings."""
+        if self.last is None:
+            return {}
+        own = self.last.phases
+        carried = _CARRIED_PHASES.get(self.last.probe, frozenset())
+        phases = {
+            phase: seconds
+            for phase, seconds in self.connection_phases.items()
+            if phase in carried and phase not in own
+        }
+        phases.update(own)
+        return phases
 
     def observe(self, result: ProbeResult) -> None:
         self.last = result
         self.requests_total += result.requests_made
-        # connect and tls stay from the last probe that opened a connection; the other phases
-        # are this probe's only, so a failure never shows an older success's timings.
         carried = _CARRIED_PHASES.get(result.probe, frozenset())
-        kept = {phase: seconds for phase, seconds in self.phases.items() if phase in carried}
-        # The result's own dict when nothing older is kept: one copy per key, not two.
-        self.phases = (
-            {**kept, **result.phases} if kept.keys() - result.phases.keys() else result.phases
-        )
+        if not carried.isdisjoint(result.phases):
+            older = {
+                phase: seconds
+                for phase, seconds in self.connection_phases.items()
+                if phase in carried and phase not in result.phases
+            }
+            # Shared with the result, not copied, unless an older phase must be kept with it.
+            self.connection_phases = (
+                Readings({**older, **result.phases}) if older else result.phases
+            )
         if result.healthy:
             self.consecutive_failures = 0
             self.last_success_at = result.started_at + result.duration
@@ -74,9 +105,9 @@ class ProbeState:
             self.consecutive_failures += 1
             # Bounded here, not at render time: two unknown codes must not become two series.
             code = error_code_label(result.error_code or result.result.value)
-            self.errors_total[code] = self.errors_total.get(code, 0) + 1
+            self.errors_total = counted(self.errors_total, code)
         if result.close_code is not None:
-            self.closes_total[result.close_code] = self.closes_total.get(result.close_code, 0) + 1
+            self.closes_total = counted(self.closes_total, str(result.close_code))
 
 
 @dataclass(slots=True)
@@ -105,7 +136,7 @@ class KeyState:
     probes: dict[str, ProbeState]
     identity: KeyIdentity = field(default_factory=KeyIdentity)
     valid: bool | None = None  # None until a conclusive answer
-    ratelimit: dict[str, float] = field(default_factory=dict)
+    ratelimit: Mapping[str, float] = field(default_factory=_empty)
     version: int = 0
 
     @property
@@ -147,7 +178,8 @@ class StateStore:
         state = self._keys.get(name)
         if state is None or result.probe not in state.probes:
             return None  # the key was removed by a reload while its probe ran
-        state.identity = identity
+        if identity != state.identity:
+            state.identity = identity  # the same key read again keeps one object, not one a probe
         state.probes[result.probe].observe(result)
         if result.requests_made:
             self.latency.setdefault(result.probe, LatencyHistogram()).observe(result.duration)

@@ -77,16 +77,11 @@ class _Session:
 
 class RealtimeProber:
     def __init__(self) -> None:
-        self._contexts: dict[str | None, ssl.SSLContext] = {}
         self._proxies: dict[str, str | None] = {}  # HTTPS_PROXY/NO_PROXY, per Realtime URL
 
     async def probe(self, config: KeyConfig, key: str) -> ProbeResult:
         url = config.realtime_url
-        context = None
-        if url.startswith("wss://"):
-            if config.tls_ca_file not in self._contexts:
-                self._contexts[config.tls_ca_file] = tls_context(config.tls_ca_file)
-            context = self._contexts[config.tls_ca_file]
+        context = tls_context(config.tls_ca_file) if url.startswith("wss://") else None
         if url not in self._proxies:
             # Read once: websockets would look the environment up again for every session.
             self._proxies[url] = get_proxy(parse_uri(session_url(config)))

@@ -44,8 +44,13 @@ def auth_headers(config: KeyConfig, key: str) -> dict[str, str]:
     return headers
 
 
+@functools.cache
 def tls_context(ca_file: str | None) -> ssl.SSLContext:
-    """Verification always on; a corporate root is added, never substituted for trust."""
+    """Verification always on; a corporate root is added, never substituted for trust.
+
+    One per CA file for the process, shared by both probes: each holds its own parsed copy of
+    the system's roots (about 1 MiB).
+    """
     context = ssl.create_default_context()
     if ca_file:
         context.load_verify_locations(cafile=ca_file)
@@ -192,14 +197,8 @@ class RestProber:
 
     def __init__(self) -> None:
         self._sessions: dict[tuple[str | None, bool], aiohttp.ClientSession] = {}
-        self._contexts: dict[str | None, ssl.SSLContext] = {}
         self._probe_count: dict[str, int] = {}
         self._targets: dict[str, _Target] = {}
-
-    def _context(self, ca_file: str | None) -> ssl.SSLContext:
-        if ca_file not in self._contexts:
-            self._contexts[ca_file] = tls_context(ca_file)
-        return self._contexts[ca_file]
 
     def _session(self, ca_file: str | None, fresh: bool) -> aiohttp.ClientSession:
         session = self._sessions.get((ca_file, fresh))
@@ -207,11 +206,11 @@ class RestProber:
             if fresh:
                 # Closed after each answer, and resolved every time: connect includes DNS.
                 connector = _TimedConnector(
-                    ssl=self._context(ca_file), limit=256, force_close=True, use_dns_cache=False
+                    ssl=tls_context(ca_file), limit=256, force_close=True, use_dns_cache=False
                 )
             else:
                 connector = _TimedConnector(
-                    ssl=self._context(ca_file),
+                    ssl=tls_context(ca_file),
                     limit=256,
                     limit_per_host=0,
                     keepalive_timeout=30,
