@@ -300,7 +300,7 @@ class ExporterMetrics:
 
 
 SEGMENT_KEYS = 64  # keys joined together; a probe re-joins only its own segment at the next scrape
-JOIN_AFTER = 8  # renderings a segment holds before joining them without waiting for a scrape
+JOIN_AFTER = 4  # renderings a segment holds before joining them without waiting for a scrape
 
 
 class _Segment:
@@ -316,8 +316,9 @@ class _Segment:
         self.families: list[bytes] = [b""] * len(FAMILIES)
         self.names: list[str] = []  # output order
         self.position: dict[str, int] = {}  # name -> index in names
-        # per family: bytes of each key; machine ints, not 3,000 lists of int objects
-        self.lengths: list[array[int]] = [array("I") for _ in FAMILIES]
+        # per family: bytes of each key (a key's samples of one family are far below 64 KiB);
+        # machine ints, not 3,000 lists of int objects
+        self.lengths: list[array[int]] = [array("H") for _ in FAMILIES]
         self.pending: dict[str, list[bytes] | None] = {}  # new renderings; None: key removed
 
     def join(self) -> None:
@@ -370,7 +371,7 @@ class _Segment:
         """Forget removed keys' places (their bytes are already out of the joined blocks)."""
         keep = [index for index in range(len(self.names)) if index not in removed]
         self.names = [self.names[index] for index in keep]
-        self.lengths = [array("I", (lengths[index] for index in keep)) for lengths in self.lengths]
+        self.lengths = [array("H", (lengths[index] for index in keep)) for lengths in self.lengths]
         self.position = {name: index for index, name in enumerate(self.names)}
 
 

@@ -44,8 +44,9 @@ class ProbeRunner:
         result = replace(result, started_at=started)
         previous_state = self.store.get(config.name)
         previous = None
-        if previous_state is not None and probe in previous_state.probes:
-            previous = previous_state.probes[probe].last
+        previous_probe = previous_state.probe(probe) if previous_state is not None else None
+        if previous_state is not None and previous_probe is not None:
+            previous = previous_probe.last
             if previous_state.identity != identity:
                 _log_identity(config.name, previous_state.identity, identity)
         self.store.record(config.name, identity, result)

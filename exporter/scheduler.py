@@ -146,10 +146,9 @@ class ProbeScheduler:
         regular = when + interval
         while regular <= now:  # a probe slower than its interval skips the runs it overlapped
             regular += interval
-        state = self.runner.store.get(name)
-        failures = (
-            state.probes[probe].consecutive_failures if state and probe in state.probes else 0
-        )
+        key_state = self.runner.store.get(name)
+        probe_state = key_state.probe(probe) if key_state is not None else None
+        failures = probe_state.consecutive_failures if probe_state is not None else 0
         delay = next_delay(config, result, failures) if result is not None else None
         following = regular
         if result is not None and delay is not None:

@@ -138,7 +138,7 @@ def landing_page(exporter: Exporter, telemetry_path: str) -> str:
         valid = {True: "valid", False: "INVALID", None: "unknown"}[state.valid]
         cells.append(valid)
         for probe in ("rest", "realtime"):
-            probe_state = state.probes.get(probe)
+            probe_state = state.probe(probe)
             if probe_state is None:
                 cells.append("not probed")
             elif probe_state.last is None:

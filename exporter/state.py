@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from exporter.classify import RESULTS, Result, Validity, error_code_label
 from exporter.readings import NO_READINGS, Readings, counted, readings
@@ -65,39 +65,25 @@ class ProbeState:
     requests_total: int = 0
     errors_total: Readings = field(default_factory=_empty)  # by error code
     closes_total: Readings = field(default_factory=_empty)  # by WebSocket close code, as text
-    # The phases of the last probe that opened a connection: reused ones skip connect and tls.
-    connection_phases: Mapping[str, float] = field(default_factory=_empty)
 
     @property
-    def phases(self) -> dict[str, float]:
+    def phases(self) -> Mapping[str, float]:
         """The last probe's phases, with connect and tls from the last probe that opened a
-        connection; a failure never shows an older success's other timings."""
-        if self.last is None:
-            return {}
-        own = self.last.phases
-        carried = _CARRIED_PHASES.get(self.last.probe, frozenset())
-        phases = {
-            phase: seconds
-            for phase, seconds in self.connection_phases.items()
-            if phase in carried and phase not in own
-        }
-        phases.update(own)
-        return phases
+        connection (reused ones skip them); a failure never shows an older success's others."""
+        return self.last.phases if self.last is not None else NO_READINGS
 
     def observe(self, result: ProbeResult) -> None:
-        self.last = result
-        self.requests_total += result.requests_made
         carried = _CARRIED_PHASES.get(result.probe, frozenset())
-        if not carried.isdisjoint(result.phases):
-            older = {
+        if self.last is not None and carried:
+            kept = {
                 phase: seconds
-                for phase, seconds in self.connection_phases.items()
+                for phase, seconds in self.last.phases.items()
                 if phase in carried and phase not in result.phases
             }
-            # Shared with the result, not copied, unless an older phase must be kept with it.
-            self.connection_phases = (
-                Readings({**older, **result.phases}) if older else result.phases
-            )
+            if kept:  # in the stored result itself: a second mapping per key was 1 MB at 10,000
+                result = replace(result, phases={**kept, **result.phases})
+        self.last = result
+        self.requests_total += result.requests_made
         if result.healthy:
             self.consecutive_failures = 0
             self.last_success_at = result.started_at + result.duration
@@ -133,11 +119,24 @@ class LatencyHistogram:
 @dataclass(slots=True)
 class KeyState:
     name: str
-    probes: dict[str, ProbeState]
+    # A field per kind of probe, None when not configured: a dict per key was 2 MB at 10,000.
+    rest: ProbeState | None = None
+    realtime: ProbeState | None = None
     identity: KeyIdentity = field(default_factory=KeyIdentity)
     valid: bool | None = None  # None until a conclusive answer
     ratelimit: Mapping[str, float] = field(default_factory=_empty)
-    version: int = 0
+
+    @property
+    def probes(self) -> dict[str, ProbeState]:
+        """The configured probes' states, REST first."""
+        pairs = (("rest", self.rest), ("realtime", self.realtime))
+        return {probe: state for probe, state in pairs if state is not None}
+
+    def probe(self, kind: str) -> ProbeState | None:
+        """The state of one kind of probe; None when the key is not probed so."""
+        if kind == "rest":
+            return self.rest
+        return self.realtime if kind == "realtime" else None
 
     @property
     def probed_once(self) -> bool:
@@ -169,18 +168,20 @@ class StateStore:
         for name, probes in keys.items():
             state = self._keys.get(name)
             if state is None:
-                state = KeyState(name=name, probes={})
+                state = KeyState(name=name)
                 self._keys[name] = state
-            state.probes = {probe: state.probes.get(probe) or ProbeState() for probe in probes}
+            state.rest = (state.rest or ProbeState()) if "rest" in probes else None
+            state.realtime = (state.realtime or ProbeState()) if "realtime" in probes else None
             self._changed(state)
 
     def record(self, name: str, identity: KeyIdentity, result: ProbeResult) -> KeyState | None:
         state = self._keys.get(name)
-        if state is None or result.probe not in state.probes:
+        probe_state = state.probe(result.probe) if state is not None else None
+        if state is None or probe_state is None:
             return None  # the key was removed by a reload while its probe ran
         if identity != state.identity:
             state.identity = identity  # the same key read again keeps one object, not one a probe
-        state.probes[result.probe].observe(result)
+        probe_state.observe(result)
         if result.requests_made:
             self.latency.setdefault(result.probe, LatencyHistogram()).observe(result.duration)
         validity = RESULTS[result.result].validity
@@ -194,7 +195,6 @@ class StateStore:
         return state
 
     def _changed(self, state: KeyState) -> None:
-        state.version += 1
         for listener in self._listeners:
             listener(state)
 

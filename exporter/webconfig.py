@@ -36,7 +36,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-import bcrypt
 import yaml
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -726,6 +725,8 @@ class _CredentialCache:
 
 
 def _bcrypt_matches(password: bytes, hashed: bytes) -> bool:
+    import bcrypt  # here: only basic auth needs it, 0.4 MiB of memory otherwise
+
     try:
         return bool(bcrypt.checkpw(password, hashed))
     except ValueError:  # a hash Go accepts but Python's bcrypt cannot read, or > 72 bytes

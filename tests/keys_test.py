@@ -209,6 +209,33 @@ def test_scrub_uses_the_keys_the_process_holds() -> None:
     assert scrub(f"key {PROJECT_KEY}") == f"key {PROJECT_KEY}"
 
 
+def test_the_registry_tells_apart_keys_that_start_alike() -> None:
+    """Keys sharing their first 12 characters (one project's keys) share an index entry:
+    each is still scrubbed, and forgetting one keeps the others."""
+    first, second = PROJECT_KEY, PROJECT_KEY[:-4] + "zzzz"
+    SECRETS.remember("web", first)
+    SECRETS.remember("worker", second)
+    SECRETS.remember("batch", second)  # one key under two names
+    text = f"a {first} b {second} c"
+    assert scrub(text, pieces=False) == "a sk-proj-...sQoA b sk-proj-...zzzz c"
+    SECRETS.forget("worker")
+    assert scrub(text, pieces=False) == "a sk-proj-...sQoA b sk-proj-...zzzz c"
+    SECRETS.forget("web")
+    assert scrub(text, pieces=False) == f"a {first} b sk-proj-...zzzz c"
+    SECRETS.forget("batch")
+    assert scrub(text, pieces=False) == text
+    assert SECRETS.secrets() == []
+
+
+def test_the_registry_scrubs_every_form_of_a_key_read_with_its_quotes() -> None:
+    quoted = f"'{PROJECT_KEY}'\n"  # as a careless .env line holds it
+    SECRETS.remember("web", quoted)
+    for form in (quoted, PROJECT_KEY, f"'{PROJECT_KEY}'", repr(quoted)[1:-1]):
+        assert PROJECT_KEY not in scrub(f"x {form} y", pieces=False)
+    SECRETS.forget("web")
+    assert scrub(f"x {PROJECT_KEY} y", pieces=False) == f"x {PROJECT_KEY} y"
+
+
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40)
 
 

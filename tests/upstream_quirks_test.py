@@ -201,7 +201,7 @@ def test_unknown_error_codes_count_as_one_series() -> None:
     for code in ("weird_code_1", "weird_code_2", "other"):
         state.observe(ProbeResult(probe="rest", result=Result.OTHER, error_code=code))
     assert state.errors_total == {"other": 3}
-    text = b"".join(render_key(KeyState(name="k", probes={"rest": state}))).decode()
+    text = b"".join(render_key(KeyState(name="k", rest=state))).decode()
     lines = [line for line in text.splitlines() if line.startswith("openai_probe_errors_total")]
     assert lines == ['openai_probe_errors_total{key="k",probe="rest",code="other"} 3']
 

@@ -231,8 +231,9 @@ class RestProber:
 
     async def probe(self, config: KeyConfig, key: str) -> ProbeResult:
         count = self._probe_count.get(config.name, 0)
-        self._probe_count[config.name] = count + 1
-        return await self.probe_through(config, key, fresh=count % FRESH_CONNECTION_EVERY == 0)
+        # Counted modulo: small ints are shared objects, a growing count is one per key.
+        self._probe_count[config.name] = (count + 1) % FRESH_CONNECTION_EVERY
+        return await self.probe_through(config, key, fresh=count == 0)
 
     async def probe_through(self, config: KeyConfig, key: str, *, fresh: bool) -> ProbeResult:
         """One probe on a connection of its own (connect and TLS timed), or through the pool."""
