@@ -147,7 +147,7 @@ def _owned(text: str) -> str:
     block of them. Copying the names and paths a configuration keeps freed 7 MiB at 10,000
     keys (measured on the process's resident memory, bench/NOTES.md).
     """
-    return text.encode().decode()
+    return text.encode().decode()  # libyaml refuses lone surrogates: always encodable
 
 
 def _key_name(value: object) -> str:
