@@ -125,10 +125,20 @@ class ScrapeSeries:
         return percentile(self.seconds, 0.99) * 1000
 
 
-def scrape_series(url: str, max_count: int, max_seconds: float, pause: float) -> ScrapeSeries:
-    """Sequential scrapes, bounded in count and time, `pause` seconds apart."""
+GZIP = {"Accept-Encoding": "gzip"}  # what Prometheus sends with every scrape
+
+
+def scrape_series(
+    url: str,
+    max_count: int,
+    max_seconds: float,
+    pause: float,
+    headers: dict[str, str] | None = None,
+) -> ScrapeSeries:
+    """Sequential scrapes, bounded in count and time, `pause` seconds apart; the size is the
+    body as sent (compressed, with GZIP headers)."""
     series = ScrapeSeries()
-    scraper = Scraper(url)
+    scraper = Scraper(url, headers=headers)
     deadline = time.monotonic() + max_seconds
     try:
         while len(series.seconds) < max_count and time.monotonic() < deadline:

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import datetime
 import itertools
+import math
 import os
 import platform
 import shutil
@@ -24,8 +25,10 @@ from pathlib import Path
 import httpx
 
 from bench.measure import (
+    GZIP,
     Hammer,
     Scraper,
+    ScrapeSeries,
     cpu_seconds,
     label,
     loopback_floor,
@@ -68,6 +71,8 @@ class Profile:
     fleets: tuple[FleetSize, ...]
     scrape_count: int
     scrape_seconds: float
+    idle_scrapes: int  # scrapes after a Prometheus-like pause, each way, at the largest fleet
+    idle_pause: float
     hammer_clients: int
     hammer_seconds: float
     cpu_keys: int
@@ -83,6 +88,8 @@ FULL = Profile(
     fleets=(FleetSize(100, 10, 10), FleetSize(1000, 10, 10), FleetSize(10_000, 60, 300)),
     scrape_count=200,
     scrape_seconds=15,
+    idle_scrapes=3,
+    idle_pause=15,
     hammer_clients=100,
     hammer_seconds=30,
     cpu_keys=50,
@@ -97,6 +104,8 @@ SMOKE = Profile(
     fleets=(FleetSize(20, 2, 2),),
     scrape_count=20,
     scrape_seconds=2,
+    idle_scrapes=1,
+    idle_pause=1,
     hammer_clients=4,
     hammer_seconds=2,
     cpu_keys=20,
@@ -120,6 +129,8 @@ class FleetResult:
     body_bytes: int
     peak_rss_mib: float
     floor_p50_ms: float = float("nan")
+    gzip: ScrapeSeries | None = None  # the same scrapes, asking for gzip as Prometheus does
+    idle: tuple[float, list[float], list[float]] | None = None  # pause s; ms: plain, gzip
     late_p50: float = float("nan")
     late_p99: float = float("nan")
     late_max: float = float("nan")
@@ -225,7 +236,12 @@ def run_fleet(context: Context, size: FleetSize, profile: Profile, hammer: bool)
                 series.size,
                 memory_mib(exporter.pid),
             )
+            result.gzip = scrape_series(
+                exporter.url + "/metrics", profile.scrape_count, profile.scrape_seconds, 0.05, GZIP
+            )
             result.floor_p50_ms = loopback_floor(series.size, 10).p50_ms
+            if size is profile.fleets[-1]:
+                result.idle = _idle_scrapes(exporter.url + "/metrics", profile)
             context.log(
                 f"  healthy {exporter.healthy_after:.2f}s, ready {ready_after:.1f}s, "
                 f"scrape p50 {series.p50_ms:.1f} ms p99 {series.p99_ms:.1f} ms, "
@@ -237,6 +253,18 @@ def run_fleet(context: Context, size: FleetSize, profile: Profile, hammer: bool)
             stats = simulator_stats(simulator, None)
         _punctuality(fleet, size, stats, exporter, result, window)
     return result
+
+
+def _idle_scrapes(url: str, profile: Profile) -> tuple[float, list[float], list[float]]:
+    """Scrapes each `idle_pause` seconds, as Prometheus makes them: every segment that a probe
+    changed since the previous scrape is joined (and deflated, with gzip) by this one."""
+    plain = scrape_series(url, profile.idle_scrapes, math.inf, profile.idle_pause)
+    packed = scrape_series(url, profile.idle_scrapes, math.inf, profile.idle_pause, GZIP)
+    return (
+        profile.idle_pause,
+        [s * 1000 for s in plain.seconds],
+        [s * 1000 for s in packed.seconds],
+    )
 
 
 def _hammer(
@@ -764,6 +792,28 @@ def _fleet_rows(
                 _verdict(ok) if fleet is largest else "",
             )
         )
+        if fleet.gzip is not None:
+            rows.append(
+                (
+                    f"1. /metrics latency gzipped (Accept-Encoding: gzip, as Prometheus asks), {n}",
+                    "-",
+                    f"p50 {fleet.gzip.p50_ms:.1f} ms, p99 {fleet.gzip.p99_ms:.1f} ms, "
+                    f"{fleet.gzip.size / 1e6:.2f} MB sent",
+                    "",
+                )
+            )
+        if fleet.idle is not None:
+            pause, plain, packed = fleet.idle
+            rows.append(
+                (
+                    f"1. /metrics latency after {pause:g} s without a scrape, {n} "
+                    f"(median of {len(plain)})",
+                    "-",
+                    f"plain {median(plain):.1f} ms (max {max(plain):.1f}), gzipped "
+                    f"{median(packed):.1f} ms (max {max(packed):.1f})",
+                    "",
+                )
+            )
     first = rows
     rows = []
     rows += [
