@@ -71,6 +71,7 @@ KEY_KINDS: tuple[tuple[str, str], ...] = (
 )
 _PLAUSIBLE_LENGTH = range(40, 257)
 _KEY_CHARSET = re.compile(r"^[A-Za-z0-9_\-]+$")
+_CLEAN_KEY = re.compile(r"[A-Za-z0-9_\-]+")  # fullmatch: `$` would let a final newline through
 # Findings that already name the odd characters: unexpected_characters would only repeat them.
 _CHARACTER_ISSUES = {"non_ascii", "inner_whitespace", "line_break"}
 
@@ -173,6 +174,18 @@ def key_kind(key: str) -> str:
 
 def lint_key(key: str) -> KeyLint:
     """Findings about the key's text, without sending it anywhere."""
+    if _CLEAN_KEY.fullmatch(key):
+        # The usual key, read before every probe: only letters, digits, - and _, so no space,
+        # quote, line break or control character to look for.
+        kind = key_kind(key)
+        issues: tuple[str, ...] = ("unknown_prefix",) if kind == "unknown" else ()
+        if len(key) not in _PLAUSIBLE_LENGTH:
+            issues += ("implausible_length",)
+        return KeyLint(fingerprint=redact(key), kind=kind, issues=issues, sendable=True)
+    return _lint_any_text(key)
+
+
+def _lint_any_text(key: str) -> KeyLint:
     issues: list[str] = []
     cleaned = key.strip()
     if key != key.lstrip():

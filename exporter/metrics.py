@@ -7,7 +7,7 @@ import math
 import platform
 import time
 from array import array
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import (
@@ -21,6 +21,7 @@ from prometheus_client import (
 
 from exporter import __version__
 from exporter.classify import error_code_label
+from exporter.readings import Readings
 from exporter.state import LATENCY_BUCKETS, KeyState, LatencyHistogram, ProbeState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -144,10 +145,13 @@ def _escape(value: str) -> str:
 
 
 def _number(value: float) -> str:
+    # About 30 per key and probe: the common cases (counts, whole numbers) first.
+    if isinstance(value, int):  # counts, codes, 0 and 1
+        return str(int(value)) if -(10**15) < value < 10**15 else repr(float(value))
+    if value.is_integer():  # False for NaN and infinities
+        return str(int(value)) if abs(value) < 1e15 else repr(float(value))
     if not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
     return repr(float(value))
 
 
@@ -187,7 +191,7 @@ def render_key(state: KeyState) -> list[bytes]:
     lines.add("openai_key_info", info, 1)
     for issue in identity.issues:
         lines.add("openai_key_format_issue", f"{key},{_label('issue', issue)}", 1)
-    for header, value in sorted(state.ratelimit.items()):
+    for header, value in sorted(_pairs(state.ratelimit)):
         lines.add(f"openai_ratelimit_{header}", key, value)
     for probe, probe_state in state.probes.items():
         _render_probe(lines, key, probe, probe_state)
@@ -196,6 +200,10 @@ def render_key(state: KeyState) -> list[bytes]:
 
 def _join_encoded(block: list[str]) -> bytes:
     return "".join(block).encode() if block else b""
+
+
+def _pairs(values: Mapping[str, float]) -> Iterable[tuple[str, float]]:
+    return values.pairs() if isinstance(values, Readings) else values.items()
 
 
 def _numerically(item: tuple[str, float]) -> int:
@@ -207,7 +215,7 @@ def _render_probe(lines: _Lines, key: str, probe: str, state: ProbeState) -> Non
     labels = f"{key},{_label('probe', probe)}"
     lines.add("openai_probe_requests_total", labels, state.requests_total)
     lines.add("openai_probe_consecutive_failures", labels, state.consecutive_failures)
-    for code, count in sorted(state.errors_total.items()):
+    for code, count in sorted(state.errors_total.pairs()):
         code_labels = f"{labels},{_label('code', error_code_label(code))}"
         lines.add("openai_probe_errors_total", code_labels, count)
     if state.last_success_at is not None:
@@ -215,7 +223,7 @@ def _render_probe(lines: _Lines, key: str, probe: str, state: ProbeState) -> Non
             "openai_probe_last_success_timestamp_seconds", labels, _millis(state.last_success_at)
         )
     if probe == "realtime":
-        for close_code, closes in sorted(state.closes_total.items(), key=_numerically):
+        for close_code, closes in sorted(state.closes_total.pairs(), key=_numerically):
             lines.add("openai_realtime_closes_total", f"{key},{_label('code', close_code)}", closes)
         if last is not None and last.close_code is not None:
             lines.add("openai_realtime_close_code", key, last.close_code)
@@ -224,7 +232,7 @@ def _render_probe(lines: _Lines, key: str, probe: str, state: ProbeState) -> Non
     lines.add("openai_probe_success", labels, 1 if last.healthy else 0)
     lines.add("openai_probe_result", f"{labels},{_label('result', last.result.value)}", 1)
     lines.add("openai_probe_duration_seconds", labels, _micros(last.duration))
-    for phase, seconds in sorted(state.phases.items()):
+    for phase, seconds in sorted(_pairs(state.phases)):
         lines.add(
             "openai_probe_phase_duration_seconds",
             f"{labels},{_label('phase', phase)}",

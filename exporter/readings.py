@@ -33,8 +33,16 @@ class Readings(Mapping[str, float]):
         value: float = struct.unpack_from("d", self._packed, index * 8)[0]
         return value
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
+
+    def pairs(self) -> list[tuple[str, float]]:
+        """(name, value) pairs in one unpacking; items() looks each name up again."""
+        values = struct.unpack(f"{len(self._names)}d", self._packed)
+        return list(zip(self._names, values, strict=True))
 
     def __len__(self) -> int:
         return len(self._names)

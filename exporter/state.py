@@ -10,7 +10,7 @@ from exporter.classify import RESULTS, Result, Validity, error_code_label
 from exporter.readings import NO_READINGS, Readings, counted, readings
 
 # A reused REST connection skips these; a Realtime session connects every time.
-_CARRIED_PHASES = {"rest": frozenset({"connect", "tls"}), "realtime": frozenset()}
+_CARRIED_PHASES: dict[str, tuple[str, ...]] = {"rest": ("connect", "tls"), "realtime": ()}
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -73,12 +73,13 @@ class ProbeState:
         return self.last.phases if self.last is not None else NO_READINGS
 
     def observe(self, result: ProbeResult) -> None:
-        carried = _CARRIED_PHASES.get(result.probe, frozenset())
+        carried = _CARRIED_PHASES.get(result.probe, ())
         if self.last is not None and carried:
+            previous = self.last.phases
             kept = {
-                phase: seconds
-                for phase, seconds in self.last.phases.items()
-                if phase in carried and phase not in result.phases
+                phase: previous[phase]
+                for phase in carried
+                if phase in previous and phase not in result.phases
             }
             if kept:  # in the stored result itself: a second mapping per key was 1 MB at 10,000
                 result = replace(result, phases={**kept, **result.phases})

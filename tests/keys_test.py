@@ -13,7 +13,15 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from exporter.keys import DotenvFormat, KeySource, SourceKind, key_kind, lint_key, read_key
+from exporter.keys import (
+    DotenvFormat,
+    KeySource,
+    SourceKind,
+    _lint_any_text,
+    key_kind,
+    lint_key,
+    read_key,
+)
 from exporter.logs import setup_logging
 from exporter.redaction import SECRETS, redact, scrub
 
@@ -173,6 +181,20 @@ def test_lint_never_fails_and_is_consistent(key: str) -> None:
     if "line_break" in lint.issues or "non_ascii" in lint.issues:
         assert not lint.sendable
     assert ("unknown_prefix" in lint.issues) == (lint.kind == "unknown")
+
+
+@given(
+    st.one_of(
+        keys(min_body=0),
+        st.text(alphabet="abcXYZ019_-", max_size=300),
+        st.text(alphabet="sk-proj_aZ9 \t\r\n\"'`\x00\x7fé", max_size=200),
+    )
+)
+@example("sk-proj-" + "a" * 60 + "\n")  # `$` in a regex would match before this newline
+@example("sk-proj-" + "a" * 60)
+@example("a" * 39)
+def test_the_clean_key_shortcut_says_what_the_full_lint_says(key: str) -> None:
+    assert lint_key(key) == _lint_any_text(key)
 
 
 # scrub -------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ def test_a_readings_reads_like_the_dict_it_was_made_from() -> None:
     assert list(made) == list(values) and len(made) == 3
     assert made["tls"] == 0.034 and made.get("transfer") is None and "connect" in made
     assert dict(made.items()) == values
+    assert made.pairs() == list(values.items()) and NO_READINGS.pairs() == []
+    assert "transfer" not in made and 0.012 not in made and None not in made
     with pytest.raises(KeyError):
         made["transfer"]
     assert repr(made) == f"Readings({values!r})"
