@@ -502,34 +502,27 @@ class MetricsRenderer:
     @staticmethod
     def keep_pieces(snapshot: GzipSnapshot) -> None:
         """Keep the pieces a gzip scrape made, for the blocks that have not changed since."""
-        for (segment, index), block, piece in zip(
-            snapshot.homes, snapshot.new_blocks, snapshot.new_pieces(), strict=True
-        ):
-            if segment.families[index] is block:
-                segment.deflated[index] = piece
+        for (segment, index), position in zip(snapshot.homes, snapshot.new_at, strict=True):
+            if segment.families[index] is snapshot.blocks[position]:
+                segment.deflated[index] = snapshot.pieces[position]
 
 
 class GzipSnapshot:
-    """A gzip scrape's blocks in order, frozen on the loop; `pieces` has None where a block
-    still needs deflating (done in a worker thread, then kept by the segment)."""
+    """A gzip scrape's blocks in order, taken at once; `pieces` has None where a block still
+    needs deflating (the scrape fills them in, and the segments keep those still current)."""
 
-    __slots__ = ("blocks", "homes", "new_at", "new_blocks", "pieces")
+    __slots__ = ("blocks", "homes", "new_at", "pieces")
 
     def __init__(self) -> None:
         self.blocks: list[bytes] = []
         self.pieces: list[bytes | None] = []
-        # where each block deflated for this scrape lives, to keep its piece there
+        # for each block this scrape deflates: its segment and family, and its position here
         self.homes: list[tuple[_Segment, int]] = []
-        self.new_blocks: list[bytes] = []
         self.new_at: list[int] = []
 
     def add(self, block: bytes, piece: bytes | None, home: tuple[_Segment, int] | None) -> None:
         if piece is None and home is not None:
             self.homes.append(home)
-            self.new_blocks.append(block)
             self.new_at.append(len(self.blocks))
         self.blocks.append(block)
         self.pieces.append(piece)
-
-    def new_pieces(self) -> list[bytes | None]:
-        return [self.pieces[position] for position in self.new_at]

@@ -126,7 +126,7 @@ def test_a_piece_is_deflated_once_and_kept_until_its_block_changes() -> None:
 
     def missing() -> int:
         snapshot = renderer.gzip_snapshot()
-        return len(snapshot.new_blocks)
+        return len(snapshot.homes)
 
     before = missing()
     assert before > 0
