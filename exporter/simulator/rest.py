@@ -274,8 +274,11 @@ async def endless(call: RestCall) -> web.StreamResponse:
     await response.prepare(call.request)
     try:
         await response.write(b'{"object":"list","data":[')
-        while True:
+        while (transport := call.request.transport) is not None and not transport.is_closing():
             await response.write(_ENDLESS_CHUNK)
+            # Over TLS a reset connection fails its writes silently, and a drain with nothing
+            # buffered never yields: the loop must get the chance to report the loss.
+            await asyncio.sleep(0)
     except ConnectionError:
         pass  # the client went away, as it must
     await hang()
