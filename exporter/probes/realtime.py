@@ -27,7 +27,8 @@ from websockets.uri import parse_uri
 
 from exporter.classify import Result, caused_by_tls, classify_openai_error
 from exporter.config import KeyConfig
-from exporter.probes.rest import auth_headers, retry_after, tls_context
+from exporter.probes.rest import auth_headers, tls_context
+from exporter.probes.rest_answer import retry_after
 from exporter.redaction import scrub
 from exporter.state import ProbeResult
 
