@@ -118,7 +118,8 @@ class _Connection:
         if context is None:
             return cls(tcp, protocol)
         clock.tls_started = time.perf_counter()
-        tls = await loop.start_tls(tcp, protocol, context, server_hostname=host)
+        # A name's trailing dot is for DNS; certificates never hold it (aiohttp drops it too).
+        tls = await loop.start_tls(tcp, protocol, context, server_hostname=host.rstrip("."))
         clock.tls_done = time.perf_counter()
         if tls is None:  # the loop closed the connection under us
             raise aiohttp.ServerDisconnectedError("closed during the TLS handshake")
