@@ -160,6 +160,9 @@ def _url(value: object, schemes: str = "https?") -> str:
     if not re.match(rf"^({schemes})://[^/\s]+", text):
         kind = "a ws(s)" if schemes.startswith("ws") else "an http(s)"
         raise ValueError(f"{text!r} is not {kind} URL")
+    if "@" in text.split("://", 1)[1].split("/", 1)[0]:
+        # Not quoted back: what comes before @ is a password. The key goes in its own header.
+        raise ValueError("holds a user name or password before '@', which is not shown here")
     return text.rstrip("/")
 
 

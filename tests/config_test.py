@@ -441,3 +441,10 @@ def test_config_check_never_prints_a_key(key_files: Path) -> None:
     for name, run in runs.items():
         assert run.code == (0 if name == "good" else 1), (name, run.stderr)
         assert_no_key(run.stdout + run.stderr)
+
+
+def test_credentials_in_a_url_are_never_quoted_back() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(TESTDATA / "bad" / "base-url-credentials.yml"))
+    assert "hunter2" not in str(caught.value)
+    assert "proxy-user" not in str(caught.value)

@@ -5,8 +5,10 @@ bytes no HTTP server would send; and it sends what aiohttp would, then closes.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
+import os
 import re
 import time
 from typing import Any
@@ -22,7 +24,7 @@ from exporter.probes.rest import RestProber, probe_rest
 from exporter.simulator import SCENARIOS, RunningSimulator, make_key
 from exporter.simulator.rest import REST_BEHAVIOURS
 from exporter.state import ProbeResult
-from tests.fault_matrix_test import Tls
+from tests.fault_matrix_test import Tls, established_to
 from tests.rest_connection_test import no_proxy_from_outside, simulator, tls
 
 __all__ = ["no_proxy_from_outside", "simulator", "tls"]  # fixtures, shared with that module
@@ -278,3 +280,55 @@ async def test_a_refused_connection_keeps_no_phase_and_names_the_port() -> None:
     assert own.result is through_aiohttp.result is Result.CONNECTION_ERROR
     assert own.phases == through_aiohttp.phases == {}
     assert url.split("/")[2] in own.message
+
+
+async def test_a_probe_cancelled_at_any_step_leaves_no_connection_open() -> None:
+    """A timeout or a reload cancels probes wherever they are: resolving, racing addresses,
+    connecting, in TLS or reading. No connected socket may outlive its probe."""
+    server = RawServer(answer("HTTP/1.1 200 OK", MODELS))
+    base_url = (await server.start()).replace("127.0.0.1", "localhost")  # resolved, then raced
+    port = int(base_url.rsplit(":", 1)[1].split("/")[0])
+    prober = RestProber()
+    try:
+        for steps in range(40):  # loop steps after the server saw the connection, then cancel
+            accepted = server.connections
+            probe = prober.probe_through(key_config(base_url), make_key("ok"), fresh=True)
+            task = asyncio.ensure_future(probe)
+            while server.connections == accepted and not task.done():  # noqa: ASYNC110 (steps)
+                await asyncio.sleep(0)
+            for _ in range(steps % 8):
+                await asyncio.sleep(0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.sleep(0.3)
+        assert established_to([port], os.getpid()) == 0
+    finally:
+        await prober.aclose()
+        await server.close()
+
+
+@pytest.mark.parametrize("field", ["organization", "project"])
+async def test_a_control_character_in_a_header_is_refused_on_both_paths(field: str) -> None:
+    """aiohttp refuses every control character but tab, and DEL: a probe on its own connection
+    must not send what the pooled ones refuse, or one probe in ten would read ok."""
+    server = RawServer(answer("HTTP/1.1 200 OK", MODELS))
+    try:
+        config = key_config(await server.start(), **{field: "org-\x01\x7f"})
+        own, through_aiohttp = await both_paths(config, make_key("ok"))
+    finally:
+        await server.close()
+    assert own.result is through_aiohttp.result is Result.KEY_MALFORMED, (own, through_aiohttp)
+    assert server.connections <= 1  # aiohttp connects before it checks; ours never does
+
+
+async def test_a_key_echoed_in_the_request_id_is_not_kept() -> None:
+    key = make_key("ok")
+    server = RawServer(answer("HTTP/1.1 200 OK", MODELS, f"X-Request-Id: {key}"))
+    try:
+        own, through_aiohttp = await both_paths(key_config(await server.start()), key)
+    finally:
+        await server.close()
+    for result in (own, through_aiohttp):
+        assert result.result is Result.OK, result
+        assert key[8:20] not in result.request_id, result.request_id

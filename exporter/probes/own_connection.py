@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import ssl
 import time
 from collections.abc import Mapping
 
+import aiohappyeyeballs
 import aiohttp
 import yarl
 from aiohttp.helpers import is_ip_address
@@ -29,7 +31,10 @@ from exporter.probes.rest_timing import ProbeClock, TimedResponseHandler
 from exporter.state import ProbeResult
 
 _READ_BUFSIZE = 2**16  # aiohttp's client default
-_UNSENDABLE = re.compile("[\r\n\0]")
+_HAPPY_EYEBALLS_DELAY_S = 0.25  # aiohttp's default (RFC 8305 suggests 0.25 s too)
+_SHUTDOWN_TIMEOUT_S = 5.0
+# Control characters but tab, and DEL: aiohttp's rule (RFC 9110 5.5), so both paths refuse alike.
+_FORBIDDEN_IN_HEADERS = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 
 
 async def probe_on_own_connection(
@@ -51,7 +56,9 @@ async def probe_on_own_connection(
             message, payload = await connection.exchange(head, clock)
             body, oversize = await read_capped(payload)
             read_whole = not oversize
-    except TimeoutError:
+    except TimeoutError as error:
+        if error.errno is not None:  # the kernel's, not the probe's budget: a connection error
+            return failure(clock, started, True, *classify_exception(error, key))
         return failure(clock, started, True, Result.TIMEOUT, f"no answer within {timeout:g}s")
     except (aiohttp.ClientError, HttpProcessingError, OSError, ValueError) as error:
         return failure(clock, started, True, *classify_exception(error, key))
@@ -67,7 +74,7 @@ async def probe_on_own_connection(
 
 
 def request_head(url: yarl.URL, headers: Mapping[str, str]) -> bytes:
-    """The request line and headers; a value with a line break or NUL is never sent."""
+    """The request line and headers; a value with a control character is never sent."""
     lines = [
         f"GET {url.raw_path_qs} HTTP/1.1",
         f"Host: {url.host_port_subcomponent}",
@@ -75,8 +82,8 @@ def request_head(url: yarl.URL, headers: Mapping[str, str]) -> bytes:
         "Accept-Encoding: gzip, deflate",  # what the parser decodes without optional libraries
     ]
     for name, value in headers.items():
-        if _UNSENDABLE.search(name) or _UNSENDABLE.search(value):
-            raise ValueError(f"the {name} header holds a line break or NUL: it cannot be sent")
+        if _FORBIDDEN_IN_HEADERS.search(name) or _FORBIDDEN_IN_HEADERS.search(value):
+            raise ValueError(f"the {name} header holds a control character: it cannot be sent")
         lines.append(f"{name}: {value}")
     lines.append("Connection: close\r\n\r\n")
     return "\r\n".join(lines).encode("utf-8")
@@ -99,27 +106,31 @@ class _Connection:
         protocol = TimedResponseHandler(loop)
         host, port = url.raw_host, url.port
         if host is None or port is None:
-            raise ValueError(f"{url} names no host to connect to")
+            raise ConnectionError(f"{url} names no host to connect to")
         clock.connect_started = time.perf_counter()  # DNS is part of connect
         try:
-            tcp, _ = await loop.create_connection(
-                (lambda: protocol) if context is None else asyncio.Protocol,
-                host,
-                port,
-                # aiohttp's default for a name with several addresses; an address needs no race.
-                happy_eyeballs_delay=None if is_ip_address(host) else 0.25,
-            )
+            sock = await _connect(loop, host, port)
         except OSError as error:
             # The bare error names neither host nor port ("Name or service not known").
             where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             detail = error.strerror or str(error)
             raise ConnectionError(f"cannot connect to {where}: {detail}") from error
+        tcp, _ = await loop.create_connection(
+            (lambda: protocol) if context is None else asyncio.Protocol, sock=sock
+        )
         clock.tcp_done = time.perf_counter()
         if context is None:
             return cls(tcp, protocol)
         clock.tls_started = time.perf_counter()
         # A name's trailing dot is for DNS; certificates never hold it (aiohttp drops it too).
-        tls = await loop.start_tls(tcp, protocol, context, server_hostname=host.rstrip("."))
+        tls = await loop.start_tls(
+            tcp,
+            protocol,
+            context,
+            server_hostname=host.rstrip("."),
+            # A peer that never answers close_notify holds the socket this long after the probe.
+            ssl_shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
+        )
         clock.tls_done = time.perf_counter()
         if tls is None:  # the loop closed the connection under us
             raise aiohttp.ServerDisconnectedError("closed during the TLS handshake")
@@ -140,9 +151,24 @@ class _Connection:
                 return message, payload
 
     def close(self, *, politely: bool) -> None:
-        # A peer whose answer was read whole gets TLS's close_notify; one that failed, hung or
-        # is still sending is dropped at once, so that no shutdown waits on it.
+        # A peer whose answer was read whole gets TLS's close_notify (and _SHUTDOWN_TIMEOUT_S to
+        # answer it); one that failed, hung or is still sending is dropped at once.
         if politely:
             self.transport.close()
         else:
             self.transport.abort()
+
+
+async def _connect(loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:
+    """A connected socket: the name resolved as aiohttp resolves it, addresses raced as it races
+    them. aiohappyeyeballs closes every attempt that loses or is cancelled; asyncio's own race
+    (3.11) left a connected socket open when cancelled at the wrong moment."""
+    if is_ip_address(host):
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    else:
+        infos = await loop.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_ADDRCONFIG
+        )
+    return await aiohappyeyeballs.start_connection(
+        infos, happy_eyeballs_delay=_HAPPY_EYEBALLS_DELAY_S
+    )

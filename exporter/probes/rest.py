@@ -227,7 +227,9 @@ async def probe_rest(
             ) as response:
                 body, oversize = await read_capped(response.content)
                 status, headers = response.status, response.headers
-    except TimeoutError:
+    except TimeoutError as error:
+        if error.errno is not None:  # the kernel's, not the probe's budget: a connection error
+            return failure(clock, started, fresh, *classify_exception(error, key))
         return failure(
             clock, started, fresh, Result.TIMEOUT, f"no answer within {config.timeout:g}s"
         )

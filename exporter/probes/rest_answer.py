@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -18,6 +19,7 @@ from exporter.redaction import scrub
 from exporter.state import ProbeResult
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # /models is a few dozen KiB; more is not OpenAI
+_OPENAI_REQUEST_ID = re.compile(r"req_[0-9a-f]{1,60}")
 _RATELIMIT_HEADERS = {
     "x-ratelimit-limit-requests": "limit_requests",
     "x-ratelimit-remaining-requests": "remaining_requests",
@@ -67,7 +69,7 @@ def classify_exception(error: BaseException, key: str) -> tuple[Result, str]:
     if isinstance(error, aiohttp.ClientConnectionError | OSError):
         return Result.CONNECTION_ERROR, text
     if isinstance(error, ValueError):
-        return Result.KEY_MALFORMED, text  # a header aiohttp refuses to send
+        return Result.KEY_MALFORMED, text  # a header with a control character: never sent
     return Result.OTHER, text
 
 
@@ -85,7 +87,7 @@ def from_response(
         "duration": duration,
         "phases": phases,
         "http_status": status,
-        "request_id": headers.get("x-request-id", "")[:64],
+        "request_id": _request_id(headers.get("x-request-id", ""), key),
         "ratelimit": _ratelimit(headers),
     }
     if oversize:
@@ -132,6 +134,14 @@ def from_response(
         retry_after=retry_after_seconds,
         **common,
     )
+
+
+def _request_id(text: str, key: str) -> str:
+    # OpenAI's own shape costs nothing; anything else is scrubbed before it is cut (36 us), so
+    # that a server echoing the key leaves no piece of it.
+    if _OPENAI_REQUEST_ID.fullmatch(text):
+        return text
+    return scrub(text, [key])[:64]
 
 
 def _json(body: bytes) -> Any:
