@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import ssl
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,6 +169,29 @@ def _url(value: object, schemes: str = "https?") -> str:
     return text.rstrip("/")
 
 
+def _ca_file_problem(path: str) -> str:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return f"{path} does not exist"
+    if not stat.S_ISREG(status.st_mode):
+        return f"{path} does not exist"
+    return _pem_problem(path, status.st_size, status.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _pem_problem(path: str, size: int, mtime_ns: int) -> str:
+    # Read once per version of the file: thousands of keys may share it. Only the path is
+    # quoted back, never the contents (a key file given by mistake must not show its key).
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except ssl.SSLError:  # before OSError, which it subclasses
+        return f"{path} holds no CA certificate in PEM form"
+    except OSError as error:
+        return f"{path} cannot be read: {error.strerror or error}"
+    return ""
+
+
 def _ws_url(value: object) -> str:
     return _url(value, "wss?")
 
@@ -231,8 +257,8 @@ def _settings(fields: _Fields, inherited: KeyConfig) -> dict[str, Any]:
         realtime_settings = base  # one shared object for the keys that inherit it, not one each
     ca_file = tls.get("ca_file", _string, None, "give a PEM file path")
     ca_file = _relative_to_config(fields.file, ca_file) if ca_file else inherited.tls_ca_file
-    if ca_file and not os.path.isfile(ca_file):
-        raise tls.error("ca_file", f"{ca_file} does not exist", "give a readable PEM file")
+    if ca_file and (problem := _ca_file_problem(ca_file)):
+        raise tls.error("ca_file", problem, "give a readable PEM file of CA certificates")
     settings: dict[str, Any] = {
         "base_url": fields.get("base_url", _url, inherited.base_url, "use an https:// URL"),
         "interval": fields.get("interval", parse_duration, inherited.interval, _DURATION_FIX),

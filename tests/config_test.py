@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import trustme
 
 from exporter.cli import config_check as cli_config_check
 from exporter.config import (
@@ -123,6 +124,13 @@ TMP_CASES = [
         "keys/worker does not exist (set api_key_file to a readable file)",
     ),
     TmpCase(
+        "tls.ca_file that is not PEM (a key file given by mistake: its key is not shown)",
+        "keys:\n  - name: web\n    api_key_file: {dir}/keys/web\n    tls:\n"
+        "      ca_file: {dir}/keys/web\n",
+        "keys[0].tls.ca_file",
+        "keys/web holds no CA certificate in PEM form (give a readable PEM file of CA certificates)",
+    ),
+    TmpCase(
         "timeout longer than a key's own interval, file source",
         "keys:\n  - name: web\n    api_key_file: {dir}/keys/web\n    interval: 5s\n",
         "keys[0].timeout",
@@ -205,7 +213,7 @@ def prepare_good(directory: Path) -> Path:
         directory / "websocket-server" / ".env",
         f"OPENAI_API_KEY={KEY}\nRELAY_OPENAI_API_KEY={KEY}\n",
     )
-    write(directory / "ca.pem", "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    write(directory / "ca.pem", trustme.CA().cert_pem.bytes().decode())  # read at load
     return directory
 
 

@@ -19,6 +19,7 @@ from exporter.config import KeyConfig
 from exporter.probes.own_connection import probe_on_own_connection
 from exporter.probes.rest_answer import classify_exception, failure, from_response, read_capped
 from exporter.probes.rest_timing import CLOCK, ProbeClock, TimedResponseHandler
+from exporter.probes.tls import tls_context
 from exporter.state import ProbeResult
 
 FRESH_CONNECTION_EVERY = 10  # reuse keeps probes cheap; a fresh one keeps connect/TLS measured
@@ -33,19 +34,6 @@ def auth_headers(config: KeyConfig, key: str) -> dict[str, str]:
     if config.project:
         headers["OpenAI-Project"] = config.project
     return headers
-
-
-@functools.cache
-def tls_context(ca_file: str | None) -> ssl.SSLContext:
-    """Verification always on; a corporate root is added, never substituted for trust.
-
-    One per CA file for the process, shared by both probes: each holds its own parsed copy of
-    the system's roots (about 1 MiB).
-    """
-    context = ssl.create_default_context()
-    if ca_file:
-        context.load_verify_locations(cafile=ca_file)
-    return context
 
 
 class _TimedConnector(aiohttp.TCPConnector):
@@ -122,37 +110,46 @@ class RestProber:
     """
 
     def __init__(self) -> None:
-        self._sessions: dict[tuple[str | None, bool], aiohttp.ClientSession] = {}
+        # Per CA file and kind: the session and the TLS context its connector was built with.
+        self._sessions: dict[
+            tuple[str | None, bool], tuple[ssl.SSLContext, aiohttp.ClientSession]
+        ] = {}
+        self._retired: list[aiohttp.ClientSession] = []  # their roots were rotated away
         self._probe_count: dict[str, int] = {}
         self._targets: dict[str, _Target] = {}
 
     def _session(self, ca_file: str | None, fresh: bool) -> aiohttp.ClientSession:
-        session = self._sessions.get((ca_file, fresh))
-        if session is None or session.closed:
-            if fresh:
-                # Closed after each answer, and resolved every time: connect includes DNS.
-                connector = _TimedConnector(
-                    ssl=tls_context(ca_file), limit=256, force_close=True, use_dns_cache=False
-                )
-            else:
-                connector = _TimedConnector(
-                    ssl=tls_context(ca_file),
-                    limit=256,
-                    limit_per_host=0,
-                    keepalive_timeout=30,
-                    enable_cleanup_closed=True,
-                )
-            session = aiohttp.ClientSession(
-                connector=connector,
-                trust_env=False,  # the proxy comes from _Target, resolved once per URL
-                # Probes are independent: no cookie from one key's answer goes with another's.
-                cookie_jar=aiohttp.DummyCookieJar(),
-                timeout=_NO_AIOHTTP_TIMEOUT,
-                auto_decompress=True,
-                skip_auto_headers={"User-Agent"},
-                headers={"User-Agent": USER_AGENT},
+        context = tls_context(ca_file)
+        held = self._sessions.get((ca_file, fresh))
+        if held is not None and held[0] is context and not held[1].closed:
+            return held[1]
+        if held is not None:
+            # Its probes in flight finish on it; its idle connections time out; closed at the end.
+            self._retired.append(held[1])
+        if fresh:
+            # Closed after each answer, and resolved every time: connect includes DNS.
+            connector = _TimedConnector(
+                ssl=context, limit=256, force_close=True, use_dns_cache=False
             )
-            self._sessions[ca_file, fresh] = session
+        else:
+            connector = _TimedConnector(
+                ssl=context,
+                limit=256,
+                limit_per_host=0,
+                keepalive_timeout=30,
+                enable_cleanup_closed=True,
+            )
+        session = aiohttp.ClientSession(
+            connector=connector,
+            trust_env=False,  # the proxy comes from _Target, resolved once per URL
+            # Probes are independent: no cookie from one key's answer goes with another's.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=_NO_AIOHTTP_TIMEOUT,
+            auto_decompress=True,
+            skip_auto_headers={"User-Agent"},
+            headers={"User-Agent": USER_AGENT},
+        )
+        self._sessions[ca_file, fresh] = (context, session)
         return session
 
     async def probe(self, config: KeyConfig, key: str) -> ProbeResult:
@@ -177,9 +174,12 @@ class RestProber:
         self._probe_count.pop(name, None)
 
     async def aclose(self) -> None:
-        for session in self._sessions.values():
+        for _, session in self._sessions.values():
+            await session.close()
+        for session in self._retired:
             await session.close()
         self._sessions.clear()
+        self._retired.clear()
 
 
 @dataclass(frozen=True, slots=True)
