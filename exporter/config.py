@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import ssl
@@ -176,20 +175,24 @@ def _ca_file_problem(path: str) -> str:
         return f"{path} does not exist"
     if not stat.S_ISREG(status.st_mode):
         return f"{path} does not exist"
-    return _pem_problem(path, status.st_size, status.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=32)
-def _pem_problem(path: str, size: int, mtime_ns: int) -> str:
-    # Read once per version of the file: thousands of keys may share it. Only the path is
-    # quoted back, never the contents (a key file given by mistake must not show its key).
+    version = (path, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+    if version in _GOOD_CA_FILES:
+        return ""  # read once per version of the file: thousands of keys may share it
+    # Only the path is quoted back, never the contents (a key file given by mistake must not
+    # show its key).
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
     except ssl.SSLError:  # before OSError, which it subclasses
         return f"{path} holds no CA certificate in PEM form"
     except OSError as error:
         return f"{path} cannot be read: {error.strerror or error}"
+    if len(_GOOD_CA_FILES) >= 64:
+        _GOOD_CA_FILES.clear()
+    _GOOD_CA_FILES.add(version)  # only successes: a fixed file is read again
     return ""
+
+
+_GOOD_CA_FILES: set[tuple[str, int, int, int, int]] = set()
 
 
 def _ws_url(value: object) -> str:

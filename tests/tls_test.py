@@ -16,9 +16,10 @@ import trustme
 from exporter.classify import Result
 from exporter.config import KeyConfig
 from exporter.keys import KeySource, SourceKind
+from exporter.probes import tls
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
-from exporter.probes.tls import tls_context
+from exporter.probes.tls import CaFileUnreadable, tls_context
 from exporter.simulator import RunningSimulator, make_key, start_simulator
 from tests.rest_connection_test import no_proxy_from_outside
 
@@ -140,8 +141,60 @@ def test_the_context_is_built_again_only_when_the_file_changes(
     assert tls_context(str(ca_file)) not in (original, rotated)
 
 
-def test_a_ca_file_broken_from_the_start_is_an_error(tmp_path: Path) -> None:
+def test_a_ca_file_broken_from_the_start_is_an_error_read_again_later(tmp_path: Path) -> None:
     ca_file = tmp_path / "root.pem"
     ca_file.write_text("not a certificate\n")
-    with pytest.raises(ssl.SSLError):
+    with pytest.raises(CaFileUnreadable) as caught:
         tls_context(str(ca_file))
+    assert str(ca_file) in str(caught.value)
+    assert "not a certificate" not in str(caught.value)  # never the contents
+    with pytest.raises(CaFileUnreadable):
+        tls_context(str(ca_file))  # from memory until the file changes or the retry is due
+
+    good = trustme.CA().cert_pem.bytes()
+    replace_file(ca_file, good)
+    assert isinstance(tls_context(str(ca_file)), ssl.SSLContext)
+
+
+def test_a_touched_file_keeps_its_context_and_a_chmod_counts_as_a_change(tmp_path: Path) -> None:
+    """Same contents, new mtime: no new context (no session retired for nothing). A fix that
+    changes only the inode's metadata (chmod, chown) moves its ctime, so it is seen."""
+    first = trustme.CA().cert_pem.bytes()
+    ca_file = tmp_path / "root.pem"
+    ca_file.write_bytes(first)
+    context = tls_context(str(ca_file))
+    os.utime(ca_file, ns=(1_000_000_000, 1_000_000_000))
+    assert tls_context(str(ca_file)) is context
+
+    status = ca_file.stat()
+    ca_file.write_bytes(first[:100])  # cut short, in place
+    assert tls_context(str(ca_file)) is context  # last good kept
+    ca_file.write_bytes(first)  # fixed in place: same inode, size and mtime as before
+    os.utime(ca_file, ns=(status.st_atime_ns, status.st_mtime_ns))
+    os.chmod(ca_file, 0o644)
+    assert tls_context(str(ca_file)) is context  # read again (ctime moved), same contents
+
+
+def test_a_failed_read_is_tried_again_on_a_timer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error that leaves the file as it was (too many open files, a permission fixed on a
+    directory above it) must not pin the old roots for good."""
+    first, second = trustme.CA(), trustme.CA()
+    ca_file = tmp_path / "root.pem"
+    ca_file.write_bytes(first.cert_pem.bytes())
+    original = tls_context(str(ca_file))
+    replace_file(ca_file, second.cert_pem.bytes())
+    real_open = open
+
+    def failing_open(path: object, *args: object, **kwargs: object) -> object:
+        if str(path) == str(ca_file):
+            raise OSError(24, "Too many open files")
+        return real_open(path, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr("builtins.open", failing_open)
+    assert tls_context(str(ca_file)) is original
+    monkeypatch.undo()
+    assert tls_context(str(ca_file)) is original  # not yet due
+    monkeypatch.setattr(tls, "RETRY_FAILED_S", 0.0)
+    assert tls_context(str(ca_file)) is not original

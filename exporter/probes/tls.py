@@ -4,52 +4,95 @@ again when the file changes, so that a rotated corporate root needs no restart."
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import ssl
+import time
+from dataclasses import dataclass
 
 log = logging.getLogger("exporter.tls")
 
-_FileIdentity = tuple[int, int, int, int]  # device, inode, size, mtime in ns
-# Per CA file: the identity its contents were read at (None: it could not be stat'ed) and the
-# context built from the last good contents.
-_BY_FILE: dict[str, tuple[_FileIdentity | None, ssl.SSLContext]] = {}
+RETRY_FAILED_S = 30.0  # a CA file that could not be read is tried again this often
+_FileIdentity = tuple[int, int, int, int, int]  # device, inode, size, mtime and ctime in ns
+
+
+@dataclass(slots=True)
+class _Held:
+    """What a CA file last was: its identity, the digest of its contents, and the context built
+    from its last good contents (None if it never had any). `failed_at` is set while the file
+    as it is now cannot be read."""
+
+    identity: _FileIdentity | None
+    digest: bytes
+    context: ssl.SSLContext | None
+    failed_at: float | None = None
+    error: OSError | None = None
+
+
+_BY_FILE: dict[str, _Held] = {}
+
+
+class CaFileUnreadable(OSError):
+    """The CA file has no good contents yet: TLS probes that need it fail until it has."""
 
 
 def tls_context(ca_file: str | None) -> ssl.SSLContext:
     """The context for `ca_file` as the file is now; the system's roots alone without one.
 
     A corporate root is added, never substituted for trust. One context per CA file, shared by
-    both probes (each holds its own parsed copy of the system's roots, about 1 MiB), built again
-    when the file's device, inode, size or mtime change: a Kubernetes secret or config map
-    swaps a symlink, an editor writes a new file. A file that is gone or unreadable for the
-    moment keeps the last good context, so a rotation caught half-way fails no probe; it is
-    tried again once the file changes, not at every probe.
+    both probes (each holds its own parsed copy of the system's roots, about 1 MiB). The file is
+    stat'ed at each call; when its device, inode, size, mtime or ctime change (a Kubernetes
+    secret swaps a symlink, an editor writes a new file, a chmod) its contents are read, and a
+    new context built only if they differ. A file that is gone or unreadable keeps the last good
+    context, so a rotation caught half-way fails no probe; it is tried again when the file
+    changes and every RETRY_FAILED_S. Without any good contents yet, the error is raised, from
+    memory between tries.
     """
     if ca_file is None:
         return _system_roots()
     identity = _identity(ca_file)
     held = _BY_FILE.get(ca_file)
-    if held is not None and held[0] == identity:
-        return held[1]
+    if held is None or held.identity != identity or _retry_due(held):
+        return _read_again(ca_file, identity, held)
+    if held.context is None:
+        raise CaFileUnreadable(f"{ca_file} cannot be read: {held.error}")
+    return held.context
+
+
+def _retry_due(held: _Held) -> bool:
+    return held.failed_at is not None and time.monotonic() - held.failed_at >= RETRY_FAILED_S
+
+
+def _read_again(ca_file: str, identity: _FileIdentity | None, held: _Held | None) -> ssl.SSLContext:
     try:
+        with open(ca_file, "rb") as handle:
+            digest = hashlib.sha256(handle.read()).digest()
+        if held is not None and held.context is not None and digest == held.digest:
+            _BY_FILE[ca_file] = _Held(identity, digest, held.context)  # touched, not changed
+            return held.context
         context = ssl.create_default_context()
         context.load_verify_locations(cafile=ca_file)
-    except (OSError, ssl.SSLError) as error:  # gone, unreadable, or PEM cut short
-        if held is None:
-            raise
-        log.warning(
-            "the CA file cannot be read; TLS goes on trusting its last good contents",
-            extra={"fields": {"file": ca_file, "error": str(error)}},
-        )
-        _BY_FILE[ca_file] = (identity, held[1])
-        return held[1]
+    except OSError as error:  # gone, unreadable, or PEM cut short (ssl.SSLError is an OSError)
+        if held is None or held.identity != identity or held.failed_at is None:
+            log.warning(
+                "the CA file cannot be read; TLS goes on trusting its last good contents"
+                if held is not None and held.context is not None
+                else "the CA file cannot be read; TLS probes fail until it can",
+                extra={"fields": {"file": ca_file, "error": str(error)}},
+            )
+        last_good = held.context if held is not None else None
+        last_digest = held.digest if held is not None else b""
+        _BY_FILE[ca_file] = _Held(identity, last_digest, last_good, time.monotonic(), error)
+        if last_good is None:
+            raise CaFileUnreadable(f"{ca_file} cannot be read: {error}") from error
+        return last_good
     if held is not None:
         log.info(
             "the CA file changed; new connections trust its new contents",
             extra={"fields": {"file": ca_file}},
         )
-    _BY_FILE[ca_file] = (identity, context)
+    _BY_FILE[ca_file] = _Held(identity, digest, context)
     return context
 
 
@@ -63,4 +106,10 @@ def _identity(path: str) -> _FileIdentity | None:
         status = os.stat(path)
     except OSError:
         return None
-    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+    return (
+        status.st_dev,
+        status.st_ino,
+        status.st_size,
+        status.st_mtime_ns,
+        status.st_ctime_ns,
+    )
