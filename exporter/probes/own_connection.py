@@ -25,8 +25,13 @@ from aiohttp.helpers import is_ip_address
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.http_parser import RawResponseMessage
 
-from exporter.classify import Result
-from exporter.probes.rest_answer import classify_exception, failure, from_response, read_capped
+from exporter.probes.rest_answer import (
+    classify_exception,
+    failure,
+    from_response,
+    read_capped,
+    timed_out,
+)
 from exporter.probes.rest_timing import ProbeClock, TimedResponseHandler
 from exporter.state import ProbeResult
 
@@ -57,9 +62,7 @@ async def probe_on_own_connection(
             body, oversize = await read_capped(payload)
             read_whole = not oversize
     except TimeoutError as error:
-        if error.errno is not None:  # the kernel's, not the probe's budget: a connection error
-            return failure(clock, started, True, *classify_exception(error, key))
-        return failure(clock, started, True, Result.TIMEOUT, f"no answer within {timeout:g}s")
+        return timed_out(error, clock, started, True, timeout, key)
     except (aiohttp.ClientError, HttpProcessingError, OSError, ValueError) as error:
         return failure(clock, started, True, *classify_exception(error, key))
     finally:

@@ -14,10 +14,15 @@ import yarl
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.helpers import get_env_proxy_for_url
 
-from exporter.classify import Result
 from exporter.config import KeyConfig
 from exporter.probes.own_connection import probe_on_own_connection
-from exporter.probes.rest_answer import classify_exception, failure, from_response, read_capped
+from exporter.probes.rest_answer import (
+    classify_exception,
+    failure,
+    from_response,
+    read_capped,
+    timed_out,
+)
 from exporter.probes.rest_timing import CLOCK, ProbeClock, TimedResponseHandler
 from exporter.probes.tls import tls_context
 from exporter.state import ProbeResult
@@ -228,11 +233,7 @@ async def probe_rest(
                 body, oversize = await read_capped(response.content)
                 status, headers = response.status, response.headers
     except TimeoutError as error:
-        if error.errno is not None:  # the kernel's, not the probe's budget: a connection error
-            return failure(clock, started, fresh, *classify_exception(error, key))
-        return failure(
-            clock, started, fresh, Result.TIMEOUT, f"no answer within {config.timeout:g}s"
-        )
+        return timed_out(error, clock, started, fresh, config.timeout, key)
     except (aiohttp.ClientError, OSError, ValueError) as error:
         return failure(clock, started, fresh, *classify_exception(error, key))
     finally:

@@ -55,6 +55,15 @@ def failure(
     )
 
 
+def timed_out(
+    error: TimeoutError, clock: ProbeClock, started: float, fresh: bool, budget: float, key: str
+) -> ProbeResult:
+    """The probe's own budget ran out, or (with an errno) the kernel gave up connecting."""
+    if error.errno is not None:
+        return failure(clock, started, fresh, *classify_exception(error, key))
+    return failure(clock, started, fresh, Result.TIMEOUT, f"no answer within {budget:g}s")
+
+
 def classify_exception(error: BaseException, key: str) -> tuple[Result, str]:
     text = scrub(f"{type(error).__name__}: {error}", [key])
     if isinstance(error, aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch) or (
