@@ -17,6 +17,8 @@ from exporter.redaction import redact
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PROBES = ("rest", "realtime")
+DEFAULT_PROBES = ("rest", "realtime")  # the product exists because a Realtime session failed
+DEFAULT_REALTIME_MODEL = "gpt-realtime-2.1"
 REALTIME_APIS = ("ga", "beta")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -41,7 +43,9 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class RealtimeSettings:
-    model: str = "gpt-realtime"
+    # A model with no shutdown date (gpt-realtime shuts down on 2027-01-20): a default that
+    # pages everyone on that day helps no one. People set the model their application uses.
+    model: str = DEFAULT_REALTIME_MODEL
     api: str = "ga"
     url: str | None = None
     interval: float = 300.0
@@ -55,7 +59,7 @@ class KeyConfig:
     interval: float = 60.0
     timeout: float = 10.0
     retry_interval: float = 10.0
-    probes: tuple[str, ...] = ("rest",)
+    probes: tuple[str, ...] = DEFAULT_PROBES
     organization: str | None = None
     project: str | None = None
     realtime: RealtimeSettings = field(default_factory=RealtimeSettings)

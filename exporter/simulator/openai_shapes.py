@@ -14,6 +14,7 @@ RATE_LIMIT_REQUESTS = 10000
 RATE_LIMIT_TOKENS = 30000000
 
 REALTIME_MODELS = (
+    "gpt-realtime-2.1",
     "gpt-realtime",
     "gpt-realtime-mini",
     "gpt-realtime-2025-08-28",
@@ -23,6 +24,7 @@ REALTIME_MODELS = (
 )
 
 _MODELS: tuple[tuple[str, int], ...] = (
+    ("gpt-realtime-2.1", 1780000000),
     ("gpt-realtime", 1756271701),
     ("gpt-realtime-mini", 1759517133),
     ("gpt-realtime-2025-08-28", 1756271773),
