@@ -52,7 +52,7 @@ from bench.processes import (
     wait_ready,
     write_fleet,
 )
-from exporter.scheduler import MAX_FIRST_RUN_SPREAD, first_run_offset
+from exporter.scheduler import first_round_spread, first_run_offset
 from exporter.simulator import key_id, make_key
 
 REPO = Path(__file__).resolve().parent.parent
@@ -228,7 +228,7 @@ def run_fleet(context: Context, size: FleetSize, profile: Profile, hammer: bool)
         )
         exporter = start_exporter(context.workdir, fleet)
         with running(exporter):
-            spread = min(size.interval, MAX_FIRST_RUN_SPREAD)
+            spread = min(size.interval, first_round_spread(2 * size.keys))
             wait_ready(exporter, timeout=spread + 300)
             ready_after = time.monotonic() - exporter.launched
             series = scrape_series(
@@ -308,6 +308,7 @@ def _punctuality(
     taken as the earliest (arrival - offset): lateness is relative to the most punctual probe.
     """
     names = fleet.key_ids()
+    round_spread = first_round_spread(2 * len(names))  # every key has both probes
     expected: list[tuple[float, float, list[float]]] = []  # offset, interval, arrival times
     for identifier, entry in stats.items():
         name = names.get(identifier)
@@ -319,7 +320,9 @@ def _punctuality(
         ):
             times = entry[times_field]
             if times:
-                expected.append((first_run_offset(name, probe, interval), interval, times))
+                expected.append(
+                    (first_run_offset(name, probe, interval, round_spread), interval, times)
+                )
     if not expected:
         return
     zero = min(times[0] - offset for offset, _, times in expected)
@@ -340,7 +343,7 @@ def _punctuality(
     ]
     per_second = Counter(int(arrival - zero) for arrival in firsts)
     result.first_round_peak_per_s = max(per_second.values())
-    result.first_round_mean_per_s = len(firsts) / min(size.interval, MAX_FIRST_RUN_SPREAD)
+    result.first_round_mean_per_s = len(firsts) / min(size.interval, round_spread)
     gaps = [
         later - earlier
         for entry in stats.values()
@@ -356,7 +359,7 @@ def _punctuality(
             name = names.get(identifier)
             if name is None:
                 continue
-            base = zero + first_run_offset(name, "rest", size.interval)
+            base = zero + first_run_offset(name, "rest", size.interval, round_spread)
             slots = [
                 base + round((arrival - base) / size.interval) * size.interval
                 for arrival in entry["rest_request_times"]

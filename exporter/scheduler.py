@@ -18,13 +18,28 @@ log = logging.getLogger("exporter.scheduler")
 
 MAX_FIRST_RUN_SPREAD = 60.0
 MAX_RETRY_AFTER = 900.0  # the first round is spread over the interval, at most this long
+# New probes started per second, at most, when a round of them begins (a start, a reload that
+# adds keys): enough to keep 10,000 keys from bursting, small enough that 100 keys with both
+# probes are all answered within a second or two of the start.
+FIRST_ROUND_RATE = 200.0
 
 
-def first_run_offset(name: str, probe: str, interval: float) -> float:
-    """A stable offset in [0, min(interval, 60s)): restarts keep keys apart, never in lockstep."""
+def first_round_spread(probes: int) -> float:
+    """Seconds over which a round of `probes` new probes is spread: only what the rate needs."""
+    return min(probes / FIRST_ROUND_RATE, MAX_FIRST_RUN_SPREAD)
+
+
+def first_run_offset(
+    name: str, probe: str, interval: float, spread: float = MAX_FIRST_RUN_SPREAD
+) -> float:
+    """A stable offset in [0, min(interval, spread)): restarts keep keys apart, never in lockstep.
+
+    The key keeps its place in the round (the same fraction of it after a restart); `spread`
+    comes from first_round_spread, so a small fleet's first results come in seconds.
+    """
     digest = hashlib.sha256(f"{name}\0{probe}".encode()).digest()
     fraction = int.from_bytes(digest[:8], "big") / 2**64
-    return fraction * min(interval, MAX_FIRST_RUN_SPREAD)
+    return fraction * min(interval, spread, MAX_FIRST_RUN_SPREAD)
 
 
 def next_delay(config: KeyConfig, result: ProbeResult, consecutive_failures: int) -> float | None:
@@ -70,12 +85,13 @@ class ProbeScheduler:
                 del self._configs[name]  # its entries are skipped when they come due
                 for prober in self.runner.probers.values():
                     prober.forget(name)
-        for name, key in wanted.items():
-            if name in self._configs:
-                continue
+        added = [key for name, key in wanted.items() if name not in self._configs]
+        spread = first_round_spread(sum(len(key.probes) for key in added))
+        for key in added:
+            name = key.name
             self._configs[name] = key
             for probe in key.probes:
-                offset = first_run_offset(name, probe, key.interval_for(probe))
+                offset = first_run_offset(name, probe, key.interval_for(probe), spread)
                 if self._zero is None:
                     self._unstarted.append((offset, name, probe, key))
                 else:

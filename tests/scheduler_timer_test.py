@@ -13,7 +13,7 @@ import pytest
 from exporter.classify import Result
 from exporter.config import Config, KeyConfig
 from exporter.keys import KeySource, SourceKind
-from exporter.scheduler import ProbeScheduler, first_run_offset
+from exporter.scheduler import ProbeScheduler, first_round_spread, first_run_offset
 from exporter.state import KeyIdentity, ProbeResult, StateStore
 
 INTERVAL = 0.6
@@ -73,7 +73,7 @@ def test_first_round_counts_from_start_and_then_keeps_the_interval() -> None:
         scheduler.shutdown()
         for name in names:
             times = runner.times(name)
-            offset = first_run_offset(name, "rest", INTERVAL)
+            offset = first_run_offset(name, "rest", INTERVAL, first_round_spread(len(names)))
             assert abs(times[0] - (zero + offset)) < SLACK, (name, times[0] - zero, offset)
             gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
             assert gaps and all(abs(gap - INTERVAL) < SLACK for gap in gaps), (name, gaps)
@@ -128,7 +128,7 @@ def test_a_reload_keeps_unchanged_keys_and_drops_removed_ones() -> None:
         gaps = [later - earlier for earlier, later in itertools.pairwise(kept_runs)]
         assert len(kept_runs) > before and all(abs(gap - INTERVAL) < SLACK for gap in gaps)
         added = runner.times("added")
-        offset = first_run_offset("added", "rest", INTERVAL)
+        offset = first_run_offset("added", "rest", INTERVAL, first_round_spread(1))
         assert added and abs(added[0] - (reloaded_at + offset)) < SLACK
 
     asyncio.run(scenario())
