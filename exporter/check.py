@@ -18,25 +18,46 @@ from exporter.runner import ProbeRunner
 from exporter.service import read_config
 from exporter.state import KeyState, StateStore
 
-PASS, FAIL, UNKNOWN, SKIPPED = "pass", "fail", "unknown", "skipped"
-_MARKS = {PASS: "[x]", FAIL: "[ ]", UNKNOWN: "[?]", SKIPPED: "[-]"}
-_COLOURS = {PASS: "\033[32m", FAIL: "\033[31m", UNKNOWN: "\033[33m", SKIPPED: "\033[90m"}
+PASS, FAIL, UNKNOWN, NOT_CHECKED = "pass", "fail", "unknown", "not_checked"
+_MARKS = {PASS: "[x]", FAIL: "[ ]", UNKNOWN: "[?]", NOT_CHECKED: "[-]"}
+_COLOURS = {PASS: "\033[32m", FAIL: "\033[31m", UNKNOWN: "\033[33m", NOT_CHECKED: "\033[90m"}
 _RESET = "\033[0m"
+# What proved an item, for a person: a probe, or the reading and lint that send nothing.
+_PROVERS = {
+    "source": "by reading its source",
+    "lint": "by the lint, nothing sent",
+    "rest": "by the rest probe",
+    "realtime": "by the realtime probe",
+    "inference": "by the inference probe",
+}
 _PERMISSION_RESULTS = {
     Result.INSUFFICIENT_PERMISSIONS,
     Result.MISMATCHED_ORGANIZATION,
     Result.MISMATCHED_PROJECT,
-    Result.MODEL_NOT_FOUND,
-    Result.API_SHAPE_RETIRED,
     Result.UNSUPPORTED_REGION,
 }
+_MODEL_RESULTS = {Result.MODEL_NOT_FOUND, Result.API_SHAPE_RETIRED}
+_NO_KEY = "no key was read from its source"
+_FORMAT = "Format: no stray spaces, quotes or line breaks"
 
 
 @dataclass
 class Item:
+    """One line of the checklist, with the probe (or reading) that proved it.
+
+    `checked` is False when nothing that could prove it ran: status is then not_checked and
+    `detail` says why. A not-checked item never fails the check.
+    """
+
     item: str
     status: str
     detail: str = ""
+    probe: str = ""
+    checked: bool = True
+
+
+def _not_checked(item: str, probe: str, reason: str) -> Item:
+    return Item(item, NOT_CHECKED, reason, probe, checked=False)
 
 
 @dataclass
@@ -115,72 +136,64 @@ def _report(key: KeyConfig, state: KeyState) -> KeyReport:
 
 def _checklist(key: KeyConfig, report: KeyReport) -> list[Item]:
     results = {probe: Result(item.result) for probe, item in report.probes.items()}
-    items: list[Item] = []
-    missing = any(result is Result.KEY_MISSING for result in results.values())
-    if missing:
+    read_item = f"Key read from its source ({report.source})"
+    if any(result is Result.KEY_MISSING for result in results.values()):
         problem = read_key(key.name, key.source).problem
-        items.append(Item(f"Key read from its source ({report.source})", FAIL, problem))
-        return items
-    items.append(Item(f"Key read from its source ({report.source})", PASS))
+        items = [Item(read_item, FAIL, problem, "source"), _not_checked(_FORMAT, "lint", _NO_KEY)]
+        return items + [
+            _not_checked(item.item, item.probe, _NO_KEY) for item in _probe_items(key, report)
+        ]
+    items = [Item(read_item, PASS, "", "source")]
     kind_text = (
         f"{report.kind.replace('_', ' ')} key" if report.kind != "unknown" else "unknown kind"
     )
     if report.format_issues:
-        items.append(
-            Item(
-                "Format: no stray spaces, quotes or line breaks",
-                FAIL,
-                ", ".join(report.format_issues),
-            )
-        )
+        items.append(Item(_FORMAT, FAIL, ", ".join(report.format_issues), "lint"))
     else:
-        items.append(
-            Item(
-                "Format: no stray spaces, quotes or line breaks",
-                PASS,
-                f"{report.fingerprint}, {kind_text}",
-            )
-        )
-    for probe, title in (
-        ("rest", "REST accepted (GET /v1/models)"),
-        ("realtime", f"Realtime session opened ({key.realtime.model})"),
-    ):
+        items.append(Item(_FORMAT, PASS, f"{report.fingerprint}, {kind_text}", "lint"))
+    return items + _probe_items(key, report)
+
+
+def _probe_items(key: KeyConfig, report: KeyReport) -> list[Item]:
+    """The items only a probe proves, each from the probe that can; not checked without it."""
+    results = {probe: Result(item.result) for probe, item in report.probes.items()}
+    items: list[Item] = []
+
+    def judged(item: str, probe: str, failing: set[Result] | None) -> None:
+        """`failing`: the results that fail this item (None: any but ok); others are unknown."""
         if probe not in results:
-            items.append(Item(title, SKIPPED, "probe not configured"))
-            continue
+            reason = f"the {probe} probe is not configured for this key"
+            items.append(_not_checked(item, probe, reason))
+            return
         result = results[probe]
         detail = _probe_detail(report.probes[probe])
-        items.append(Item(title, PASS if result is Result.OK else FAIL, detail))
-    permission_failures = [r for r in results.values() if r in _PERMISSION_RESULTS]
-    if permission_failures:
-        items.append(
-            Item(
-                "Permissions (scopes, organization, project, model, region)",
-                FAIL,
-                ", ".join(sorted({r.value for r in permission_failures})),
-            )
-        )
-    elif all(result is Result.OK for result in results.values()):
-        items.append(Item("Permissions (scopes, organization, project, model, region)", PASS))
-    else:
-        items.append(
-            Item(
-                "Permissions (scopes, organization, project, model, region)",
-                UNKNOWN,
-                "not known until the probes get an answer from OpenAI",
-            )
-        )
-    if Result.INSUFFICIENT_QUOTA in results.values():
-        items.append(Item("Credit left", FAIL, "OpenAI answered insufficient_quota"))
-    else:
-        items.append(
-            Item(
-                "Credit left",
-                UNKNOWN,
-                "these free probes cannot see credit; check the billing page",
-            )
-        )
+        if result is Result.OK:
+            items.append(Item(item, PASS, detail, probe))
+        elif failing is None or result in failing:
+            items.append(Item(item, FAIL, detail, probe))
+        else:
+            items.append(Item(item, UNKNOWN, f"not known from this answer: {detail}", probe))
+
+    judged("REST accepted (GET /v1/models)", "rest", None)
+    judged("Permissions (scopes, organization, project, region)", "rest", _PERMISSION_RESULTS)
+    judged(f"Realtime session opened ({key.realtime.model})", "realtime", None)
+    judged("Realtime permission (the key may open sessions)", "realtime", _PERMISSION_RESULTS)
+    judged(
+        f"Realtime model accepted ({key.realtime.model}, {key.realtime.api} interface)",
+        "realtime",
+        _MODEL_RESULTS,
+    )
+    items.append(_credit_item(report, results))
     return items
+
+
+def _credit_item(report: KeyReport, results: dict[str, Result]) -> Item:
+    """Only a billed call sees credit: no free call answers insufficient_quota."""
+    title = "Credit left"
+    for probe, result in results.items():
+        if result is Result.INSUFFICIENT_QUOTA:
+            return Item(title, FAIL, _probe_detail(report.probes[probe]), probe)
+    return _not_checked(title, "inference", "enable the inference probe: no free call sees credit")
 
 
 def _probe_detail(probe: ProbeReport) -> str:
@@ -204,16 +217,23 @@ def render_text(reports: list[KeyReport], colour: bool) -> str:
         verdict = paint(PASS, "healthy") if report.healthy else paint(FAIL, "FAILING")
         lines.append(f"{report.name}: {verdict}")
         for item in report.checklist:
-            detail = f": {printable(item.detail)}" if item.detail else ""
-            lines.append(f"  {paint(item.status, _MARKS[item.status])} {item.item}{detail}")
+            lines.append(f"  {paint(item.status, _MARKS[item.status])} {_item_text(item)}")
         worst = _worst(report)
         if worst is not None:
             lines.append(f"  result: {worst.value} ({RESULTS[worst].summary})")
             lines.append(f"  read: {runbook_link(worst)}")
         lines.append("")
     healthy = sum(report.healthy for report in reports)
-    lines.append(f"{healthy} of {len(reports)} keys healthy")
+    not_checked = sum(not item.checked for report in reports for item in report.checklist)
+    lines.append(f"{healthy} of {len(reports)} keys healthy, {not_checked} items not checked")
     return "\n".join(lines) + "\n"
+
+
+def _item_text(item: Item) -> str:
+    if not item.checked:
+        return f"{item.item}: not checked: {printable(item.detail)}"
+    detail = f": {printable(item.detail)}" if item.detail else ""
+    return f"{item.item}{detail} [{_PROVERS.get(item.probe, item.probe)}]"
 
 
 def _worst(report: KeyReport) -> Result | None:
@@ -228,6 +248,7 @@ def _worst(report: KeyReport) -> Result | None:
 def render_json(reports: list[KeyReport]) -> str:
     payload = {
         "healthy": all(report.healthy for report in reports),
+        "not_checked": sum(not item.checked for report in reports for item in report.checklist),
         "keys": [asdict(report) for report in reports],
     }
     return json.dumps(payload, indent=2) + "\n"

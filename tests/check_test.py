@@ -30,8 +30,10 @@ CHECKLIST = (
     "Key read from its source",
     "Format: no stray spaces, quotes or line breaks",
     "REST accepted (GET /v1/models)",
+    "Permissions (scopes, organization, project, region)",
     "Realtime session opened",
-    "Permissions (scopes, organization, project, model, region)",
+    "Realtime permission (the key may open sessions)",
+    "Realtime model accepted",
     "Credit left",
 )
 ANSI = "\x1b["
@@ -199,9 +201,8 @@ def test_one_failing_key_exits_1_with_its_checklist(
     assert section(output, "good").startswith("good: healthy")
     block = section(output, "bad")
     assert block.startswith("bad: FAILING"), block
-    # Without a key there is nothing further to check: the list stops at its source.
-    items = CHECKLIST[:1] if case.result is Result.KEY_MISSING else CHECKLIST
-    for item in items:
+    # Without a key nothing further is checked: every other item says so.
+    for item in CHECKLIST:
         assert item in block, f"checklist item {item!r} missing:\n{block}"
     assert re.search(r"^\s+\[ \] ", block, re.MULTILINE), f"no failed item:\n{block}"
     assert f"result: {case.result.value} ({RESULTS[case.result].summary})" in block, block
@@ -237,8 +238,10 @@ def test_json_output(simulator: str, tmp_path: Path) -> None:
         assert [item["item"].split(" (")[0] for item in checklist][:1] == [
             "Key read from its source"
         ]
-        assert all(set(item) == {"item", "status", "detail"} for item in checklist)
-        assert {item["status"] for item in checklist} <= {"pass", "fail", "unknown", "skipped"}
+        assert all(
+            set(item) == {"item", "status", "detail", "probe", "checked"} for item in checklist
+        )
+        assert {item["status"] for item in checklist} <= {"pass", "fail", "unknown", "not_checked"}
         statuses = [item["status"] for item in checklist]
         assert ("fail" in statuses) != report["healthy"], checklist
     failing = reports["model_not_found"]["probes"]["realtime"]
