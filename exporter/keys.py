@@ -69,7 +69,15 @@ KEY_KINDS: tuple[tuple[str, str], ...] = (
     ("sk-admin-", "admin"),
     ("sk-", "user"),
 )
-_PLAUSIBLE_LENGTH = range(40, 257)
+# Lengths of the keys OpenAI issues today, per kind. OpenAI documents none; these are what
+# public secret scanners (gitleaks, trufflehog) match: `sk-proj-`, `sk-svcacct-`, `sk-admin-` and
+# `sk-None-` followed by 74 + `T3BlbkFJ` + 74 characters, or 58 + `T3BlbkFJ` + 58 (seen on admin
+# and some project keys), and a legacy user key `sk-` + 48. A small tolerance covers a variant
+# the scanners have not seen; a key cut in a `.env` is short by far more.
+TYPICAL_BODY_LENGTHS = (156, 124)  # after the kind's prefix
+LENGTH_TOLERANCE = 2
+LEGACY_USER_KEY_LENGTH = 51
+_PLAUSIBLE_LENGTH = range(40, 257)  # a key of no known kind (a proxy's, Azure's is 32 or 84)
 _KEY_CHARSET = re.compile(r"^[A-Za-z0-9_\-]+$")
 _CLEAN_KEY = re.compile(r"[A-Za-z0-9_\-]+")  # fullmatch: `$` would let a final newline through
 # Findings that already name the odd characters: unexpected_characters would only repeat them.
@@ -164,6 +172,34 @@ def _parse_dotenv_value(raw_line: str, match: re.Match[str], fmt: DotenvFormat) 
     return _DotenvLine(value, raw_value, issues)
 
 
+def typical_lengths(key: str) -> tuple[int, ...]:
+    """The whole lengths a key with this prefix has when it is complete; () when unknown."""
+    for prefix, kind in KEY_KINDS:
+        if key.startswith(prefix):
+            if kind == "user" and not key.startswith("sk-None-"):
+                return (LEGACY_USER_KEY_LENGTH,)
+            head = "sk-None-" if kind == "user" else prefix
+            return tuple(len(head) + body for body in TYPICAL_BODY_LENGTHS)
+    return ()
+
+
+def _length_plausible(key: str) -> bool:
+    typical = typical_lengths(key)
+    if not typical:
+        return len(key) in _PLAUSIBLE_LENGTH
+    if typical == (LEGACY_USER_KEY_LENGTH,):
+        return len(key) == LEGACY_USER_KEY_LENGTH  # one fixed format since 2020
+    return any(abs(len(key) - length) <= LENGTH_TOLERANCE for length in typical)
+
+
+def _kind_issues(kind: str) -> tuple[str, ...]:
+    if kind == "unknown":
+        return ("unknown_prefix",)
+    # An admin key manages the organization (keys, projects, costs); it cannot call models, so
+    # an application given one fails whatever the probes say about it.
+    return ("admin_key",) if kind == "admin" else ()
+
+
 def key_kind(key: str) -> str:
     cleaned = key.strip().strip("\"'")
     for prefix, kind in KEY_KINDS:
@@ -178,8 +214,8 @@ def lint_key(key: str) -> KeyLint:
         # The usual key, read before every probe: only letters, digits, - and _, so no space,
         # quote, line break or control character to look for.
         kind = key_kind(key)
-        issues: tuple[str, ...] = ("unknown_prefix",) if kind == "unknown" else ()
-        if len(key) not in _PLAUSIBLE_LENGTH:
+        issues = _kind_issues(kind)
+        if not _length_plausible(key):
             issues += ("implausible_length",)
         return KeyLint(fingerprint=redact(key), kind=kind, issues=issues, sendable=True)
     return _lint_any_text(key)
@@ -202,9 +238,9 @@ def _lint_any_text(key: str) -> KeyLint:
     if not key.isascii():
         issues.append("non_ascii")
     kind = key_kind(cleaned)
-    if kind == "unknown":
-        issues.append("unknown_prefix")
-    if len(cleaned) not in _PLAUSIBLE_LENGTH:
+    issues.extend(_kind_issues(kind))
+    # Measured without the whitespace already reported: a stray CR does not make a key long.
+    if not _length_plausible("".join(cleaned.split())):
         issues.append("implausible_length")
     elif not _KEY_CHARSET.match(cleaned) and not _CHARACTER_ISSUES & set(issues):
         issues.append("unexpected_characters")

@@ -25,8 +25,8 @@ from exporter.keys import (
 from exporter.logs import setup_logging
 from exporter.redaction import SECRETS, redact, scrub
 
-BODY = "T3BlbkFJx7vB2mZ9kLwR4tY8nH3cJ6pD1sF5gA0qE_uI-oP2aS4dF6gH8jK0lZ1xC3vB5nM7" * 2
-PROJECT_KEY = "sk-proj-" + BODY + "sQoA"
+BODY = "T3BlbkFJx7vB2mZ9kLwR4tY8nH3cJ6pD1sF5gA0qE_uI-oP2aS4dF6gH8jK0lZ1xC3vB5nM7" * 2 + "Wq3eRt5y"
+PROJECT_KEY = "sk-proj-" + BODY + "sQoA"  # 164 characters, as OpenAI issues them
 USER_KEY = "sk-" + BODY[:48]
 WITHHELD = "(message withheld: it quoted part of a key)"
 
