@@ -172,9 +172,14 @@ CLASS_ALERTS: tuple[Alert, ...] = (
         description=(
             "The {{ $labels.probe }} probe of key {{ $labels.key }} got insufficient_quota on "
             + _FAILED_IN_A_ROW
-            + ". Retrying never fixes this: add credit or raise the limit."
+            + ". Retrying never fixes this: add credit or raise the limit. Only a billed call "
+            "sees credit: this comes from the opt-in inference probe (free probes never see "
+            "it), so without that probe an empty balance pages nobody."
         ),
         for_seconds=0,
+        # Any probe: OpenAI's answer is the proof, whichever call got it. A quota is never
+        # retried early, so the confirming answer comes one probe interval later (15 min for
+        # the inference probe's default).
         matches=(Match(("insufficient_quota",)),),
     ),
     Alert(

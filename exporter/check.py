@@ -12,9 +12,10 @@ from exporter.classify import RESULTS, Result, runbook_link
 from exporter.config import Config, ConfigError, KeyConfig
 from exporter.keys import read_key
 from exporter.logs import printable
+from exporter.probes.inference import InferenceProber
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
-from exporter.runner import ProbeRunner
+from exporter.runner import Prober, ProbeRunner
 from exporter.service import read_config
 from exporter.state import KeyState, StateStore
 
@@ -89,7 +90,12 @@ class KeyReport:
 async def check_keys(config: Config) -> list[KeyReport]:
     store = StateStore()
     store.configure({key.name: key.probes for key in config.keys})
-    runner = ProbeRunner(store, {"rest": RestProber(), "realtime": RealtimeProber()})
+    probers: dict[str, Prober] = {
+        "rest": RestProber(),
+        "realtime": RealtimeProber(),
+        "inference": InferenceProber(),
+    }
+    runner = ProbeRunner(store, probers)
     try:
         await asyncio.gather(
             *(runner.run(key, probe) for key in config.keys for probe in key.probes)
@@ -183,6 +189,7 @@ def _probe_items(key: KeyConfig, report: KeyReport) -> list[Item]:
         "realtime",
         _MODEL_RESULTS,
     )
+    judged(f"Inference answered (POST /v1/responses, {key.inference.model})", "inference", None)
     items.append(_credit_item(report, results))
     return items
 
@@ -193,6 +200,12 @@ def _credit_item(report: KeyReport, results: dict[str, Result]) -> Item:
     for probe, result in results.items():
         if result is Result.INSUFFICIENT_QUOTA:
             return Item(title, FAIL, _probe_detail(report.probes[probe]), probe)
+    inference = results.get("inference")
+    if inference is Result.OK:
+        return Item(title, PASS, _probe_detail(report.probes["inference"]), "inference")
+    if inference is not None:
+        detail = f"not known from this answer: {_probe_detail(report.probes['inference'])}"
+        return Item(title, UNKNOWN, detail, "inference")
     return _not_checked(title, "inference", "enable the inference probe: no free call sees credit")
 
 

@@ -75,7 +75,7 @@ RESULTS: dict[Result, ResultInfo] = {
         Validity.UNKNOWN, "unsupported-region", "OpenAI refuses this country or region"
     ),
     Result.MODEL_NOT_FOUND: ResultInfo(
-        Validity.VALID, "model-not-found", "the Realtime model does not exist or is not allowed"
+        Validity.VALID, "model-not-found", "the probed model does not exist or is not allowed"
     ),
     Result.API_SHAPE_RETIRED: ResultInfo(
         Validity.VALID, "realtime-beta-retired", "the Realtime beta interface is retired"
@@ -109,6 +109,7 @@ ERROR_CODES: dict[str, Result] = {
     "mismatched_organization": Result.MISMATCHED_ORGANIZATION,
     "mismatched_project": Result.MISMATCHED_PROJECT,
     "insufficient_quota": Result.INSUFFICIENT_QUOTA,
+    "credit_balance_exhausted": Result.INSUFFICIENT_QUOTA,  # newer endpoints' word for it
     "rate_limit_exceeded": Result.RATE_LIMITED,
     "unsupported_country_region_territory": Result.UNSUPPORTED_REGION,
     "invalid_model": Result.MODEL_NOT_FOUND,

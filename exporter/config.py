@@ -16,8 +16,9 @@ from exporter.keys import DotenvFormat, KeySource, SourceKind, key_kind
 from exporter.redaction import redact
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-PROBES = ("rest", "realtime")
-DEFAULT_PROBES = ("rest", "realtime")  # the product exists because a Realtime session failed
+PROBES = ("rest", "realtime", "inference")  # inference is billed: never on unless listed
+# The product exists because a Realtime session failed; inference is billed: never a default.
+DEFAULT_PROBES = ("rest", "realtime")
 DEFAULT_REALTIME_MODEL = "gpt-realtime-2.1"
 REALTIME_APIS = ("ga", "beta")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -52,6 +53,14 @@ class RealtimeSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class InferenceSettings:
+    """The opt-in billed probe: one tiny Responses call (exporter/probes/inference.py)."""
+
+    model: str = "gpt-4.1-nano"  # a cheap current text model
+    interval: float = 900.0
+
+
+@dataclass(frozen=True, slots=True)
 class KeyConfig:
     name: str
     source: KeySource
@@ -64,9 +73,12 @@ class KeyConfig:
     project: str | None = None
     realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
     tls_ca_file: str | None = None
+    inference: InferenceSettings = field(default_factory=InferenceSettings)
 
     def interval_for(self, probe: str) -> float:
-        return self.realtime.interval if probe == "realtime" else self.interval
+        """A probe kind with its own settings block has its own interval; REST uses the key's."""
+        settings = getattr(self, probe, None) if probe != "rest" else None
+        return float(getattr(settings, "interval", self.interval))
 
     @property
     def realtime_url(self) -> str:
@@ -231,6 +243,7 @@ _SETTING_FIELDS = {
     "project",
     "realtime",
     "tls",
+    "inference",
 }
 _SOURCE_FIELDS = {"api_key_env", "api_key_file", "dotenv", "dotenv_var", "dotenv_format"}
 _FILE_SOURCES = {"api_key_file", "dotenv"}
@@ -267,6 +280,7 @@ def _settings(fields: _Fields, inherited: KeyConfig) -> dict[str, Any]:
     if ca_file and (problem := _ca_file_problem(ca_file)):
         raise tls.error("ca_file", problem, "give a readable PEM file of CA certificates")
     settings: dict[str, Any] = {
+        "inference": _inference_settings(fields, inherited.inference),
         "base_url": fields.get("base_url", _url, inherited.base_url, "use an https:// URL"),
         "interval": fields.get("interval", parse_duration, inherited.interval, _DURATION_FIX),
         "timeout": fields.get("timeout", parse_duration, inherited.timeout, _DURATION_FIX),
@@ -291,6 +305,13 @@ def _settings(fields: _Fields, inherited: KeyConfig) -> dict[str, Any]:
             f"{settings['timeout']:g}s is longer than the interval ({settings['interval']:g}s)",
             "make the timeout shorter than the interval",
         )
+    if "inference" in settings["probes"] and settings["timeout"] > settings["inference"].interval:
+        raise fields.error(
+            "timeout",
+            f"{settings['timeout']:g}s is longer than inference.interval "
+            f"({settings['inference'].interval:g}s)",
+            "make the timeout shorter than inference.interval",
+        )
     if "realtime" in settings["probes"] and settings["timeout"] > realtime_settings.interval:
         raise fields.error(
             "timeout",
@@ -299,6 +320,22 @@ def _settings(fields: _Fields, inherited: KeyConfig) -> dict[str, Any]:
             "make the timeout shorter than realtime.interval",
         )
     return settings
+
+
+def _inference_settings(fields: _Fields, base: InferenceSettings) -> InferenceSettings:
+    inference = _Fields(
+        fields.data.get("inference"),
+        f"{fields.path}.inference" if fields.path else "inference",
+        fields.file,
+        {"model", "interval"},
+    )
+    settings = InferenceSettings(
+        model=inference.get(
+            "model", _string, base.model, "name a text model, such as gpt-4.1-nano"
+        ),
+        interval=inference.get("interval", parse_duration, base.interval, _DURATION_FIX),
+    )
+    return base if settings == base else settings  # shared by the keys that inherit it
 
 
 def _relative_to_config(config_file: str, path: str) -> str:

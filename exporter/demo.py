@@ -25,7 +25,9 @@ DEMO_KEYS: dict[str, tuple[str, dict[str, object]]] = {
     "revoked": ("invalid_api_key", {}),
     "restricted": ("missing_scopes", {}),
     "realtime-denied": ("rt_forbidden", {}),
-    "no-credit": ("insufficient_quota", {}),
+    # Only a billed call sees credit: this key shows it through the opt-in inference probe.
+    "no-credit": ("insufficient_quota", {"probes": ["rest", "realtime", "inference"]}),
+    "paid": ("ok", {"probes": ["rest", "realtime", "inference"]}),
     "throttled": ("rate_limited", {}),
     "flaky-upstream": ("server_error", {}),
 }

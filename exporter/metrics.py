@@ -130,6 +130,12 @@ FAMILIES: tuple[Family, ...] = (
         "WebSocket close code of the last Realtime probe (1000 after our own clean close).",
     ),
     Family("openai_realtime_closes_total", "counter", "Realtime WebSocket closes by close code."),
+    Family(
+        "openai_probe_billed_tokens_total",
+        "counter",
+        "Tokens OpenAI billed for the opt-in inference probe (input and output); present only "
+        "for keys with that probe.",
+    ),
 )
 _INDEX = {family.name: index for index, family in enumerate(FAMILIES)}
 LATENCY = Family(
@@ -195,6 +201,8 @@ def render_key(state: KeyState) -> list[bytes]:
         lines.add(f"openai_ratelimit_{header}", key, value)
     for probe, probe_state in state.probes.items():
         _render_probe(lines, key, probe, probe_state)
+    if state.inference is not None:  # the only billed probe; free probes have nothing to count
+        lines.add("openai_probe_billed_tokens_total", key, state.inference.billed_tokens_total)
     return [_join_encoded(block) for block in lines.by_family]
 
 

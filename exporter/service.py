@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from exporter.config import Config, ConfigError, config_from_environment, load_config
 from exporter.metrics import ExporterMetrics, MetricsRenderer
+from exporter.probes.inference import InferenceProber, log_cost
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
 from exporter.redaction import SECRETS
@@ -31,7 +32,10 @@ class Exporter:
         self.metrics = ExporterMetrics()
         self.renderer = MetricsRenderer(self.metrics, self.store.latency)
         self.store.subscribe(self.renderer.update)
-        self.runner = ProbeRunner(self.store, {"rest": RestProber(), "realtime": RealtimeProber()})
+        self.runner = ProbeRunner(
+            self.store,
+            {"rest": RestProber(), "realtime": RealtimeProber(), "inference": InferenceProber()},
+        )
         self.scheduler = ProbeScheduler(self.runner)
         self.config: Config | None = None
 
@@ -55,6 +59,7 @@ class Exporter:
         self.renderer.retain(names)
         self.scheduler.apply(config)
         self.metrics.config_loaded(True, len(config.keys))
+        log_cost(config.keys)  # the one billed probe says what it costs, at each (re)load
 
     def reload(self) -> tuple[bool, str]:
         try:

@@ -37,6 +37,7 @@ class ProbeResult:
     ratelimit: Mapping[str, float] = field(default_factory=_empty)
     close_code: int | None = None
     started_at: float = field(default_factory=time.time)
+    billed_tokens: int = 0  # tokens OpenAI counted for a billed probe (inference); 0 for free ones
 
     def __post_init__(self) -> None:
         # Held for every key until its next probe: kept as compact Readings, not dicts.
@@ -65,6 +66,7 @@ class ProbeState:
     requests_total: int = 0
     errors_total: Readings = field(default_factory=_empty)  # by error code
     closes_total: Readings = field(default_factory=_empty)  # by WebSocket close code, as text
+    billed_tokens_total: int = 0
 
     @property
     def phases(self) -> Mapping[str, float]:
@@ -85,6 +87,7 @@ class ProbeState:
                 result = replace(result, phases={**kept, **result.phases})
         self.last = result
         self.requests_total += result.requests_made
+        self.billed_tokens_total += result.billed_tokens
         if result.healthy:
             self.consecutive_failures = 0
             self.last_success_at = result.started_at + result.duration
@@ -117,27 +120,32 @@ class LatencyHistogram:
                 self.bucket_counts[index] += 1
 
 
+# Every kind of probe, in the order they are shown; each is a field of KeyState.
+PROBE_KINDS: tuple[str, ...] = ("rest", "realtime", "inference")
+
+
 @dataclass(slots=True)
 class KeyState:
     name: str
-    # A field per kind of probe, None when not configured: a dict per key was 2 MB at 10,000.
+    # A field per kind of probe (PROBE_KINDS), None when not configured: a dict per key was
+    # 2 MB at 10,000.
     rest: ProbeState | None = None
     realtime: ProbeState | None = None
+    inference: ProbeState | None = None
     identity: KeyIdentity = field(default_factory=KeyIdentity)
     valid: bool | None = None  # None until a conclusive answer
     ratelimit: Mapping[str, float] = field(default_factory=_empty)
 
     @property
     def probes(self) -> dict[str, ProbeState]:
-        """The configured probes' states, REST first."""
-        pairs = (("rest", self.rest), ("realtime", self.realtime))
-        return {probe: state for probe, state in pairs if state is not None}
+        """The configured probes' states, in PROBE_KINDS order (REST first)."""
+        states = ((kind, getattr(self, kind)) for kind in PROBE_KINDS)
+        return {kind: state for kind, state in states if state is not None}
 
     def probe(self, kind: str) -> ProbeState | None:
         """The state of one kind of probe; None when the key is not probed so."""
-        if kind == "rest":
-            return self.rest
-        return self.realtime if kind == "realtime" else None
+        state: ProbeState | None = getattr(self, kind) if kind in PROBE_KINDS else None
+        return state
 
     @property
     def probed_once(self) -> bool:
@@ -171,8 +179,9 @@ class StateStore:
             if state is None:
                 state = KeyState(name=name)
                 self._keys[name] = state
-            state.rest = (state.rest or ProbeState()) if "rest" in probes else None
-            state.realtime = (state.realtime or ProbeState()) if "realtime" in probes else None
+            for kind in PROBE_KINDS:
+                held = getattr(state, kind)
+                setattr(state, kind, (held or ProbeState()) if kind in probes else None)
             self._changed(state)
 
     def record(self, name: str, identity: KeyIdentity, result: ProbeResult) -> KeyState | None:

@@ -66,15 +66,17 @@ def test_text_names_every_prover_and_says_not_checked(simulator: str, tmp_path: 
     for line in rest_only:
         if line.lstrip().startswith("[x]"):
             assert re.search(r"\[by (reading its source|the lint|the \w+ probe)", line), line
-    # rest-only: 3 Realtime items and credit; both: credit.
-    assert lines[-1] == "2 of 2 keys healthy, 5 items not checked", lines[-1]
+    (inference,) = [line for line in rest_only if "Inference answered" in line]
+    assert inference.endswith("not checked: the inference probe is not configured for this key")
+    # rest-only: 3 Realtime items, inference and credit; both: inference and credit.
+    assert lines[-1] == "2 of 2 keys healthy, 7 items not checked", lines[-1]
 
 
 def test_json_marks_items_checked_false_with_the_reason(simulator: str, tmp_path: Path) -> None:
     checked = run_check(_config(tmp_path, simulator), "--output", "json")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     document = json.loads(checked.stdout)
-    assert document["not_checked"] == 5
+    assert document["not_checked"] == 7
     reports = {report["name"]: report for report in document["keys"]}
     for name, report in reports.items():
         for item in report["checklist"]:
@@ -94,3 +96,24 @@ def test_json_marks_items_checked_false_with_the_reason(simulator: str, tmp_path
             assert realtime == {**realtime, "checked": True, "status": "pass", "probe": "realtime"}
         credit = statuses["Credit left"]
         assert (credit["checked"], credit["probe"]) == (False, "inference")
+
+
+def test_credit_is_proven_by_the_inference_probe(simulator: str, tmp_path: Path) -> None:
+    entries = [
+        {
+            "name": name,
+            "api_key_file": str(write_key(tmp_path, name, make_key(scenario, seed=name))),
+            "probes": ["rest", "inference"],
+        }
+        for name, scenario in (("paid", "ok"), ("broke", "insufficient_quota"))
+    ]
+    checked = run_check(write_config(tmp_path / "config.yml", simulator, entries))
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    lines = checked.stdout.splitlines()
+    (paid,) = [line for line in lines[: lines.index("")] if "Credit left" in line]
+    assert paid.lstrip().startswith("[x] Credit left: ok, HTTP 200")
+    assert paid.endswith("[by the inference probe]")
+    broke = checked.stdout.split("broke: FAILING", 1)[1]
+    assert "[ ] Credit left: insufficient_quota, HTTP 429" in broke
+    assert "[x] REST accepted (GET /v1/models): ok" in broke  # the free call cannot see it
+    assert "result: insufficient_quota" in broke

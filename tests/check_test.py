@@ -66,8 +66,12 @@ CASES: dict[str, Case] = {
     "mismatched_project": Case(
         "mismatched_project", Result.MISMATCHED_PROJECT, "mismatched_project"
     ),
+    # Only the billed inference probe sees credit; REST answers ok.
     "insufficient_quota": Case(
-        "insufficient_quota", Result.INSUFFICIENT_QUOTA, "insufficient_quota"
+        "insufficient_quota",
+        Result.INSUFFICIENT_QUOTA,
+        "ok",
+        settings=(("probes", ["rest", "realtime", "inference"]),),
     ),
     "rate_limited": Case("rate_limited", Result.RATE_LIMITED, "rate_limited", arg=30),
     "unsupported_region": Case(

@@ -21,6 +21,7 @@ from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import httpx
 import jsonschema
 import kubernetes_validate
 import pytest
@@ -776,7 +777,7 @@ def test_dashboard_configmaps_hold_every_dashboard() -> None:
 DEMO_REST_RESULTS = {
     "DEMO_KEY_OK": "ok",
     "DEMO_KEY_INVALID_API_KEY": "invalid_api_key",
-    "DEMO_KEY_INSUFFICIENT_QUOTA": "insufficient_quota",
+    "DEMO_KEY_INSUFFICIENT_QUOTA": "ok",  # no free call sees credit: the inference probe does
     "DEMO_KEY_RATE_LIMITED": "rate_limited",
     "DEMO_KEY_SERVER_ERROR": "server_error",
     "DEMO_KEY_RT_MISSING_SCOPES": "ok",
@@ -842,6 +843,8 @@ def test_demo_profile_shows_every_scenario(tmp_path: Path) -> None:
             assert results == {
                 name: DEMO_REST_RESULTS[variable] for name, variable in variables.items()
             }, exporter.output()[-3000:]
+            credit = 'openai_probe_result{key="demo-no-quota",probe="inference",result="insufficient_quota"} 1'
+            assert credit in httpx.get(f"{url}/metrics", timeout=5).text
         finally:
             exporter.stop()
     finally:

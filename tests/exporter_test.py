@@ -259,15 +259,8 @@ EVERY_CLASS: dict[str, Expect] = {
         "mismatched_project",
         3000,
     ),
-    "quota": Expect(
-        "insufficient_quota",
-        ("insufficient_quota", 429),
-        OK_RT,
-        1,
-        "insufficient_quota",
-        "",
-        1000,
-    ),
+    # No free probe sees credit: only the opt-in inference probe does (inference_probe_test.py).
+    "quota": Expect("insufficient_quota", OK_REST, OK_RT, 1, "", "", 1000),
     "rate": Expect(
         "rate_limited", ("rate_limited", 429), OK_RT, 1, "rate_limit_exceeded", "", 1000, arg=30
     ),

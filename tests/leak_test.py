@@ -209,7 +209,7 @@ def _key_config(
         base_url=(secure if options.get("tls") else plain).base_url,
         timeout=TIMEOUT_S,
         interval=60.0,
-        probes=("rest", "realtime"),
+        probes=("rest", "realtime", "inference"),  # the billed probe's outputs are proven too
         realtime=RealtimeSettings(api="beta" if options.get("beta") else "ga"),
     )
 

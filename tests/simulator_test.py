@@ -227,7 +227,6 @@ REST_ERRORS = [
         "mismatched_project",
         "OpenAI-Project header should match project for API key",
     ),
-    ("insufficient_quota", 429, "insufficient_quota", "insufficient_quota", "You exceeded"),
     ("rate_limited", 429, "requests", "rate_limit_exceeded", "Rate limit reached for"),
     (
         "unsupported_region",

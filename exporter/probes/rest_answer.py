@@ -6,7 +6,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -18,7 +18,7 @@ from exporter.probes.rest_timing import ProbeClock
 from exporter.redaction import scrub
 from exporter.state import ProbeResult
 
-MAX_BODY_BYTES = 4 * 1024 * 1024  # /models is a few dozen KiB; more is not OpenAI
+MAX_BODY_BYTES = 4 * 1024 * 1024  # /models is a few dozen KiB, a probe's response less
 _OPENAI_REQUEST_ID = re.compile(r"req_[0-9a-f]{1,60}")
 _RATELIMIT_HEADERS = {
     "x-ratelimit-limit-requests": "limit_requests",
@@ -42,11 +42,17 @@ async def read_capped(stream: aiohttp.StreamReader) -> tuple[bytes, bool]:
 
 
 def failure(
-    clock: ProbeClock, started: float, fresh: bool, result: Result, message: str
+    clock: ProbeClock,
+    started: float,
+    fresh: bool,
+    result: Result,
+    message: str,
+    *,
+    probe: str = "rest",
 ) -> ProbeResult:
     # The whole attempt, from before any connection: a timeout then reads as the timeout.
     return ProbeResult(
-        probe="rest",
+        probe=probe,
         result=result,
         duration=time.perf_counter() - started,
         phases=clock.phases(connection=fresh),
@@ -56,12 +62,20 @@ def failure(
 
 
 def timed_out(
-    error: TimeoutError, clock: ProbeClock, started: float, fresh: bool, budget: float, key: str
+    error: TimeoutError,
+    clock: ProbeClock,
+    started: float,
+    fresh: bool,
+    budget: float,
+    key: str,
+    *,
+    probe: str = "rest",
 ) -> ProbeResult:
     """The probe's own budget ran out, or (with an errno) the kernel gave up connecting."""
     if error.errno is not None:
-        return failure(clock, started, fresh, *classify_exception(error, key))
-    return failure(clock, started, fresh, Result.TIMEOUT, f"no answer within {budget:g}s")
+        return failure(clock, started, fresh, *classify_exception(error, key), probe=probe)
+    message = f"no answer within {budget:g}s"
+    return failure(clock, started, fresh, Result.TIMEOUT, message, probe=probe)
 
 
 def classify_exception(error: BaseException, key: str) -> tuple[Result, str]:
@@ -82,6 +96,10 @@ def classify_exception(error: BaseException, key: str) -> tuple[Result, str]:
     return Result.OTHER, text
 
 
+def is_model_list(payload: Any) -> bool:
+    return isinstance(payload, dict) and isinstance(payload.get("data"), list)
+
+
 def from_response(
     status: int,
     headers: Mapping[str, str],
@@ -90,9 +108,14 @@ def from_response(
     duration: float,
     phases: dict[str, float],
     key: str,
+    *,
+    probe: str = "rest",
+    expected: tuple[Callable[[Any], bool], str] = (is_model_list, "a model list"),
 ) -> ProbeResult:
+    """The answer as a result; a 2xx is ok only when `expected`'s test accepts its JSON."""
+    accepts, answer_name = expected
     common: dict[str, Any] = {
-        "probe": "rest",
+        "probe": probe,
         "duration": duration,
         "phases": phases,
         "http_status": status,
@@ -108,12 +131,12 @@ def from_response(
         )
     payload = _json(body)
     if 200 <= status < 300:
-        if isinstance(payload, dict) and isinstance(payload.get("data"), list):
+        if accepts(payload):
             return ProbeResult(result=Result.OK, **common)
         return ProbeResult(
             result=Result.PROTOCOL_ERROR,
             error_code="protocol_error",
-            message=f"HTTP {status} but not a model list ({_describe_body(headers, body, key)})",
+            message=f"HTTP {status} but not {answer_name} ({_describe_body(headers, body, key)})",
             **common,
         )
     retry_after_seconds = retry_after(headers) if status == 429 else None

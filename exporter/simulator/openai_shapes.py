@@ -33,6 +33,7 @@ _MODELS: tuple[tuple[str, int], ...] = (
     ("gpt-4o-mini-realtime-preview", 1734387380),
     ("gpt-4o", 1715367049),
     ("gpt-4o-mini", 1721172741),
+    ("gpt-4.1-nano", 1744321025),
     ("text-embedding-3-small", 1705948997),
 )
 
@@ -120,7 +121,43 @@ INSUFFICIENT_QUOTA_MESSAGE = (
     "information on this error, read the docs: "
     "https://platform.openai.com/docs/guides/error-codes/api-errors."
 )
+CREDIT_BALANCE_EXHAUSTED_MESSAGE = (
+    "You have no credits remaining. Add credits to continue using the API at "
+    "https://platform.openai.com/settings/organization/billing/."
+)
 UNSUPPORTED_REGION_MESSAGE = "Country, region, or territory not supported"
+# Models the Responses API answers with text: the chat and text models of the model list.
+TEXT_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1-nano")
+
+
+def response_object(model: str, text: str, input_tokens: int, output_tokens: int) -> dict[str, Any]:
+    """A completed `POST /v1/responses` answer, as the Responses API shapes it."""
+    return {
+        "id": "resp_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(48)),
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "completed",
+        "error": None,
+        "incomplete_details": None,
+        "model": model,
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(48)),
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        ],
+        "store": False,
+        "usage": {
+            "input_tokens": input_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": input_tokens + output_tokens,
+        },
+    }
 
 
 def rate_limit_message(retry_after_s: int) -> str:

@@ -309,7 +309,7 @@ class RealtimeSession:
         )
 
     async def _response_create(self, client_event_id: str | None) -> None:
-        if self.scenario == "insufficient_quota":
+        if self.scenario in {"insufficient_quota", "credit_balance_exhausted"}:
             await self.send(
                 shapes.error_event(
                     shapes.INSUFFICIENT_QUOTA_MESSAGE,

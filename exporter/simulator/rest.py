@@ -161,11 +161,6 @@ async def mismatched_project(call: RestCall) -> web.StreamResponse:
     return json_error(401, message, "invalid_request_error", "mismatched_project")
 
 
-async def insufficient_quota(call: RestCall) -> web.StreamResponse:
-    message = shapes.INSUFFICIENT_QUOTA_MESSAGE
-    return json_error(429, message, "insufficient_quota", "insufficient_quota")
-
-
 async def rate_limited(call: RestCall) -> web.StreamResponse:
     retry_after = call.arg if call.arg is not None else 20
     headers = {
@@ -316,7 +311,6 @@ REST_BEHAVIOURS: dict[str, RestBehaviour] = {
     "account_deactivated": account_deactivated,
     "mismatched_organization": mismatched_organization,
     "mismatched_project": mismatched_project,
-    "insufficient_quota": insufficient_quota,
     "rate_limited": rate_limited,
     "unsupported_region": unsupported_region,
     "server_error": server_error,
@@ -332,7 +326,7 @@ REST_BEHAVIOURS: dict[str, RestBehaviour] = {
     "html_200": html_200,
     "endless": endless,
     "drip": drip,
-}  # every other scenario (the rt_* ones) answers ok
+}  # every other scenario answers ok: the rt_* ones, and no credit (no free call sees it)
 
 
 async def handle_models(request: web.Request) -> web.StreamResponse:

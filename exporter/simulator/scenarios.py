@@ -56,8 +56,13 @@ SCENARIOS: dict[str, Scenario] = {
         "401 invalid_request_error code mismatched_project",
         _RT_AUTH.format(code="mismatched_project"),
     ),
+    # No free call sees credit: /v1/models and opening a session answer as for a healthy key.
     "insufficient_quota": Scenario(
-        "429 insufficient_quota code insufficient_quota",
+        "200 model list; POST /v1/responses: 429 insufficient_quota code insufficient_quota",
+        "healthy session; response.create answered by an insufficient_quota error event",
+    ),
+    "credit_balance_exhausted": Scenario(
+        "200 model list; POST /v1/responses: 429 code credit_balance_exhausted",
         "healthy session; response.create answered by an insufficient_quota error event",
     ),
     "rate_limited": Scenario(

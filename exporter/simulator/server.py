@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.simulator import realtime, rest
+from exporter.simulator import realtime, responses, rest
 from exporter.simulator.scenarios import SCENARIOS
 from exporter.simulator.state import SimulatorState, key_id
 from exporter.simulator.timing import ARRIVALS, ArrivalClock
@@ -158,6 +158,7 @@ def build_app(state: SimulatorState, handlers: set[asyncio.Task[Any]]) -> web.Ap
     app.router.add_get("/v1/models", rest.handle_models)
     app.router.add_get("/v1/models/{model}", rest.handle_models)
     app.router.add_get("/v1/realtime", realtime.handle_realtime)
+    app.router.add_post("/v1/responses", responses.handle_responses)
     app.router.add_route("*", "/v1/{tail:.*}", rest.handle_unknown_path)
     app.router.add_get("/_sim/stats", _get_stats)
     app.router.add_post("/_sim/reset", _post_reset)

@@ -47,6 +47,11 @@ class KeyStats:
     rest_answer_times: collections.deque[tuple[float, float, float]] = field(
         default_factory=lambda: collections.deque(maxlen=_MAX_TIMES)
     )
+    responses_requests: int = 0  # POST /v1/responses, the only billed REST call simulated
+    billed_tokens: int = 0
+    responses_bodies: collections.deque[dict[str, Any]] = field(
+        default_factory=lambda: collections.deque(maxlen=16)
+    )
     # REST requests of the last RATE_WINDOW_S, pruned as it goes so each request costs O(1)
     last_minute: collections.deque[float] = field(default_factory=collections.deque)
 
@@ -63,6 +68,9 @@ class KeyStats:
             "rest_request_times": list(self.rest_request_times),
             "realtime_session_times": list(self.realtime_session_times),
             "rest_answer_times": [list(times) for times in self.rest_answer_times],
+            "responses_requests": self.responses_requests,
+            "billed_tokens": self.billed_tokens,
+            "responses_bodies": list(self.responses_bodies),
         }
 
 
@@ -113,6 +121,14 @@ class SimulatorState:
             stats.rest_request_times.append(now)
             stats.last_minute.append(now)
             stats.prune(now)
+
+    def record_response(self, token: str | None, body: dict[str, Any], tokens: int) -> None:
+        """A `POST /v1/responses`: what it asked for, and the tokens billed for its answer."""
+        with self._lock:
+            stats = self._stats_for(token)
+            stats.responses_requests += 1
+            stats.billed_tokens += tokens
+            stats.responses_bodies.append(body)
 
     def record_answer(self, token: str, arrived: float, woke: float, written: float) -> None:
         """The timing of one answer of a timed scenario (time.monotonic() values)."""
