@@ -57,6 +57,12 @@ LATENCY_THRESHOLD_SECONDS = 5
 # pages.
 LATENCY_WINDOW_SECONDS = 10 * 60
 LATENCY_FOR_SECONDS = 15 * 60
+# A paging alert outlives its condition by this much: an exporter restart (a deploy, an OOM, a
+# reshard) or a missed scrape leaves the series stale for a moment, and without it every firing
+# page would resolve and fire again. The exporter's --storage.path brings the results back
+# within seconds of a restart; this covers the gap until then. A fixed key's resolved comes
+# this much later.
+KEEP_FIRING_SECONDS = 2 * 60
 
 
 @dataclass(frozen=True)
@@ -377,10 +383,15 @@ def _rule(alert: Alert, settings: Settings, expr: str) -> dict[str, object]:
     else:
         dashboard = f"{settings.grafana_url}/d/{OVERVIEW_UID}"
     for_seconds = alert.for_seconds * settings.for_scale
-    return {
+    rule: dict[str, object] = {
         "alert": alert.name,
         "expr": expr,
         "for": format_duration(for_seconds),
+    }
+    if alert.severity == "critical" and alert.matches:  # the pages about a key
+        rule["keep_firing_for"] = format_duration(KEEP_FIRING_SECONDS * settings.for_scale)
+    return {
+        **rule,
         "labels": {"severity": alert.severity},
         "annotations": {
             # A `for:` scaled for tests must not leave the text saying "5 minutes".
@@ -445,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--for-scale",
         type=float,
         default=1.0,
-        help="multiply every `for:` by this (0.1 for fast end-to-end tests)",
+        help="multiply every `for:` and `keep_firing_for:` by this (0.1 for fast end-to-end tests)",
     )
     parser.add_argument(
         "--eval-interval",
