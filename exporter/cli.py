@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"concurrent scrapes served; more get 503 (default {DEFAULT_MAX_REQUESTS}, 0: no limit)",
     )
     parser.add_argument(
+        "--storage.path",
+        dest="storage_path",
+        metavar="DIR",
+        help="keep each key's last result and failure count here across restarts (default: none)",
+    )
+    parser.add_argument(
         "--shard.index",
         dest="shard_index",
         type=int,
@@ -227,7 +233,11 @@ def serve(args: argparse.Namespace) -> int:
     except (ValueError, WebConfigError) as error:
         log.error("cannot start", extra={"fields": {"error": str(error)}})
         return 1
-    exporter = Exporter(args.config_file, shard_filter(index, total) if total > 1 else None)
+    exporter = Exporter(
+        args.config_file,
+        shard_filter(index, total) if total > 1 else None,
+        storage_path=args.storage_path,
+    )
     exporter.metrics.set_shard(index, total)
     try:
         config = exporter.read()  # validated now; applied once the listener answers
@@ -286,6 +296,7 @@ async def serve_until_stopped(
     if pending is not None:
         # /-/healthy answers from here on; /-/ready once every key has been probed.
         exporter.apply(pending)
+        exporter.restore()  # a restart carries on with the results it had, failures counted
     # What exists now (configuration, keys' state, imported modules) lives as long as the
     # process: a full garbage collection no longer walks it (tens of ms at 10,000 keys).
     gc.freeze()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -14,6 +15,7 @@ from exporter.redaction import SECRETS
 from exporter.runner import ProbeRunner
 from exporter.scheduler import ProbeScheduler
 from exporter.state import StateStore
+from exporter.state_file import StateFile
 
 log = logging.getLogger("exporter.service")
 
@@ -25,7 +27,12 @@ def read_config(path: str | None) -> Config:
 
 
 class Exporter:
-    def __init__(self, config_path: str | None, key_filter: KeyFilter | None = None) -> None:
+    def __init__(
+        self,
+        config_path: str | None,
+        key_filter: KeyFilter | None = None,
+        storage_path: str | None = None,
+    ) -> None:
         self.config_path = config_path
         self.key_filter = key_filter or (lambda config: config)
         self.store = StateStore()
@@ -38,6 +45,8 @@ class Exporter:
         )
         self.scheduler = ProbeScheduler(self.runner)
         self.config: Config | None = None
+        self.state_file = StateFile(storage_path, self.store) if storage_path else None
+        self._saving: asyncio.Task[None] | None = None
 
     def load(self) -> Config:
         """Read and apply the configuration; raises ConfigError and changes nothing on failure."""
@@ -74,9 +83,20 @@ class Exporter:
         log.info("configuration reloaded", extra={"fields": {"keys": len(config.keys)}})
         return True, f"reloaded {len(config.keys)} keys"
 
+    def restore(self) -> None:
+        """Results kept by the previous process, for the keys applied; before start()."""
+        if self.state_file is not None:
+            self.state_file.restore()
+
     def start(self) -> None:
         self.scheduler.start()
+        if self.state_file is not None:
+            self._saving = asyncio.get_running_loop().create_task(self.state_file.run())
 
     async def stop(self) -> None:
         self.scheduler.shutdown()
+        if self._saving is not None:
+            self._saving.cancel()
+        if self.state_file is not None:
+            self.state_file.write()  # the latest results, for the next start
         await self.runner.aclose()

@@ -204,6 +204,10 @@ class StateStore:
         self._changed(state)
         return state
 
+    def changed(self, state: KeyState) -> None:
+        """Tell the listeners of a change made outside `record` (state restored from a file)."""
+        self._changed(state)
+
     def _changed(self, state: KeyState) -> None:
         for listener in self._listeners:
             listener(state)
