@@ -33,7 +33,8 @@ LABEL org.opencontainers.image.title="openai-key-exporter" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.base.name="docker.io/library/python:3.12.11-slim-bookworm"
 
-# Nothing is written at run time, so the root filesystem can be mounted read-only:
+# Nothing is written at run time but the optional --storage.path state file, in a volume
+# mounted at /var/lib/openai-key-exporter, so the root filesystem can be mounted read-only:
 # no .pyc files, no pip, no home directory to fill.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -44,7 +45,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN python -m pip uninstall --yes pip setuptools wheel \
     && groupadd --system --gid 65532 exporter \
     && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
-       --shell /usr/sbin/nologin exporter
+       --shell /usr/sbin/nologin exporter \
+    && install -d -o 65532 -g 65532 -m 0700 /var/lib/openai-key-exporter
 
 COPY --from=build /opt/openai-key-exporter /opt/openai-key-exporter
 

@@ -29,8 +29,8 @@ DEFAULT_GRAFANA_URL = "http://localhost:3000"
 # `<namespace>/openai-key-exporter` and per-replica jobs such as `openai-key-exporter-shard-2`.
 DEFAULT_SELECTOR = 'job=~".*openai-key-exporter.*"'
 # Key alerts are evaluated this often whatever the server's global evaluation_interval
-# (1m by default), so a revoked key can page within 90 s.
-DEFAULT_EVAL_INTERVAL = "15s"
+# (1m by default), so a revoked key pages within 90 s with a 15 s scrape (alerts/README.md).
+DEFAULT_EVAL_INTERVAL = "5s"
 
 OVERVIEW_UID = "openai-key-overview"
 DETAIL_UID = "openai-key-detail"

@@ -67,7 +67,7 @@ class KeyConfig:
     base_url: str = DEFAULT_BASE_URL
     interval: float = 60.0
     timeout: float = 10.0
-    retry_interval: float = 10.0
+    retry_interval: float = 5.0  # soon enough that a revoked key pages within 90 s
     probes: tuple[str, ...] = DEFAULT_PROBES
     organization: str | None = None
     project: str | None = None

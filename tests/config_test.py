@@ -232,7 +232,7 @@ def test_minimal(good_dir: Path) -> None:
     assert key.source.kind is SourceKind.ENV
     assert key.source.location == "OPENAI_API_KEY"
     assert key.base_url == DEFAULT_BASE_URL
-    assert (key.interval, key.timeout, key.retry_interval) == (60, 10, 10)
+    assert (key.interval, key.timeout, key.retry_interval) == (60, 10, 5)
     assert key.probes == ("rest", "realtime")
     assert key.organization is None and key.project is None and key.tls_ca_file is None
     assert key.realtime.model == "gpt-realtime-2.1" and key.realtime.api == "ga"

@@ -177,14 +177,20 @@ def start_alertmanager(binary: str, config: Path, workdir: Path) -> tuple[Proces
 
 
 def start_prometheus(
-    binary: str, workdir: Path, exporter_url: str, alertmanager_url: str, rules: Path
+    binary: str,
+    workdir: Path,
+    exporter_url: str,
+    alertmanager_url: str,
+    rules: Path,
+    scrape_interval: str = "1s",
 ) -> tuple[Process, str]:
-    """Prometheus scraping the exporter and evaluating `rules` every second; returns its URL."""
+    """Prometheus scraping the exporter every `scrape_interval` and evaluating `rules` (every
+    second, unless a group sets its own interval); returns its URL."""
     config = workdir / "prometheus.yml"
     config.write_text(
         yaml.safe_dump(
             {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "global": {"scrape_interval": scrape_interval, "evaluation_interval": "1s"},
                 "rule_files": [str(rules)],
                 "alerting": {
                     "alertmanagers": [
