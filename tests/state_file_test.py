@@ -169,3 +169,45 @@ def test_writes_follow_changes_of_result_or_count_only(tmp_path: Path) -> None:
     assert not state_file._dirty
     _fail(store, "web", "rest", 1, Result.TIMEOUT)
     assert state_file._dirty
+
+
+async def test_the_file_holds_no_key_after_real_probes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Probes whose answers quote the key (an invalid key's message) leave no piece of it."""
+    from exporter.config import KeyConfig
+    from exporter.keys import KeySource, SourceKind
+    from exporter.probes.inference import InferenceProber
+    from exporter.probes.realtime import RealtimeProber
+    from exporter.probes.rest import RestProber
+    from exporter.runner import ProbeRunner
+    from exporter.simulator import make_key, start_simulator
+    from tests.harness import assert_no_secret
+
+    simulator = await start_simulator()
+    store = _store("leaky", probes=("rest", "realtime", "inference"))
+    state_file = StateFile(str(tmp_path), store)
+    runner = ProbeRunner(
+        store,
+        {"rest": RestProber(), "realtime": RealtimeProber(), "inference": InferenceProber()},
+    )
+    key = make_key("invalid_api_key", seed="state-file-leak")
+    monkeypatch.setenv("STATE_FILE_LEAK_KEY", key)
+    config = KeyConfig(
+        name="leaky",
+        source=KeySource(SourceKind.ENV, "STATE_FILE_LEAK_KEY"),
+        base_url=simulator.base_url,
+        timeout=3.0,
+        probes=("rest", "realtime", "inference"),
+    )
+    try:
+        for probe in config.probes:
+            result = await runner.run(config, probe)
+            assert result.result is Result.INVALID_API_KEY, result
+    finally:
+        await runner.aclose()
+        await simulator.close()
+    state_file.write()
+    text = (tmp_path / FILE_NAME).read_text()
+    assert "Incorrect API key provided" in text  # the message is kept, scrubbed
+    assert_no_secret(text, [key], "the state file")
