@@ -48,6 +48,9 @@ TRANSIENT_RESULTS = (
 )
 # One generous staleness threshold: 3 x the 5 min Realtime default interval.
 STALE_AFTER_SECONDS = 900
+# Billed probes run far less often (inference: every 15 minutes by default, often more): their
+# gaps are not staleness.
+NOT_STALE_PROBES = ("inference",)
 LATENCY_THRESHOLD_SECONDS = 5
 # Per-key latency comes from the openai_probe_duration_seconds gauge: the latency histogram has
 # no key label. The gauge holds a slow probe's duration until the key's next probe, so one slow
@@ -234,6 +237,7 @@ CLASS_ALERTS: tuple[Alert, ...] = (
 
 def _other_alerts(sel: str) -> tuple[Alert, ...]:
     stale = STALE_AFTER_SECONDS
+    not_billed = f'probe!~"{_regex(NOT_STALE_PROBES)}"'
     window = format_duration(LATENCY_WINDOW_SECONDS)
     return (
         Alert(
@@ -270,7 +274,8 @@ def _other_alerts(sel: str) -> tuple[Alert, ...]:
             ),
             for_seconds=5 * 60,
             expr=(
-                f"time() - max by (key, probe) (openai_probe_last_run_timestamp_seconds{{{sel}}})"
+                "time() - max by (key, probe) (openai_probe_last_run_timestamp_seconds"
+                f"{{{_selector(sel, not_billed)}}})"
                 f"\n  > {stale}"
             ),
         ),
