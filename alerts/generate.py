@@ -21,9 +21,10 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = HERE / "openai-key-exporter.rules.yml"
-DEFAULT_RUNBOOK_URL = (
-    "https://github.com/openai-key-exporter/openai-key-exporter/blob/main/docs/runbook.md"
-)
+# The runbook the exporter itself serves, and Grafana, where the compose stack publishes them
+# (exporter.links.PUBLISHED_RUNBOOK_URL; a test keeps the two equal). Elsewhere, regenerate with
+# --runbook-url <exporter's --web.external-url>/runbook and --grafana-url.
+DEFAULT_RUNBOOK_URL = "http://localhost:10077/runbook"
 DEFAULT_GRAFANA_URL = "http://localhost:3000"
 # Matches the compose stack's `openai-key-exporter`, Prometheus Operator's
 # `<namespace>/openai-key-exporter` and per-replica jobs such as `openai-key-exporter-shard-2`.
@@ -429,8 +430,19 @@ def render(settings: Settings) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="file to write")
-    parser.add_argument("--runbook-url", default=DEFAULT_RUNBOOK_URL, help="runbook address")
-    parser.add_argument("--grafana-url", default=DEFAULT_GRAFANA_URL, help="Grafana base URL")
+    parser.add_argument(
+        "--runbook-url",
+        default=DEFAULT_RUNBOOK_URL,
+        help="the runbook's address: the exporter's --web.external-url followed by /runbook "
+        "(default: %(default)s, the compose stack's exporter)",
+    )
+    parser.add_argument(
+        "--grafana-url",
+        "--dashboard-url",
+        dest="grafana_url",
+        default=DEFAULT_GRAFANA_URL,
+        help="Grafana's base address, for the dashboard links (default: %(default)s)",
+    )
     parser.add_argument(
         "--selector",
         default=DEFAULT_SELECTOR,

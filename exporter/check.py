@@ -8,9 +8,10 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import TextIO
 
-from exporter.classify import RESULTS, Result, runbook_link
+from exporter.classify import RESULTS, Result
 from exporter.config import Config, ConfigError, KeyConfig
 from exporter.keys import read_key
+from exporter.links import DEFAULT_LINKS, Links
 from exporter.logs import printable
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
@@ -65,7 +66,7 @@ class KeyReport:
     healthy: bool = False
 
 
-async def check_keys(config: Config) -> list[KeyReport]:
+async def check_keys(config: Config, links: Links = DEFAULT_LINKS) -> list[KeyReport]:
     store = StateStore()
     store.configure({key.name: key.probes for key in config.keys})
     runner = ProbeRunner(store, {"rest": RestProber(), "realtime": RealtimeProber()})
@@ -79,11 +80,11 @@ async def check_keys(config: Config) -> list[KeyReport]:
     for key in config.keys:
         state = store.get(key.name)
         assert state is not None
-        reports.append(_report(key, state))
+        reports.append(_report(key, state, links))
     return reports
 
 
-def _report(key: KeyConfig, state: KeyState) -> KeyReport:
+def _report(key: KeyConfig, state: KeyState, links: Links) -> KeyReport:
     probes = {}
     for probe, probe_state in state.probes.items():
         last = probe_state.last
@@ -98,7 +99,7 @@ def _report(key: KeyConfig, state: KeyState) -> KeyReport:
             phases={phase: round(seconds, 4) for phase, seconds in last.phases.items()},
             close_code=last.close_code,
             request_id=last.request_id,
-            runbook=runbook_link(last.result),
+            runbook=links.for_result(last.result),
         )
     report = KeyReport(
         name=key.name,
@@ -195,7 +196,7 @@ def _probe_detail(probe: ProbeReport) -> str:
     return ", ".join(parts)
 
 
-def render_text(reports: list[KeyReport], colour: bool) -> str:
+def render_text(reports: list[KeyReport], colour: bool, links: Links = DEFAULT_LINKS) -> str:
     def paint(status: str, text: str) -> str:
         return f"{_COLOURS[status]}{text}{_RESET}" if colour else text
 
@@ -209,7 +210,7 @@ def render_text(reports: list[KeyReport], colour: bool) -> str:
         worst = _worst(report)
         if worst is not None:
             lines.append(f"  result: {worst.value} ({RESULTS[worst].summary})")
-            lines.append(f"  read: {runbook_link(worst)}")
+            lines.append(f"  read: {links.for_result(worst)}")
         lines.append("")
     healthy = sum(report.healthy for report in reports)
     lines.append(f"{healthy} of {len(reports)} keys healthy")
@@ -234,7 +235,11 @@ def render_json(reports: list[KeyReport]) -> str:
 
 
 def run_check(
-    config_path: str | None, output: str, colour: str, stream: TextIO | None = None
+    config_path: str | None,
+    output: str,
+    colour: str,
+    stream: TextIO | None = None,
+    links: Links = DEFAULT_LINKS,
 ) -> int:
     out = stream or sys.stdout
     try:
@@ -242,10 +247,10 @@ def run_check(
     except ConfigError as error:
         print(f"configuration is invalid: {error}", file=sys.stderr)
         return 2
-    reports = asyncio.run(check_keys(config))
+    reports = asyncio.run(check_keys(config, links))
     if output == "json":
         out.write(render_json(reports))
     else:
         use_colour = colour == "always" or (colour == "auto" and out.isatty())
-        out.write(render_text(reports, use_colour))
+        out.write(render_text(reports, use_colour, links))
     return 0 if all(report.healthy for report in reports) else 1

@@ -8,9 +8,10 @@ import time
 from dataclasses import replace
 from typing import Protocol
 
-from exporter.classify import RESULTS, Result
+from exporter.classify import Result
 from exporter.config import KeyConfig
 from exporter.keys import KeyLint, KeyReading, lint_key, read_key
+from exporter.links import DEFAULT_LINKS, Links
 from exporter.redaction import scrub
 from exporter.state import KeyIdentity, ProbeResult, StateStore
 
@@ -28,9 +29,12 @@ class Prober(Protocol):
 
 
 class ProbeRunner:
-    def __init__(self, store: StateStore, probers: dict[str, Prober]) -> None:
+    def __init__(
+        self, store: StateStore, probers: dict[str, Prober], links: Links = DEFAULT_LINKS
+    ) -> None:
         self.store = store
         self.probers = probers
+        self.links = links
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_PROBES)
 
     async def run(self, config: KeyConfig, probe: str) -> ProbeResult:
@@ -50,7 +54,7 @@ class ProbeRunner:
             if previous_state.identity != identity:
                 _log_identity(config.name, previous_state.identity, identity)
         self.store.record(config.name, identity, result)
-        _log_result(config.name, identity, previous, result)
+        _log_result(config.name, identity, previous, result, self.links)
         return result
 
     async def _probe(
@@ -136,7 +140,11 @@ def _log_identity(name: str, before: KeyIdentity, after: KeyIdentity) -> None:
 
 
 def _log_result(
-    name: str, identity: KeyIdentity, previous: ProbeResult | None, result: ProbeResult
+    name: str,
+    identity: KeyIdentity,
+    previous: ProbeResult | None,
+    result: ProbeResult,
+    links: Links,
 ) -> None:
     fields = {
         "key": name,
@@ -160,9 +168,9 @@ def _log_result(
         return
     if previous is not None:
         fields["previous_result"] = previous.result.value
-    anchor = RESULTS[result.result].runbook_anchor
-    if anchor:
-        fields["runbook"] = anchor
+    runbook = links.for_result(result.result)
+    if runbook:
+        fields["runbook"] = runbook
     if result.healthy:
         log.info("key result changed", extra={"fields": fields})
     else:

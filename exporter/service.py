@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 
 from exporter.config import Config, ConfigError, config_from_environment, load_config
+from exporter.links import DEFAULT_LINKS, Links
 from exporter.metrics import ExporterMetrics, MetricsRenderer
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
@@ -24,14 +25,22 @@ def read_config(path: str | None) -> Config:
 
 
 class Exporter:
-    def __init__(self, config_path: str | None, key_filter: KeyFilter | None = None) -> None:
+    def __init__(
+        self,
+        config_path: str | None,
+        key_filter: KeyFilter | None = None,
+        links: Links = DEFAULT_LINKS,
+    ) -> None:
         self.config_path = config_path
+        self.links = links  # where the runbook links it prints point
         self.key_filter = key_filter or (lambda config: config)
         self.store = StateStore()
         self.metrics = ExporterMetrics()
         self.renderer = MetricsRenderer(self.metrics, self.store.latency)
         self.store.subscribe(self.renderer.update)
-        self.runner = ProbeRunner(self.store, {"rest": RestProber(), "realtime": RealtimeProber()})
+        self.runner = ProbeRunner(
+            self.store, {"rest": RestProber(), "realtime": RealtimeProber()}, links
+        )
         self.scheduler = ProbeScheduler(self.runner)
         self.config: Config | None = None
 

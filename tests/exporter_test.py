@@ -20,7 +20,6 @@ import httpx
 import pytest
 
 from exporter import __version__
-from exporter.classify import RUNBOOK_URL
 from exporter.redaction import redact
 from exporter.scheduler import first_run_offset
 from exporter.simulator import key_id, make_key
@@ -730,7 +729,7 @@ def assert_landing_page(url: str) -> None:
     assert __version__ in page
     assert 'href="/metrics"' in page
     assert 'href="/-/healthy"' in page and 'href="/-/ready"' in page
-    assert RUNBOOK_URL in page
+    assert f'href="{url}/runbook"' in page  # --web.external-url defaults to the listen address
     rows = {
         match.group(1): match.group(0)
         for match in re.finditer(r"<tr><td>([^<]+)</td>.*?</tr>", page)
@@ -740,7 +739,7 @@ def assert_landing_page(url: str) -> None:
         for result in (expect.rest[0], expect.realtime[0]):
             assert f">{result}<" in rows[name], f"{name}: {result} not in {rows[name]}"
     assert "INVALID" in rows["invalid"]
-    assert f"{RUNBOOK_URL}#key-invalid" in rows["invalid"]
+    assert f"{url}/runbook#key-invalid" in rows["invalid"]
 
 
 def test_no_key_in_metrics_landing_page_or_debug_logs(every_class: Running) -> None:
