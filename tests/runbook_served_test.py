@@ -164,11 +164,14 @@ def test_no_shipped_file_links_to_the_repository_address_nobody_runs() -> None:
 
 
 def test_generated_rules_and_dashboards_link_to_the_served_runbook() -> None:
-    rules = yaml.safe_load((REPO / "alerts" / "openai-key-exporter.rules.yml").read_text())
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            if "alert" in rule:
-                assert rule["annotations"]["runbook_url"].startswith(f"{PUBLISHED_RUNBOOK_URL}#")
+    sections = set(anchors(RUNBOOK_EN))
+    for name in ("openai-key-exporter.rules.yml", "openai-key-application.rules.yml"):
+        rules = yaml.safe_load((REPO / "alerts" / name).read_text())
+        for group in rules["groups"]:
+            for rule in group["rules"]:
+                base, _, anchor = rule["annotations"]["runbook_url"].partition("#")
+                assert base == PUBLISHED_RUNBOOK_URL, rule["alert"]
+                assert anchor in sections, rule["alert"]
     for dashboard in (REPO / "grafana" / "dashboards").glob("*.json"):
         assert f'"query": "{PUBLISHED_RUNBOOK_URL}"' in dashboard.read_text(), dashboard.name
 
