@@ -6,11 +6,13 @@ import asyncio
 import json
 import sys
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import TextIO
 
+from exporter.causes import finding_sentence, plain_cause, root_finding
 from exporter.classify import RESULTS, Result
 from exporter.config import Config, ConfigError, KeyConfig
-from exporter.keys import read_key
+from exporter.keys import SourceKind, read_key
 from exporter.links import DEFAULT_LINKS, Links
 from exporter.logs import printable
 from exporter.probes.realtime import RealtimeProber
@@ -52,6 +54,9 @@ class ProbeReport:
     close_code: int | None
     request_id: str
     runbook: str
+    cause: str = ""  # one plain line, the root cause first
+    result_since: str | None = None  # when this result class began (ISO 8601, UTC)
+    result_probes: int = 0  # probes in a row with this result class
 
 
 @dataclass
@@ -64,6 +69,8 @@ class KeyReport:
     probes: dict[str, ProbeReport]
     checklist: list[Item] = field(default_factory=list)
     healthy: bool = False
+    key_changed_at: str | None = None  # when the key's value last changed in its source
+    root_cause: str = ""  # a format finding that probably explains a rejection, named first
 
 
 async def check_keys(config: Config, links: Links = DEFAULT_LINKS) -> list[KeyReport]:
@@ -100,6 +107,9 @@ def _report(key: KeyConfig, state: KeyState, links: Links) -> KeyReport:
             close_code=last.close_code,
             request_id=last.request_id,
             runbook=links.for_result(last.result),
+            cause=plain_cause(last.result, state.identity.issues, key.source),
+            result_since=_iso(probe_state.result_since),
+            result_probes=probe_state.result_probes,
         )
     report = KeyReport(
         name=key.name,
@@ -108,13 +118,25 @@ def _report(key: KeyConfig, state: KeyState, links: Links) -> KeyReport:
         kind=state.identity.kind,
         format_issues=list(state.identity.issues),
         probes=probes,
+        key_changed_at=_iso(state.key_changed_at),
     )
-    report.checklist = _checklist(key, report)
+    for probe_state in state.probes.values():
+        assert probe_state.last is not None
+        finding = root_finding(probe_state.last.result, state.identity.issues)
+        if finding is not None and not report.root_cause:
+            report.root_cause = finding_sentence(finding, key.source)
+    report.checklist = _checklist(key, report, links)
     report.healthy = all(probe.result == Result.OK.value for probe in probes.values())
     return report
 
 
-def _checklist(key: KeyConfig, report: KeyReport) -> list[Item]:
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+def _checklist(key: KeyConfig, report: KeyReport, links: Links) -> list[Item]:
     results = {probe: Result(item.result) for probe, item in report.probes.items()}
     items: list[Item] = []
     missing = any(result is Result.KEY_MISSING for result in results.values())
@@ -127,13 +149,10 @@ def _checklist(key: KeyConfig, report: KeyReport) -> list[Item]:
         f"{report.kind.replace('_', ' ')} key" if report.kind != "unknown" else "unknown kind"
     )
     if report.format_issues:
-        items.append(
-            Item(
-                "Format: no stray spaces, quotes or line breaks",
-                FAIL,
-                ", ".join(report.format_issues),
-            )
-        )
+        detail = ", ".join(report.format_issues)
+        if report.root_cause:  # the rejection's likely cause: said first, in words
+            detail = f"{report.root_cause} (likely why OpenAI rejects it: fix first) [{detail}]"
+        items.append(Item("Format: no stray spaces, quotes or line breaks", FAIL, detail))
     else:
         items.append(
             Item(
@@ -181,11 +200,35 @@ def _checklist(key: KeyConfig, report: KeyReport) -> list[Item]:
                 "these free probes cannot see credit; check the billing page",
             )
         )
+    items.append(_restart_item(key, report, links))
     return items
+
+
+def _restart_item(key: KeyConfig, report: KeyReport, links: Links) -> Item:
+    """The application reads its key once: after a change it must be restarted. The exporter
+    cannot see the application's processes, so this stays unknown, with what it implies."""
+    title = "Application restarted after the key's last change"
+    if report.key_changed_at is None:
+        return Item(title, UNKNOWN, "not checked: the key's value was never read")
+    source = key.source.describe()
+    when = (
+        "when read (an environment variable has no change time)"
+        if key.source.kind is SourceKind.ENV
+        else f"the modification time of {source}"
+    )
+    return Item(
+        title,
+        UNKNOWN,
+        f"not checked: the key's value changed at {report.key_changed_at} ({when}); processes of "
+        "the application started before then still hold the old key until restarted "
+        f"({links.runbook('application-restart')})",
+    )
 
 
 def _probe_detail(probe: ProbeReport) -> str:
     parts = [probe.result]
+    if probe.result_probes > 1 and probe.result_since:  # history from an earlier run
+        parts.append(f"since {probe.result_since} ({probe.result_probes} probes)")
     if probe.http_status:
         parts.append(f"HTTP {probe.http_status}")
     if probe.close_code is not None:
@@ -208,6 +251,10 @@ def render_text(reports: list[KeyReport], colour: bool, links: Links = DEFAULT_L
             detail = f": {printable(item.detail)}" if item.detail else ""
             lines.append(f"  {paint(item.status, _MARKS[item.status])} {item.item}{detail}")
         worst = _worst(report)
+        if worst is not None and report.root_cause and RESULTS[worst].validity.value == "invalid":
+            # The root cause before the rejection it explains.
+            lines.append(f"  cause: {printable(report.root_cause)}")
+            lines.append(f"  read first: {links.runbook('key-format-issue')}")
         if worst is not None:
             lines.append(f"  result: {worst.value} ({RESULTS[worst].summary})")
             lines.append(f"  read: {links.for_result(worst)}")

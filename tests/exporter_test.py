@@ -730,15 +730,17 @@ def assert_landing_page(url: str) -> None:
     assert 'href="/metrics"' in page
     assert 'href="/-/healthy"' in page and 'href="/-/ready"' in page
     assert f'href="{url}/runbook"' in page  # --web.external-url defaults to the listen address
-    rows = {
-        match.group(1): match.group(0)
-        for match in re.finditer(r"<tr><td>([^<]+)</td>.*?</tr>", page)
-    }
+    # The status page: one row per key and probe (tests/status_page_test.py reads it in a browser).
+    rows: dict[str, str] = {}
+    for match in re.finditer(
+        r'<tr class="[a-z]+" data-key="([^"]+)" data-probe="[a-z]+">.*?</tr>', page
+    ):
+        rows[match.group(1)] = rows.get(match.group(1), "") + match.group(0)
     for name, expect in EVERY_CLASS.items():
         assert name in rows, f"{name} missing from the landing page"
         for result in (expect.rest[0], expect.realtime[0]):
-            assert f">{result}<" in rows[name], f"{name}: {result} not in {rows[name]}"
-    assert "INVALID" in rows["invalid"]
+            assert f"<code>{result}</code>" in rows[name], f"{name}: {result} not in {rows[name]}"
+    assert "FAILING" in rows["invalid"]
     assert f"{url}/runbook#key-invalid" in rows["invalid"]
 
 
