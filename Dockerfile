@@ -12,6 +12,8 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
+# exporter/docs/ links to these: the runbook the exporter serves at /runbook.
+COPY docs/runbook.md docs/runbook.fr.md ./docs/
 
 # The wheel, then a virtualenv holding it and its dependencies (binary wheels only, so no
 # compiler is needed here either). pip and setuptools leave the venv: the runtime needs neither.
@@ -19,7 +21,9 @@ RUN pip wheel --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/openai-key-exporter \
     && /opt/openai-key-exporter/bin/pip install --only-binary=:all: /wheels/*.whl \
     && /opt/openai-key-exporter/bin/pip uninstall --yes pip setuptools \
-    && /opt/openai-key-exporter/bin/openai-key-exporter --version
+    && /opt/openai-key-exporter/bin/openai-key-exporter --version \
+    && /opt/openai-key-exporter/bin/python -c \
+       "from exporter.runbook_pages import load_runbook_pages; load_runbook_pages()"
 
 
 FROM python:3.12.11-slim-bookworm@sha256:519591d6871b7bc437060736b9f7456b8731f1499a57e22e6c285135ae657bf7

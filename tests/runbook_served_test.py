@@ -196,3 +196,15 @@ def test_kubernetes_generator_takes_the_addresses(tmp_path: Path) -> None:
     assert f"--web.external-url={PUBLISHED_RUNBOOK_URL.removesuffix('/runbook')}" in deployment
     compose = (REPO / "deploy" / "compose" / "compose.yaml").read_text()
     assert compose.count("--web.external-url=http://localhost:10077") == 2
+
+
+def test_the_container_build_gets_the_runbook_the_package_links_to() -> None:
+    """exporter/docs/ holds links to docs/: the image's build context must carry their targets."""
+    dockerfile = (REPO / "Dockerfile").read_text()
+    ignored = (REPO / ".dockerignore").read_text().splitlines()
+    for language, name in RUNBOOK_LANGUAGES.items():
+        source = SOURCES[language].relative_to(REPO).as_posix()
+        assert (REPO / "exporter" / "docs" / name).resolve() == SOURCES[language].resolve()
+        assert f"!{source}" in ignored, f".dockerignore keeps {source} out of the build"
+        assert re.search(rf"^COPY .*\b{re.escape(source)}\b.* \./docs/$", dockerfile, re.M), source
+    assert "load_runbook_pages()" in dockerfile  # the build fails on a missing runbook
