@@ -208,3 +208,24 @@ def test_the_container_build_gets_the_runbook_the_package_links_to() -> None:
         assert f"!{source}" in ignored, f".dockerignore keeps {source} out of the build"
         assert re.search(rf"^COPY .*\b{re.escape(source)}\b.* \./docs/$", dockerfile, re.M), source
     assert "load_runbook_pages()" in dockerfile  # the build fails on a missing runbook
+
+
+@pytest.mark.parametrize("language", sorted(RUNBOOK_LANGUAGES))
+def test_the_runbook_has_what_the_seed_runbook_taught(language: str) -> None:
+    """The restart after fixing a key, the log lines that prove recovery, and logging the
+    WebSocket close code and reason, in both languages."""
+    from tests.runbook_test import sections
+
+    section = sections(SOURCES[language])["application-restart"]
+    for line in (
+        "OpenAI Realtime API connected",
+        "Session update sent",
+        "Session updated confirmed",
+    ):
+        assert f"`{line}`" in section
+    assert (
+        "restart-with-logs.sh" in section and "openai_key_last_change_timestamp_seconds" in section
+    )
+    assert 'ws.on("close", (code, reason)' in section
+    invalid = sections(SOURCES[language])["key-invalid"]
+    assert "(#application-restart)" in invalid and "(#key-format-issue)" in invalid
