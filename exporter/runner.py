@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -168,17 +168,13 @@ def _log_identity(name: str, before: KeyIdentity, after: KeyIdentity) -> None:
         log.info("key read", extra={"fields": fields})
 
 
+@dataclass(frozen=True, slots=True)
 class _Streak:
     """The previous result class's run (since when, how many probes) and the current one's."""
 
-    __slots__ = ("current", "previous_probes", "previous_since")
-
-    def __init__(
-        self, previous_since: float | None, previous_probes: int, current: ProbeState | None
-    ) -> None:
-        self.previous_since = previous_since
-        self.previous_probes = previous_probes
-        self.current = current
+    previous_since: float | None
+    previous_probes: int
+    current: ProbeState | None
 
 
 def _iso(timestamp: float) -> str:
