@@ -12,8 +12,6 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
-# exporter/docs/ links to these: the runbook the exporter serves at /runbook.
-COPY docs/runbook.md docs/runbook.fr.md ./docs/
 
 # The wheel, then a virtualenv holding it and its dependencies (binary wheels only, so no
 # compiler is needed here either). pip and setuptools leave the venv: the runtime needs neither.
