@@ -19,7 +19,9 @@ RUN pip wheel --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/openai-key-exporter \
     && /opt/openai-key-exporter/bin/pip install --only-binary=:all: /wheels/*.whl \
     && /opt/openai-key-exporter/bin/pip uninstall --yes pip setuptools \
-    && /opt/openai-key-exporter/bin/openai-key-exporter --version
+    && /opt/openai-key-exporter/bin/openai-key-exporter --version \
+    && /opt/openai-key-exporter/bin/python -c \
+       "from exporter.runbook_pages import load_runbook_pages; load_runbook_pages()"
 
 
 FROM python:3.12.11-slim-bookworm@sha256:519591d6871b7bc437060736b9f7456b8731f1499a57e22e6c285135ae657bf7

@@ -21,9 +21,15 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = HERE / "openai-key-exporter.rules.yml"
-DEFAULT_RUNBOOK_URL = (
-    "https://github.com/openai-key-exporter/openai-key-exporter/blob/main/docs/runbook.md"
-)
+# Optional: only useful once the application's own metrics carry APPLICATION_KEY_LABEL.
+DEFAULT_APPLICATION_OUTPUT = HERE / "openai-key-application.rules.yml"
+# The label that names, on the application's process_start_time_seconds, the exporter's `key`
+# it uses (add it in the application's scrape config: see alerts/README.md).
+APPLICATION_KEY_LABEL = "openai_key"
+# The runbook the exporter itself serves, and Grafana, where the compose stack publishes them
+# (exporter.links.PUBLISHED_RUNBOOK_URL; a test keeps the two equal). Elsewhere, regenerate with
+# --runbook-url <exporter's --web.external-url>/runbook and --grafana-url.
+DEFAULT_RUNBOOK_URL = "http://localhost:10077/runbook"
 DEFAULT_GRAFANA_URL = "http://localhost:3000"
 # Matches the compose stack's `openai-key-exporter`, Prometheus Operator's
 # `<namespace>/openai-key-exporter` and per-replica jobs such as `openai-key-exporter-shard-2`.
@@ -88,6 +94,7 @@ class Alert:
     matches: tuple[Match, ...] = ()  # result-class alerts
     min_failures: int = 2  # result-class alerts: openai_probe_consecutive_failures >= this
     per_key: bool = True  # links to the key's detail dashboard rather than the overview
+    finding_first: bool = False  # start with the key's format findings, the likely root cause
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,33 @@ class Settings:
 
 
 _FAILED_IN_A_ROW = "{{ $value }} probes in a row"
+
+
+def _query(promql_format: str, args: str, body: str) -> str:
+    """Template text shown only when the query (a printf format over the alert's labels)
+    returns something; `.` is then its result. The format is a raw string: PromQL has quotes."""
+    return f"{{{{ with printf `{promql_format}` {args} | query }}}}{body}{{{{ end }}}}"
+
+
+def since_sentence(sel: str) -> str:
+    """When the alert's result class began (openai_probe_result_since_timestamp_seconds)."""
+    return _query(
+        f"min(openai_probe_result_since_timestamp_seconds{{{sel},key=%q,probe=%q}})",
+        "$labels.key $labels.probe",
+        " This result since {{ . | first | value | humanizeTimestamp }}.",
+    )
+
+
+def finding_first(sel: str) -> str:
+    """The key's format findings, named before the rejection they probably cause."""
+    return _query(
+        f"max by (issue) (openai_key_format_issue{{{sel},key=%q}})",
+        "$labels.key",
+        "Key {{ $labels.key }} has format findings in its source "
+        "({{ range $i, $s := . }}{{ if $i }}, {{ end }}{{ $s.Labels.issue }}{{ end }}): the "
+        "likely cause, fix that first (runbook section key-format-issue). ",
+    )
+
 
 # Alerts on the class of the last probe result. A revoked key fails its next probe and the quick
 # re-probe 10 s later (consecutive_failures 2 by T+70 s): the second probe is the confirmation,
@@ -117,6 +151,7 @@ CLASS_ALERTS: tuple[Alert, ...] = (
         ),
         for_seconds=0,
         matches=(Match(("invalid_api_key", "account_deactivated")),),
+        finding_first=True,
     ),
     Alert(
         name="OpenAIKeyMissingOrMalformed",
@@ -382,6 +417,15 @@ def human_duration(seconds: float) -> str:
     return f"{seconds:g} second{'s' if seconds != 1 else ''}"
 
 
+def _description(alert: Alert, settings: Settings, for_seconds: float) -> str:
+    text = alert.description.replace("{for}", human_duration(for_seconds))
+    if alert.matches:  # a result-class alert: since when that result
+        text += since_sentence(settings.selector)
+    if alert.finding_first:
+        text = finding_first(settings.selector) + text
+    return text
+
+
 def _rule(alert: Alert, settings: Settings, expr: str) -> dict[str, object]:
     if alert.per_key:
         dashboard = f"{settings.grafana_url}/d/{DETAIL_UID}?var-key={{{{ $labels.key }}}}"
@@ -401,11 +445,46 @@ def _rule(alert: Alert, settings: Settings, expr: str) -> dict[str, object]:
         "annotations": {
             # A `for:` scaled for tests must not leave the text saying "5 minutes".
             "summary": alert.summary.replace("{for}", human_duration(for_seconds)),
-            "description": alert.description.replace("{for}", human_duration(for_seconds)),
+            "description": _description(alert, settings, for_seconds),
             "runbook_url": f"{settings.runbook_url}#{alert.anchor}",
             "dashboard_url": dashboard,
         },
     }
+
+
+def application_alerts(sel: str) -> tuple[Alert, ...]:
+    """Alerts that join the exporter's series with the application's own."""
+    label = APPLICATION_KEY_LABEL
+    return (
+        Alert(
+            name="OpenAIKeyApplicationStartedBeforeKeyChange",
+            severity="warning",
+            anchor="application-restart",
+            summary="An application started before its OpenAI key changed: it still uses the old key.",
+            description=(
+                "{{ $labels.job }} on {{ $labels.instance }} started "
+                "{{ $value | humanizeDuration }} before key {{ $labels.key }} last changed in "
+                "its source. It read the key once, at start: it sends the old key until it is "
+                "restarted."
+            ),
+            for_seconds=5 * 60,
+            # One alert per application process (group_right keeps its job and instance).
+            expr=(
+                f"max by (key) (openai_key_last_change_timestamp_seconds{{{sel}}})\n"
+                "- on (key) group_right ()\n"
+                "max by (key, job, instance) (\n"
+                f'  label_replace(process_start_time_seconds{{{label}!=""}}, '
+                f'"key", "$1", "{label}", "(.+)")\n'
+                ")\n"
+                "> 0"
+            ),
+        ),
+    )
+
+
+def application_rule_groups(settings: Settings) -> dict[str, object]:
+    rules = [_rule(a, settings, a.expr) for a in application_alerts(settings.selector)]
+    return {"groups": [{"name": "openai-key-application", "rules": rules}]}
 
 
 def all_alerts(settings: Settings) -> list[Alert]:
@@ -438,20 +517,50 @@ def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str_presenter)
 
 
+_HEADER = (
+    "# Generated by alerts/generate.py from its alert table; do not edit by hand.\n"
+    "# Regenerate with: python alerts/generate.py (see --help for URLs and the job selector)\n"
+)
+
+
 def render(settings: Settings) -> str:
-    header = (
-        "# Generated by alerts/generate.py from its alert table; do not edit by hand.\n"
-        "# Regenerate with: python alerts/generate.py (see --help for URLs and the job selector)\n"
-    )
     body = yaml.dump(rule_groups(settings), Dumper=_Dumper, sort_keys=False, width=1000)
-    return header + body
+    return _HEADER + body
+
+
+def render_application(settings: Settings) -> str:
+    """The optional rule file: load it once the application's process_start_time_seconds
+    carries the `openai_key` label."""
+    note = (
+        "# Optional: needs the application's process_start_time_seconds labelled "
+        f"{APPLICATION_KEY_LABEL}=<the exporter's key name> (alerts/README.md).\n"
+    )
+    groups = application_rule_groups(settings)
+    return _HEADER + note + yaml.dump(groups, Dumper=_Dumper, sort_keys=False, width=1000)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="file to write")
-    parser.add_argument("--runbook-url", default=DEFAULT_RUNBOOK_URL, help="runbook address")
-    parser.add_argument("--grafana-url", default=DEFAULT_GRAFANA_URL, help="Grafana base URL")
+    parser.add_argument(
+        "--application-output",
+        type=Path,
+        help="where to write the optional application rule file (default: beside the "
+        "committed rules when --output is left as is, else not written)",
+    )
+    parser.add_argument(
+        "--runbook-url",
+        default=DEFAULT_RUNBOOK_URL,
+        help="the runbook's address: the exporter's --web.external-url followed by /runbook "
+        "(default: %(default)s, the compose stack's exporter)",
+    )
+    parser.add_argument(
+        "--grafana-url",
+        "--dashboard-url",
+        dest="grafana_url",
+        default=DEFAULT_GRAFANA_URL,
+        help="Grafana's base address, for the dashboard links (default: %(default)s)",
+    )
     parser.add_argument(
         "--selector",
         default=DEFAULT_SELECTOR,
@@ -481,22 +590,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         for_scale=args.for_scale,
         eval_interval=args.eval_interval,
     )
-    text = render(settings)
+    outputs = {args.output: render(settings)}
+    application_output = args.application_output or (
+        DEFAULT_APPLICATION_OUTPUT if args.output == DEFAULT_OUTPUT else None
+    )
+    if application_output is not None:
+        outputs[application_output] = render_application(settings)
     if args.check:
-        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
-        if current == text:
-            return 0
-        sys.stdout.writelines(
-            difflib.unified_diff(
-                current.splitlines(keepends=True),
-                text.splitlines(keepends=True),
-                str(args.output),
-                "generated",
+        stale = 0
+        for path, text in outputs.items():
+            current = path.read_text(encoding="utf-8") if path.exists() else ""
+            if current == text:
+                continue
+            sys.stdout.writelines(
+                difflib.unified_diff(
+                    current.splitlines(keepends=True),
+                    text.splitlines(keepends=True),
+                    str(path),
+                    "generated",
+                )
             )
-        )
-        print(f"{args.output} is stale: run python alerts/generate.py", file=sys.stderr)
-        return 1
-    args.output.write_text(text, encoding="utf-8")
+            print(f"{path} is stale: run python alerts/generate.py", file=sys.stderr)
+            stale = 1
+        return stale
+    for path, text in outputs.items():
+        path.write_text(text, encoding="utf-8")
     return 0
 
 

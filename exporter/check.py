@@ -6,11 +6,14 @@ import asyncio
 import json
 import sys
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import TextIO
 
-from exporter.classify import RESULTS, Result, runbook_link
+from exporter.causes import finding_sentence, plain_cause, root_finding
+from exporter.classify import RESULTS, Result
 from exporter.config import Config, ConfigError, KeyConfig
-from exporter.keys import read_key
+from exporter.keys import SourceKind, read_key
+from exporter.links import DEFAULT_LINKS, Links
 from exporter.logs import printable
 from exporter.probes.inference import InferenceProber
 from exporter.probes.realtime import RealtimeProber
@@ -73,6 +76,9 @@ class ProbeReport:
     close_code: int | None
     request_id: str
     runbook: str
+    cause: str = ""  # one plain line, the root cause first
+    result_since: str | None = None  # when this result class began (ISO 8601, UTC)
+    result_probes: int = 0  # probes in a row with this result class
 
 
 @dataclass
@@ -85,9 +91,11 @@ class KeyReport:
     probes: dict[str, ProbeReport]
     checklist: list[Item] = field(default_factory=list)
     healthy: bool = False
+    key_changed_at: str | None = None  # when the key's value last changed in its source
+    root_cause: str = ""  # a format finding that probably explains a rejection, named first
 
 
-async def check_keys(config: Config) -> list[KeyReport]:
+async def check_keys(config: Config, links: Links = DEFAULT_LINKS) -> list[KeyReport]:
     store = StateStore()
     store.configure({key.name: key.probes for key in config.keys})
     probers: dict[str, Prober] = {
@@ -106,11 +114,11 @@ async def check_keys(config: Config) -> list[KeyReport]:
     for key in config.keys:
         state = store.get(key.name)
         assert state is not None
-        reports.append(_report(key, state))
+        reports.append(_report(key, state, links))
     return reports
 
 
-def _report(key: KeyConfig, state: KeyState) -> KeyReport:
+def _report(key: KeyConfig, state: KeyState, links: Links) -> KeyReport:
     probes = {}
     for probe, probe_state in state.probes.items():
         last = probe_state.last
@@ -125,7 +133,10 @@ def _report(key: KeyConfig, state: KeyState) -> KeyReport:
             phases={phase: round(seconds, 4) for phase, seconds in last.phases.items()},
             close_code=last.close_code,
             request_id=last.request_id,
-            runbook=runbook_link(last.result),
+            runbook=links.for_result(last.result),
+            cause=plain_cause(last.result, state.identity.issues, key.source),
+            result_since=_iso(probe_state.result_since),
+            result_probes=probe_state.result_probes,
         )
     report = KeyReport(
         name=key.name,
@@ -134,30 +145,47 @@ def _report(key: KeyConfig, state: KeyState) -> KeyReport:
         kind=state.identity.kind,
         format_issues=list(state.identity.issues),
         probes=probes,
+        key_changed_at=_iso(state.key_changed_at),
     )
-    report.checklist = _checklist(key, report)
+    for probe_state in state.probes.values():
+        assert probe_state.last is not None
+        finding = root_finding(probe_state.last.result, state.identity.issues)
+        if finding is not None and not report.root_cause:
+            report.root_cause = finding_sentence(finding, key.source)
+    report.checklist = _checklist(key, report, links)
     report.healthy = all(probe.result == Result.OK.value for probe in probes.values())
     return report
 
 
-def _checklist(key: KeyConfig, report: KeyReport) -> list[Item]:
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+def _checklist(key: KeyConfig, report: KeyReport, links: Links) -> list[Item]:
     results = {probe: Result(item.result) for probe, item in report.probes.items()}
     read_item = f"Key read from its source ({report.source})"
     if any(result is Result.KEY_MISSING for result in results.values()):
         problem = read_key(key.name, key.source).problem
         items = [Item(read_item, FAIL, problem, "source"), _not_checked(_FORMAT, "lint", _NO_KEY)]
-        return items + [
-            _not_checked(item.item, item.probe, _NO_KEY) for item in _probe_items(key, report)
-        ]
+        return (
+            items
+            + [_not_checked(item.item, item.probe, _NO_KEY) for item in _probe_items(key, report)]
+            + [_restart_item(key, report, links)]
+        )
     items = [Item(read_item, PASS, "", "source")]
     kind_text = (
         f"{report.kind.replace('_', ' ')} key" if report.kind != "unknown" else "unknown kind"
     )
     if report.format_issues:
-        items.append(Item(_FORMAT, FAIL, ", ".join(report.format_issues), "lint"))
+        detail = ", ".join(report.format_issues)
+        if report.root_cause:  # the rejection's likely cause: said first, in words
+            detail = f"{report.root_cause} (likely why OpenAI rejects it: fix first) [{detail}]"
+        items.append(Item(_FORMAT, FAIL, detail, "lint"))
     else:
         items.append(Item(_FORMAT, PASS, f"{report.fingerprint}, {kind_text}", "lint"))
-    return items + _probe_items(key, report)
+    return items + _probe_items(key, report) + [_restart_item(key, report, links)]
 
 
 def _probe_items(key: KeyConfig, report: KeyReport) -> list[Item]:
@@ -209,8 +237,32 @@ def _credit_item(report: KeyReport, results: dict[str, Result]) -> Item:
     return _not_checked(title, "inference", "enable the inference probe: no free call sees credit")
 
 
+def _restart_item(key: KeyConfig, report: KeyReport, links: Links) -> Item:
+    """The application reads its key once: after a change it must be restarted. The exporter
+    cannot see the application's processes, so this is never checked: it says what it implies."""
+    title = "Application restarted after the key's last change"
+    if report.key_changed_at is None:
+        return _not_checked(title, "source", "the key's value was never read")
+    source = key.source.describe()
+    when = (
+        "when read (an environment variable has no change time)"
+        if key.source.kind is SourceKind.ENV
+        else f"the modification time of {source}"
+    )
+    return _not_checked(
+        title,
+        "source",
+        "the exporter cannot see the application's processes; the key's value changed at "
+        f"{report.key_changed_at} ({when}); processes of the application started before then "
+        "still hold the old key until restarted "
+        f"({links.runbook('application-restart')})",
+    )
+
+
 def _probe_detail(probe: ProbeReport) -> str:
     parts = [probe.result]
+    if probe.result_probes > 1 and probe.result_since:  # history from an earlier run
+        parts.append(f"since {probe.result_since} ({probe.result_probes} probes)")
     if probe.http_status:
         parts.append(f"HTTP {probe.http_status}")
     if probe.close_code is not None:
@@ -221,7 +273,7 @@ def _probe_detail(probe: ProbeReport) -> str:
     return ", ".join(parts)
 
 
-def render_text(reports: list[KeyReport], colour: bool) -> str:
+def render_text(reports: list[KeyReport], colour: bool, links: Links = DEFAULT_LINKS) -> str:
     def paint(status: str, text: str) -> str:
         return f"{_COLOURS[status]}{text}{_RESET}" if colour else text
 
@@ -232,9 +284,13 @@ def render_text(reports: list[KeyReport], colour: bool) -> str:
         for item in report.checklist:
             lines.append(f"  {paint(item.status, _MARKS[item.status])} {_item_text(item)}")
         worst = _worst(report)
+        if worst is not None and report.root_cause and RESULTS[worst].validity.value == "invalid":
+            # The root cause before the rejection it explains.
+            lines.append(f"  cause: {printable(report.root_cause)}")
+            lines.append(f"  read first: {links.runbook('key-format-issue')}")
         if worst is not None:
             lines.append(f"  result: {worst.value} ({RESULTS[worst].summary})")
-            lines.append(f"  read: {runbook_link(worst)}")
+            lines.append(f"  read: {links.for_result(worst)}")
         lines.append("")
     healthy = sum(report.healthy for report in reports)
     not_checked = sum(not item.checked for report in reports for item in report.checklist)
@@ -268,7 +324,11 @@ def render_json(reports: list[KeyReport]) -> str:
 
 
 def run_check(
-    config_path: str | None, output: str, colour: str, stream: TextIO | None = None
+    config_path: str | None,
+    output: str,
+    colour: str,
+    stream: TextIO | None = None,
+    links: Links = DEFAULT_LINKS,
 ) -> int:
     out = stream or sys.stdout
     try:
@@ -276,10 +336,10 @@ def run_check(
     except ConfigError as error:
         print(f"configuration is invalid: {error}", file=sys.stderr)
         return 2
-    reports = asyncio.run(check_keys(config))
+    reports = asyncio.run(check_keys(config, links))
     if output == "json":
         out.write(render_json(reports))
     else:
         use_colour = colour == "always" or (colour == "auto" and out.isatty())
-        out.write(render_text(reports, use_colour))
+        out.write(render_text(reports, use_colour, links))
     return 0 if all(report.healthy for report in reports) else 1

@@ -42,7 +42,7 @@ class Result(enum.StrEnum):
 @dataclass(frozen=True)
 class ResultInfo:
     validity: Validity
-    runbook_anchor: str  # section of docs/runbook.md; "" for ok
+    runbook_anchor: str  # section of docs/runbook.md; "" for ok (links.Links makes the URL)
     summary: str  # one line for a person
 
 
@@ -133,15 +133,6 @@ _MISSING_SCOPES = re.compile(r"missing scopes:", re.IGNORECASE)
 _NO_KEY_PROVIDED = re.compile(
     r"didn't provide an api key|missing bearer or basic authentication", re.IGNORECASE
 )
-
-
-RUNBOOK_URL = "https://github.com/openai-key-exporter/openai-key-exporter/blob/main/docs/runbook.md"
-
-
-def runbook_link(result: Result) -> str:
-    """Where a person reads how to fix this result; "" for ok."""
-    anchor = RESULTS[result].runbook_anchor
-    return f"{RUNBOOK_URL}#{anchor}" if anchor else ""
 
 
 def classify_openai_error(

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.config import Config, ConfigError
+from exporter.links import Links, default_external_url, parse_external_url
 from exporter.logs import FORMATS, LEVELS, setup_logging
 from exporter.server import DEFAULT_MAX_REQUESTS, create_app
 from exporter.service import Exporter, KeyFilter, read_config
@@ -27,6 +28,7 @@ from exporter.webconfig import (
     WebConfigError,
     WebConfigWatcher,
     auth_middleware,
+    install_response_headers,
     load_web_config,
     ssl_context,
 )
@@ -44,6 +46,18 @@ def parse_listen_address(text: str) -> tuple[str | None, int]:
         )
     host = host.strip("[]")
     return (host or None), int(port)
+
+
+def _external_url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--web.external-url",
+        dest="external_url",
+        metavar="URL",
+        type=parse_external_url,
+        default=argparse.SUPPRESS,
+        help="the address people reach the exporter at; runbook links are <URL>/runbook#... "
+        "(default: http://<this host or the listen address>:<port>)",
+    )
 
 
 def _common(parser: argparse.ArgumentParser, config: bool = True) -> None:
@@ -104,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="TLS and basic auth, in the Prometheus exporter-toolkit format",
     )
+    _external_url(parser)
     parser.add_argument(
         "--web.enable-lifecycle",
         dest="enable_lifecycle",
@@ -144,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(check)
     check.add_argument("--output", choices=("text", "json"), default="text")
     check.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    _external_url(check)
     simulate = commands.add_parser("simulate", help="serve the bundled OpenAI simulator")
     simulate.add_argument(
         "--web.listen-address",
@@ -176,7 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         from exporter.check import run_check
 
-        return run_check(args.config_file, args.output, args.color)
+        host, port = parse_listen_address(DEFAULT_LISTEN)
+        links = Links(getattr(args, "external_url", None) or default_external_url(host, port))
+        return run_check(args.config_file, args.output, args.color, links=links)
     if args.command == "simulate":
         return run_simulator(args.listen_address, args.tls_cert_file, args.tls_key_file)
     if args.command == "demo":
@@ -233,10 +251,14 @@ def serve(args: argparse.Namespace) -> int:
     except (ValueError, WebConfigError) as error:
         log.error("cannot start", extra={"fields": {"error": str(error)}})
         return 1
+    host, port = args.listen_address
+    tls = watcher.config.tls_server_config is not None
+    links = Links(getattr(args, "external_url", None) or default_external_url(host, port, tls))
     exporter = Exporter(
         args.config_file,
         shard_filter(index, total) if total > 1 else None,
         storage_path=args.storage_path,
+        links=links,
     )
     exporter.metrics.set_shard(index, total)
     try:
@@ -285,8 +307,14 @@ async def serve_until_stopped(
     host, port = listen_address
     watcher = web_config or WebConfigWatcher(None)
     app = create_app(
-        exporter, telemetry_path, enable_lifecycle, [auth_middleware(watcher)], max_requests
+        exporter,
+        telemetry_path,
+        enable_lifecycle,
+        [auth_middleware(watcher)],
+        max_requests,
+        exporter.links,
     )
+    install_response_headers(app, watcher)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(

@@ -13,6 +13,7 @@ import yaml
 
 from exporter.cli import serve_until_stopped
 from exporter.config import ConfigError
+from exporter.links import Links, default_external_url
 from exporter.service import Exporter
 from exporter.simulator import make_key, start_simulator
 
@@ -65,15 +66,18 @@ async def _demo(listen_address: tuple[str | None, int]) -> None:
     simulator = await start_simulator()
     with tempfile.TemporaryDirectory(prefix="openai-key-exporter-demo-") as directory:
         config_path = write_demo_config(Path(directory), simulator.base_url)
-        exporter = Exporter(str(config_path))
-        exporter.load()
         host, port = listen_address
+        # The demo runs on the machine of the person trying it: links open on localhost.
+        links = Links(default_external_url(host or "localhost", port))
+        exporter = Exporter(str(config_path), links=links)
+        exporter.load()
         log.info(
             "demo running against the bundled simulator",
             extra={
                 "fields": {
                     "simulator": simulator.base_url,
-                    "metrics": f"http://{host or 'localhost'}:{port}/metrics",
+                    "status": links.external_url,
+                    "runbook": links.runbook(),
                 }
             },
         )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
 import re
+import secrets
 import stat
+import time
 from dataclasses import dataclass, field
 
 from exporter.redaction import SECRETS, redact
@@ -45,6 +48,7 @@ class KeyReading:
     problem: str = ""  # why key is None, for a person
     source_issues: tuple[str, ...] = ()  # findings on the source itself (dotenv line, file mode)
     empty: bool = False  # the source exists but holds an empty value
+    modified_at: float | None = None  # the file's mtime, for a file or .env source
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,27 @@ _CLEAN_KEY = re.compile(r"[A-Za-z0-9_\-]+")  # fullmatch: `$` would let a final 
 _CHARACTER_ISSUES = {"non_ascii", "inner_whitespace", "line_break"}
 
 
+# Per process, never written anywhere: a digest tells that a key's value changed without
+# keeping or showing anything a key could be guessed back from.
+_DIGEST_SALT = secrets.token_bytes(16)
+
+
+def value_digest(key: str | None) -> bytes:
+    """A salted digest of the value read (None: no value), to notice a change of key."""
+    data = b"\x00" if key is None else b"\x01" + key.encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=16, key=_DIGEST_SALT).digest()
+
+
+def change_time(reading: KeyReading, previous: float | None, now: float | None = None) -> float:
+    """When the value just read changed in its source: the file's mtime when it is newer than
+    the previous change and not in the future (a file moved in keeps an old mtime), else now."""
+    now = time.time() if now is None else now
+    modified = reading.modified_at
+    if modified is not None and modified <= now and (previous is None or modified > previous):
+        return modified
+    return now
+
+
 def read_key(name: str, source: KeySource) -> KeyReading:
     """Read the key now, from its source, exactly as the application would."""
     try:
@@ -105,18 +130,22 @@ def _read(source: KeySource) -> KeyReading:
     issues = _file_mode_issues(source.location)
     with open(source.location, "rb") as handle:
         raw = handle.read(64 * 1024)
+        modified = os.fstat(handle.fileno()).st_mtime
     text = raw.decode("utf-8", errors="replace")
     if source.kind is SourceKind.FILE:
         # A secret file's trailing newline is not part of the key (kubectl, echo, editors add it).
         value = text[:-1] if text.endswith("\n") else text
         problem = "" if value else f"{source.location} is empty"
-        return KeyReading(value or None, problem, issues, empty=not value)
+        return KeyReading(value or None, problem, issues, empty=not value, modified_at=modified)
     line = _dotenv_lookup(text, source.dotenv_var, source.dotenv_format)
     if line is None:
-        return KeyReading(None, f"{source.dotenv_var} is not set in {source.location}", issues)
+        problem = f"{source.dotenv_var} is not set in {source.location}"
+        return KeyReading(None, problem, issues, modified_at=modified)
     issues = issues + tuple(line.issues)
     problem = "" if line.value else f"{source.dotenv_var} is empty in {source.location}"
-    return KeyReading(line.value or None, problem, issues, empty=not line.value)
+    return KeyReading(
+        line.value or None, problem, issues, empty=not line.value, modified_at=modified
+    )
 
 
 def _file_mode_issues(path: str) -> tuple[str, ...]:

@@ -136,6 +136,19 @@ FAMILIES: tuple[Family, ...] = (
         "Tokens OpenAI billed for the opt-in inference probe (input and output); present only "
         "for keys with that probe.",
     ),
+    Family(
+        "openai_probe_result_since_timestamp_seconds",
+        "gauge",
+        "When the last probe's result class began: the start of the first probe in a row that "
+        "ended in it, in Unix time.",
+    ),
+    Family(
+        "openai_key_last_change_timestamp_seconds",
+        "gauge",
+        "When the key's value in its source last changed (the file's mtime for a file or .env, "
+        "else when the exporter read it), first set at the first read, in Unix time. "
+        "Application processes started before it still hold the old key.",
+    ),
 )
 _INDEX = {family.name: index for index, family in enumerate(FAMILIES)}
 LATENCY = Family(
@@ -197,6 +210,8 @@ def render_key(state: KeyState) -> list[bytes]:
     lines.add("openai_key_info", info, 1)
     for issue in identity.issues:
         lines.add("openai_key_format_issue", f"{key},{_label('issue', issue)}", 1)
+    if state.key_changed_at is not None:
+        lines.add("openai_key_last_change_timestamp_seconds", key, _millis(state.key_changed_at))
     for header, value in sorted(_pairs(state.ratelimit)):
         lines.add(f"openai_ratelimit_{header}", key, value)
     for probe, probe_state in state.probes.items():
@@ -248,6 +263,10 @@ def _render_probe(lines: _Lines, key: str, probe: str, state: ProbeState) -> Non
         )
     lines.add("openai_probe_http_status_code", labels, last.http_status)
     lines.add("openai_probe_last_run_timestamp_seconds", labels, _millis(last.started_at))
+    if state.result_since is not None:
+        lines.add(
+            "openai_probe_result_since_timestamp_seconds", labels, _millis(state.result_since)
+        )
 
 
 def render_latency(histograms: Mapping[str, LatencyHistogram]) -> bytes:

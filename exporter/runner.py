@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Protocol
 
-from exporter.classify import RESULTS, Result
+from exporter.classify import Result
 from exporter.config import KeyConfig
-from exporter.keys import KeyLint, KeyReading, lint_key, read_key
+from exporter.keys import KeyLint, KeyReading, change_time, lint_key, read_key, value_digest
+from exporter.links import DEFAULT_LINKS, Links
 from exporter.redaction import scrub
-from exporter.state import KeyIdentity, ProbeResult, StateStore
+from exporter.state import KeyIdentity, ProbeResult, ProbeState, StateStore
 
 log = logging.getLogger("exporter.runner")
 
@@ -28,12 +30,16 @@ class Prober(Protocol):
 
 
 class ProbeRunner:
-    def __init__(self, store: StateStore, probers: dict[str, Prober]) -> None:
+    def __init__(
+        self, store: StateStore, probers: dict[str, Prober], links: Links = DEFAULT_LINKS
+    ) -> None:
         self.store = store
         self.probers = probers
+        self.links = links
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_PROBES)
 
     async def run(self, config: KeyConfig, probe: str) -> ProbeResult:
+        read_at = time.time()
         reading = read_key(config.name, config.source)
         lint = lint_key(reading.key) if reading.key is not None else None
         identity = _identity(reading, lint)
@@ -47,10 +53,26 @@ class ProbeRunner:
         previous_probe = previous_state.probe(probe) if previous_state is not None else None
         if previous_state is not None and previous_probe is not None:
             previous = previous_probe.last
-            if previous_state.identity != identity:
+            if previous_state.identity != identity and read_at >= previous_state.key_read_at:
                 _log_identity(config.name, previous_state.identity, identity)
-        self.store.record(config.name, identity, result)
-        _log_result(config.name, identity, previous, result)
+        previous_since = previous_probe.result_since if previous_probe is not None else None
+        previous_probes = previous_probe.result_probes if previous_probe is not None else 0
+        state = self.store.record(
+            config.name,
+            identity,
+            result,
+            lambda previous_change: change_time(reading, previous_change),
+            read_at,
+        )
+        probe_state = state.probe(probe) if state is not None else None
+        _log_result(
+            config.name,
+            identity,
+            previous,
+            result,
+            self.links,
+            _Streak(previous_since, previous_probes, probe_state),
+        )
         return result
 
     async def _probe(
@@ -111,12 +133,17 @@ class ProbeRunner:
 
 
 def _identity(reading: KeyReading, lint: KeyLint | None) -> KeyIdentity:
+    digest = value_digest(reading.key)
     if lint is None:
-        return KeyIdentity(issues=(*reading.source_issues, "empty" if reading.empty else "missing"))
+        return KeyIdentity(
+            issues=(*reading.source_issues, "empty" if reading.empty else "missing"),
+            value_digest=digest,
+        )
     return KeyIdentity(
         fingerprint=lint.fingerprint,
         kind=lint.kind,
         issues=tuple(dict.fromkeys((*lint.issues, *reading.source_issues))),
+        value_digest=digest,
     )
 
 
@@ -126,17 +153,41 @@ def _log_identity(name: str, before: KeyIdentity, after: KeyIdentity) -> None:
     if before.fingerprint and before.fingerprint != after.fingerprint:
         fields["previous_fingerprint"] = before.fingerprint
     new_issues = [issue for issue in after.issues if issue not in before.issues]
+    value_changed = before.value_digest is not None and before.value_digest != after.value_digest
+    if value_changed:
+        # Said once, when it happens: the exporter rereads the key, the application does not.
+        fields["restart"] = "processes of the application started before now still hold the old key"
     if new_issues:
         fields["issues"] = ",".join(new_issues)
         if "file_readable_by_others" in new_issues:
             fields["fix"] = "chmod 600 the key file: other users on this machine can read the key"
         log.warning("key has format or source issues", extra={"fields": fields})
+    elif value_changed:
+        log.info("key value changed in its source", extra={"fields": fields})
     elif "previous_fingerprint" in fields or not before.fingerprint:
         log.info("key read", extra={"fields": fields})
 
 
+@dataclass(frozen=True, slots=True)
+class _Streak:
+    """The previous result class's run (since when, how many probes) and the current one's."""
+
+    previous_since: float | None
+    previous_probes: int
+    current: ProbeState | None
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
 def _log_result(
-    name: str, identity: KeyIdentity, previous: ProbeResult | None, result: ProbeResult
+    name: str,
+    identity: KeyIdentity,
+    previous: ProbeResult | None,
+    result: ProbeResult,
+    links: Links,
+    streak: _Streak,
 ) -> None:
     fields = {
         "key": name,
@@ -154,15 +205,22 @@ def _log_result(
         fields["request_id"] = result.request_id
     if result.message:
         fields["message"] = result.message
+    current = streak.current
+    if current is not None and current.result_since is not None:
+        fields["since"] = _iso(current.result_since)
+        fields["probes"] = current.result_probes
     changed = previous is None or previous.result is not result.result
     if not changed:
         log.debug("probe finished", extra={"fields": fields})
         return
     if previous is not None:
         fields["previous_result"] = previous.result.value
-    anchor = RESULTS[result.result].runbook_anchor
-    if anchor:
-        fields["runbook"] = anchor
+        if streak.previous_since is not None:
+            fields["previous_since"] = _iso(streak.previous_since)
+            fields["previous_probes"] = streak.previous_probes
+    runbook = links.for_result(result.result)
+    if runbook:
+        fields["runbook"] = runbook
     if result.healthy:
         log.info("key result changed", extra={"fields": fields})
     else:

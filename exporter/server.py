@@ -1,21 +1,21 @@
-"""The HTTP side: /metrics, the landing page, health, readiness and reload."""
+"""The HTTP side: /metrics, the status page, the runbook, health, readiness and reload."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import mmap
 from collections.abc import Iterator
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 
-from exporter import __version__
-from exporter.classify import RUNBOOK_URL, runbook_link
 from exporter.gzip_body import GZIP_HEADER, GzipBody, accepts_gzip
+from exporter.links import DEFAULT_LINKS, RUNBOOK_LANGUAGES, RUNBOOK_PATH, Links
 from exporter.metrics import CONTENT_TYPE, MetricsRenderer
+from exporter.runbook_pages import load_runbook_pages
 from exporter.service import Exporter
+from exporter.status_page import status_page
 
 DEFAULT_MAX_REQUESTS = 40  # as promhttp's MaxRequestsInFlight in Go exporters; 0 is no limit
 SCRAPE_SLICE_BYTES = 1024 * 1024  # the buffer each scrape in flight holds
@@ -28,8 +28,10 @@ def create_app(
     enable_lifecycle: bool = False,
     middlewares: list[Middleware] | None = None,
     max_requests: int = DEFAULT_MAX_REQUESTS,
+    links: Links = DEFAULT_LINKS,
 ) -> web.Application:
     app = web.Application(middlewares=middlewares or [])
+    runbook = load_runbook_pages()  # at start: a runbook missing from the package stops it here
 
     scrape_slots = asyncio.Semaphore(max_requests) if max_requests > 0 else None
     scrapes = _InFlight()
@@ -66,7 +68,16 @@ def create_app(
         return web.Response(status=200 if ok else 500, text=message + "\n")
 
     async def landing(_: web.Request) -> web.Response:
-        return web.Response(text=landing_page(exporter, telemetry_path), content_type="text/html")
+        page = status_page(exporter, telemetry_path, links)
+        return web.Response(text=page, content_type="text/html", headers=_NO_STORE)
+
+    def runbook_page(language: str) -> Handler:
+        body = runbook.page(language)
+
+        async def serve_runbook(_: web.Request) -> web.Response:
+            return web.Response(body=body, content_type="text/html", charset="utf-8")
+
+        return serve_runbook
 
     app.router.add_get(telemetry_path, metrics)
     app.router.add_get("/-/healthy", healthy)
@@ -74,7 +85,14 @@ def create_app(
     app.router.add_post("/-/reload", reload)
     app.router.add_put("/-/reload", reload)
     app.router.add_get("/", landing)
+    for language in RUNBOOK_LANGUAGES:
+        path = RUNBOOK_PATH if language == "en" else f"{RUNBOOK_PATH}/{language}"
+        app.router.add_get(path, runbook_page(language))
     return app
+
+
+# The status page is live: a cached copy would show a state that is no longer true.
+_NO_STORE = {"Cache-Control": "no-store"}
 
 
 class _InFlight:
@@ -169,41 +187,3 @@ def _slices(parts: list[bytes], buffer: memoryview) -> Iterator[memoryview]:
         filled += len(part)
     if filled:
         yield buffer[:filled]
-
-
-def landing_page(exporter: Exporter, telemetry_path: str) -> str:
-    rows = []
-    for state in exporter.store.states():
-        cells = [html.escape(state.name), html.escape(state.identity.fingerprint or "(none)")]
-        valid = {True: "valid", False: "INVALID", None: "unknown"}[state.valid]
-        cells.append(valid)
-        for probe in ("rest", "realtime"):
-            probe_state = state.probe(probe)
-            if probe_state is None:
-                cells.append("not probed")
-            elif probe_state.last is None:
-                cells.append("pending")
-            else:
-                result = probe_state.last.result
-                link = runbook_link(result)
-                text = html.escape(result.value)
-                cells.append(f'<a href="{html.escape(link)}">{text}</a>' if link else text)
-        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
-    path = html.escape(telemetry_path)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>OpenAI Key Exporter</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em 1em;text-align:left}}</style>
-</head><body>
-<h1>OpenAI Key Exporter</h1>
-<p>Version {html.escape(__version__)}. Probes OpenAI API keys on a schedule; never spends a token.</p>
-<ul>
-<li><a href="{path}">Metrics</a></li>
-<li><a href="/-/healthy">Health</a> and <a href="/-/ready">readiness</a></li>
-<li><a href="{RUNBOOK_URL}">Runbook</a></li>
-</ul>
-<h2>Keys</h2>
-<table><tr><th>Key</th><th>Fingerprint</th><th>Validity</th><th>REST</th><th>Realtime</th></tr>
-{"".join(rows)}
-</table>
-</body></html>
-"""

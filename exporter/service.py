@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 
 from exporter.config import Config, ConfigError, config_from_environment, load_config
+from exporter.links import DEFAULT_LINKS, Links
 from exporter.metrics import ExporterMetrics, MetricsRenderer
 from exporter.probes.inference import InferenceProber, log_cost
 from exporter.probes.realtime import RealtimeProber
@@ -32,8 +33,10 @@ class Exporter:
         config_path: str | None,
         key_filter: KeyFilter | None = None,
         storage_path: str | None = None,
+        links: Links = DEFAULT_LINKS,
     ) -> None:
         self.config_path = config_path
+        self.links = links  # where the runbook links it prints point
         self.key_filter = key_filter or (lambda config: config)
         self.store = StateStore()
         self.metrics = ExporterMetrics()
@@ -42,6 +45,7 @@ class Exporter:
         self.runner = ProbeRunner(
             self.store,
             {"rest": RestProber(), "realtime": RealtimeProber(), "inference": InferenceProber()},
+            links,
         )
         self.scheduler = ProbeScheduler(self.runner)
         self.config: Config | None = None

@@ -56,6 +56,8 @@ class KeyIdentity:
     fingerprint: str = ""
     kind: str = "unknown"
     issues: tuple[str, ...] = ()
+    # keys.value_digest of the value read (salted per process); None: not read yet
+    value_digest: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(slots=True)
@@ -67,6 +69,8 @@ class ProbeState:
     errors_total: Readings = field(default_factory=_empty)  # by error code
     closes_total: Readings = field(default_factory=_empty)  # by WebSocket close code, as text
     billed_tokens_total: int = 0
+    result_since: float | None = None  # when the current result class began (a probe's start)
+    result_probes: int = 0  # probes in a row that ended in the current result class
 
     @property
     def phases(self) -> Mapping[str, float]:
@@ -85,6 +89,10 @@ class ProbeState:
             }
             if kept:  # in the stored result itself: a second mapping per key was 1 MB at 10,000
                 result = replace(result, phases={**kept, **result.phases})
+        if self.last is None or self.last.result is not result.result or self.result_since is None:
+            self.result_since = result.started_at
+            self.result_probes = 0
+        self.result_probes += 1
         self.last = result
         self.requests_total += result.requests_made
         self.billed_tokens_total += result.billed_tokens
@@ -134,6 +142,10 @@ class KeyState:
     inference: ProbeState | None = None
     identity: KeyIdentity = field(default_factory=KeyIdentity)
     valid: bool | None = None  # None until a conclusive answer
+    # When the key's value in its source last changed (first set at the first read): processes
+    # of the application started before it still hold the old key until restarted.
+    key_changed_at: float | None = None
+    key_read_at: float = 0.0  # when the value behind `identity` was read
     ratelimit: Mapping[str, float] = field(default_factory=_empty)
 
     @property
@@ -153,6 +165,18 @@ class KeyState:
 
 
 Listener = Callable[[KeyState], None]
+
+
+def _restored_same_value(state: KeyState, identity: KeyIdentity) -> bool:
+    """The first reading after a restore: the state file keeps no digest of the key, so the
+    same fingerprint (first and last four characters, kind) is taken as the same value and the
+    restored change time holds. A new key sharing both ends would be missed: unlikely."""
+    return (
+        state.identity.value_digest is None
+        and state.key_changed_at is not None
+        and identity.fingerprint == state.identity.fingerprint
+        and identity.kind == state.identity.kind
+    )
 
 
 class StateStore:
@@ -184,11 +208,34 @@ class StateStore:
                 setattr(state, kind, (held or ProbeState()) if kind in probes else None)
             self._changed(state)
 
-    def record(self, name: str, identity: KeyIdentity, result: ProbeResult) -> KeyState | None:
+    def record(
+        self,
+        name: str,
+        identity: KeyIdentity,
+        result: ProbeResult,
+        changed_at: Callable[[float | None], float] | None = None,
+        read_at: float | None = None,
+    ) -> KeyState | None:
+        """Store a probe's result; `changed_at(previous change)` says when the value read (at
+        `read_at`) changed in its source, asked only when its digest differs from the last one."""
         state = self._keys.get(name)
         probe_state = state.probe(result.probe) if state is not None else None
         if state is None or probe_state is None:
             return None  # the key was removed by a reload while its probe ran
+        read_at = time.time() if read_at is None else read_at
+        if (
+            identity.value_digest is not None
+            and identity.value_digest != state.identity.value_digest
+            and not _restored_same_value(state, identity)
+            # A probe that read the old value before another recorded the new one is not a
+            # change back: the value of the latest reading wins.
+            and read_at >= state.key_read_at
+        ):
+            previous = state.key_changed_at
+            state.key_changed_at = changed_at(previous) if changed_at else read_at
+        if identity.value_digest is not None and read_at < state.key_read_at:
+            identity = replace(identity, value_digest=state.identity.value_digest)
+        state.key_read_at = max(state.key_read_at, read_at)
         if identity != state.identity:
             state.identity = identity  # the same key read again keeps one object, not one a probe
         probe_state.observe(result)

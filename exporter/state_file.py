@@ -15,7 +15,9 @@ added later is optional.
                       "probes": {"rest": {"result": "invalid_api_key", "consecutive_failures": 2,
                                           "started_at": ..., "duration": ..., "http_status": 401,
                                           "error_code": "invalid_api_key", "message": "...",
-                                          "last_success_at": null}}}}}
+                                          "last_success_at": null, "result_since": ...,
+                                          "result_probes": 2}},
+                      "key_changed_at": 1764790000.0}}}
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ def probe_record(state: ProbeState) -> dict[str, Any] | None:
         "error_code": last.error_code,
         "message": last.message,  # already scrubbed of keys, as every message is
         "last_success_at": state.last_success_at,
+        "result_since": state.result_since,
+        "result_probes": state.result_probes,
     }
 
 
@@ -69,6 +73,7 @@ def key_record(state: KeyState) -> dict[str, Any] | None:
         "fingerprint": state.identity.fingerprint,
         "kind": state.identity.kind,
         "valid": state.valid,
+        "key_changed_at": state.key_changed_at,
         "probes": probes,
     }
 
@@ -77,6 +82,11 @@ def _number(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name} is not a number")
     return float(value)
+
+
+def _optional_number(record: Mapping[str, object], name: str) -> float | None:
+    value = record.get(name)
+    return None if value is None else _number(value, name)
 
 
 def _restore_probe(kind: str, record: object) -> tuple[ProbeResult, int, float | None]:
@@ -101,6 +111,19 @@ def _restore_probe(kind: str, record: object) -> tuple[ProbeResult, int, float |
         started_at=_number(record.get("started_at"), "started_at"),
     )
     return last, failures, last_success
+
+
+def _streak(record: Mapping[str, object], last: ProbeResult) -> tuple[float, int]:
+    """Since when the restored result holds and over how many probes; files written before
+    these fields count from the restored probe alone."""
+    try:
+        since = _optional_number(record, "result_since")
+    except ValueError:
+        since = None
+    probes = record.get("result_probes")
+    if since is None or isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
+        return last.started_at, 1
+    return since, probes
 
 
 class StateFile:
@@ -175,6 +198,7 @@ class StateFile:
             probe.last = last
             probe.consecutive_failures = failures
             probe.last_success_at = last_success
+            probe.result_since, probe.result_probes = _streak(probe_record_, last)
             restored += 1
         if restored:
             fingerprint, kind = record.get("fingerprint"), record.get("kind")
@@ -184,6 +208,9 @@ class StateFile:
                 and not state.identity.fingerprint
             ):
                 state.identity = KeyIdentity(fingerprint=fingerprint, kind=kind)
+            changed = record.get("key_changed_at")
+            if state.key_changed_at is None and isinstance(changed, int | float):
+                state.key_changed_at = float(changed)
             valid = record.get("valid")
             if state.valid is None and isinstance(valid, bool):
                 state.valid = valid

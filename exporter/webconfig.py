@@ -791,17 +791,31 @@ def _client_san_allowed(request: web.Request, allowed: tuple[str, ...]) -> bool:
 
 
 def _add_headers(response: web.StreamResponse, headers: tuple[tuple[str, str], ...]) -> None:
-    if response.prepared:
-        return
     for name, value in headers:
         if value:  # exporter-toolkit documents a blank value as "unset"
             response.headers[name] = value
 
 
+def install_response_headers(app: web.Application, watcher: WebConfigWatcher) -> None:
+    """Add `http_server_config.headers` to every response `app` sends.
+
+    On aiohttp's on_response_prepare signal, not in a middleware: a streamed response (/metrics)
+    sends its headers inside the handler, before a middleware sees it, and error pages made
+    from an exception are prepared after every middleware has returned. The signal runs for
+    each of them just before the headers go out.
+    """
+
+    async def add_configured_headers(_: web.Request, response: web.StreamResponse) -> None:
+        _add_headers(response, watcher.config.http_server_config.headers)
+
+    app.on_response_prepare.append(add_configured_headers)
+
+
 def auth_middleware(
     watcher: WebConfigWatcher, open_paths: frozenset[str] = frozenset({"/-/healthy"})
 ) -> Middleware:
-    """Basic auth, client certificate SAN check and extra headers from the current web config.
+    """Basic auth and the client certificate SAN check from the current web config (the
+    configured headers come from install_response_headers).
 
     Paths in open_paths skip basic auth (not the SAN check, which Go does in the handshake).
     """
@@ -810,7 +824,6 @@ def auth_middleware(
     @web.middleware
     async def web_config_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         config = watcher.config
-        headers = config.http_server_config.headers
         tls = config.tls_server_config
         response: web.StreamResponse
         if (
@@ -834,12 +847,7 @@ def auth_middleware(
                 headers={"WWW-Authenticate": f'Basic realm="{BASIC_AUTH_REALM}", charset="UTF-8"'},
             )
         else:
-            try:
-                response = await handler(request)
-            except web.HTTPException as exc:
-                _add_headers(exc, headers)
-                raise
-        _add_headers(response, headers)
+            response = await handler(request)
         return response
 
     return web_config_middleware

@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--runbook-url",
         default=runbook.RUNBOOK_URL,
-        help="base address of docs/runbook.md in the dashboards' links (default: %(default)s)",
+        help="the runbook's address in the dashboards' links: the exporter's --web.external-url "
+        "followed by /runbook (default: %(default)s, the compose stack's exporter)",
     )
     parser.add_argument(
         "--output-dir",

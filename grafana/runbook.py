@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from exporter import classify
 from exporter.classify import ERROR_CODES, RESULTS, Result
+from exporter.links import PUBLISHED_RUNBOOK_URL
 
-# The runbook's address is set once, in classify.py, for the exporter and the dashboards alike.
-# The dashboards carry it as the hidden constant variable `runbook_url`; regenerate with
-# `--runbook-url` to point them at a fork or an internal copy.
-RUNBOOK_URL = classify.RUNBOOK_URL
+# The runbook the exporter serves, where the compose stack publishes it. The dashboards carry
+# it as the hidden constant variable `runbook_url`; regenerate with `--runbook-url` set to the
+# exporter's --web.external-url followed by /runbook.
+RUNBOOK_URL = PUBLISHED_RUNBOOK_URL
 RUNBOOK_VARIABLE = "runbook_url"
 
 # Sections the dashboards link to directly, not through a result class.

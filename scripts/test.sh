@@ -10,6 +10,7 @@ command -v promtool >/dev/null || debian+=(prometheus)
 command -v amtool >/dev/null || debian+=(prometheus-alertmanager)
 command -v prometheus-blackbox-exporter >/dev/null || debian+=(prometheus-blackbox-exporter)
 command -v curl >/dev/null || debian+=(curl)  # tests read gzipped /metrics as curl does
+command -v chromium >/dev/null || debian+=(chromium)  # reads the status page as a browser does
 apt_install "${debian[@]}"
 # kubectl (for `kubectl kustomize` of deploy/kubernetes) is not in Debian's own archive: install it
 # when an apt source has it; otherwise that test skips outside CI and fails in CI.

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from exporter.classify import RESULTS, Result, Validity
+from exporter.links import PUBLISHED_RUNBOOK_URL
 from tests.conftest import require_tool
 from tests.runbook_test import RUNBOOK_EN, anchors
 
@@ -198,7 +199,7 @@ def test_every_runbook_url_points_at_an_existing_section() -> None:
     for rule in _rules():
         url = rule["annotations"]["runbook_url"]
         base, _, anchor = url.partition("#")
-        assert base.endswith("/docs/runbook.md"), url
+        assert base == PUBLISHED_RUNBOOK_URL, url  # the compose stack's exporter serves it
         assert anchor in sections, f"{rule['alert']}: docs/runbook.md has no anchor {anchor!r}"
 
 

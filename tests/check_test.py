@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from exporter.classify import RESULTS, Result, runbook_link
+from exporter.classify import RESULTS, Result
+from exporter.links import Links, default_external_url
 from exporter.simulator import make_key
 from tests.harness import (
     assert_no_secret,
@@ -37,6 +38,9 @@ CHECKLIST = (
     "Credit left",
 )
 ANSI = "\x1b["
+
+# check runs without --web.external-url here: its links name this host, as the exporter would.
+RUNBOOK_LINKS = Links(default_external_url(None, 10077))
 
 
 @dataclass(frozen=True)
@@ -214,7 +218,7 @@ def test_one_failing_key_exits_1_with_its_checklist(
         assert item in block, f"checklist item {item!r} missing:\n{block}"
     assert re.search(r"^\s+\[ \] ", block, re.MULTILINE), f"no failed item:\n{block}"
     assert f"result: {case.result.value} ({RESULTS[case.result].summary})" in block, block
-    assert f"read: {runbook_link(case.result)}" in block, block
+    assert f"read: {RUNBOOK_LINKS.for_result(case.result)}" in block, block
     assert "1 of 2 keys healthy" in output
     assert_no_secret(output + checked.stderr, [good, bad] if bad else [good], "check output")
 
@@ -253,7 +257,7 @@ def test_json_output(simulator: str, tmp_path: Path) -> None:
         statuses = [item["status"] for item in checklist]
         assert ("fail" in statuses) != report["healthy"], checklist
     failing = reports["model_not_found"]["probes"]["realtime"]
-    assert failing["runbook"] == runbook_link(Result.MODEL_NOT_FOUND)
+    assert failing["runbook"] == RUNBOOK_LINKS.for_result(Result.MODEL_NOT_FOUND)
     assert failing["http_status"] == 403
     assert reports["key_malformed"]["format_issues"] == ["line_break"]
     assert ANSI not in checked.stdout

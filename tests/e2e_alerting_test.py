@@ -206,7 +206,7 @@ def _inhibited_in_alertmanager(stack: Stack, alertname: str, key: str) -> bool:
 
 def _runbook_anchor(delivery: Delivery) -> str:
     url = delivery.annotations.get("runbook_url", "")
-    match = re.fullmatch(r"https?://\S+/docs/runbook\.md#([a-z0-9-]+)", url)
+    match = re.fullmatch(r"https?://\S+/runbook#([a-z0-9-]+)", url)  # the served runbook
     assert match, f"{delivery.alertname} ({delivery.key}): runbook_url {url!r}"
     return match.group(1)
 

@@ -20,7 +20,6 @@ import httpx
 import pytest
 
 from exporter import __version__
-from exporter.classify import RUNBOOK_URL
 from exporter.redaction import redact
 from exporter.scheduler import first_run_offset
 from exporter.simulator import key_id, make_key
@@ -714,17 +713,19 @@ def assert_landing_page(url: str) -> None:
     assert __version__ in page
     assert 'href="/metrics"' in page
     assert 'href="/-/healthy"' in page and 'href="/-/ready"' in page
-    assert RUNBOOK_URL in page
-    rows = {
-        match.group(1): match.group(0)
-        for match in re.finditer(r"<tr><td>([^<]+)</td>.*?</tr>", page)
-    }
+    assert f'href="{url}/runbook"' in page  # --web.external-url defaults to the listen address
+    # The status page: one row per key and probe (tests/status_page_test.py reads it in a browser).
+    rows: dict[str, str] = {}
+    for match in re.finditer(
+        r'<tr class="[a-z]+" data-key="([^"]+)" data-probe="[a-z]+">.*?</tr>', page
+    ):
+        rows[match.group(1)] = rows.get(match.group(1), "") + match.group(0)
     for name, expect in EVERY_CLASS.items():
         assert name in rows, f"{name} missing from the landing page"
         for result in (expect.rest[0], expect.realtime[0]):
-            assert f">{result}<" in rows[name], f"{name}: {result} not in {rows[name]}"
-    assert "INVALID" in rows["invalid"]
-    assert f"{RUNBOOK_URL}#key-invalid" in rows["invalid"]
+            assert f"<code>{result}</code>" in rows[name], f"{name}: {result} not in {rows[name]}"
+    assert "FAILING" in rows["invalid"]
+    assert f"{url}/runbook#key-invalid" in rows["invalid"]
 
 
 def test_no_key_in_metrics_landing_page_or_debug_logs(every_class: Running) -> None:

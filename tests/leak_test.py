@@ -29,12 +29,13 @@ from exporter.check import check_keys, render_json, render_text
 from exporter.classify import Result
 from exporter.config import Config, ConfigError, KeyConfig, RealtimeSettings, parse_config
 from exporter.keys import KeySource, SourceKind, lint_key
+from exporter.links import DEFAULT_LINKS
 from exporter.logs import setup_logging
 from exporter.redaction import redact, scrub
-from exporter.server import landing_page
 from exporter.service import Exporter
 from exporter.simulator import RunningSimulator
 from exporter.simulator.scenarios import KEY_CHARSET
+from exporter.status_page import status_page
 from tests.fault_matrix_test import SimulatorThread, Tls, make_tls
 from tests.harness import (
     exporter_command,
@@ -232,7 +233,7 @@ async def _every_output(config: KeyConfig, log_format: str) -> dict[str, str]:
     return {
         "probe results": "\n".join(repr(result) for result in results),
         f"the {log_format} log": stream.getvalue(),
-        "the landing page": landing_page(exporter, "/metrics"),
+        "the status page": status_page(exporter, "/metrics", DEFAULT_LINKS),
         "/metrics": exporter.renderer.render().decode(),
         "check (text)": render_text(reports, colour=False),
         "check (json)": render_json(reports),

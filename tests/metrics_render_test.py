@@ -136,6 +136,7 @@ def test_a_key_renders_exactly_as_before() -> None:
         f'openai_probe_last_success_timestamp_seconds{{{key},probe="realtime"}} 1700000000.75',
         f"openai_realtime_close_code{{{key}}} 1000",
         f'openai_realtime_closes_total{{{key},code="1000"}} 1',
+        f'openai_probe_result_since_timestamp_seconds{{{key},probe="realtime"}} 1700000000.5',
     ]
     lines = text.splitlines()
     for line in expected:

@@ -26,6 +26,7 @@ ALERT_ANCHORS = {
     "exporter-down",
     "key-format-issue",
     "probe-failing",
+    "application-restart",
 }
 # Every troubleshooting section says these things, in this order (section markers per language).
 SECTION_PARTS = {

@@ -211,3 +211,62 @@ async def test_the_file_holds_no_key_after_real_probes(
     text = (tmp_path / FILE_NAME).read_text()
     assert "Incorrect API key provided" in text  # the message is kept, scrubbed
     assert_no_secret(text, [key], "the state file")
+
+
+def test_since_when_and_the_key_change_time_survive_a_restart(tmp_path: Path) -> None:
+    store = _store("web")
+    state_file = StateFile(str(tmp_path), store)
+    digest = KeyIdentity(fingerprint="sk-proj-...Zq8Z", kind="project", value_digest=b"one")
+    for started in (1000.0, 1060.0, 1120.0):
+        store.record(
+            "web",
+            digest,
+            ProbeResult("rest", Result.INVALID_API_KEY, http_status=401, started_at=started),
+            lambda _previous: 900.0,  # the file's mtime
+            read_at=started,
+        )
+    state_file.write()
+    assert KEY not in (tmp_path / FILE_NAME).read_text()
+
+    restored = _store("web")
+    assert StateFile(str(tmp_path), restored).restore() == 1
+    web = restored.get("web")
+    assert web is not None and web.rest is not None
+    assert (web.rest.result_since, web.rest.result_probes, web.key_changed_at) == (1000.0, 3, 900.0)
+    # The same value read again by the new process (the file keeps no digest): not a change.
+    restored.record(
+        "web",
+        KeyIdentity(fingerprint="sk-proj-...Zq8Z", kind="project", value_digest=b"one"),
+        ProbeResult("rest", Result.INVALID_API_KEY, http_status=401, started_at=1180.0),
+        lambda _previous: 1180.0,
+        read_at=1180.0,
+    )
+    assert (web.rest.result_since, web.rest.result_probes, web.key_changed_at) == (1000.0, 4, 900.0)
+    text = b"".join(render_key(web)).decode()
+    assert 'openai_probe_result_since_timestamp_seconds{key="web",probe="rest"} 1000' in text
+    # A different key afterwards is a change, at the time the source says.
+    restored.record(
+        "web",
+        KeyIdentity(fingerprint="sk-proj-...AAAA", kind="project", value_digest=b"two"),
+        ProbeResult("rest", Result.OK, http_status=200, started_at=1240.0),
+        lambda _previous: 1230.0,
+        read_at=1240.0,
+    )
+    assert (web.rest.result_since, web.rest.result_probes, web.key_changed_at) == (
+        1240.0,
+        1,
+        1230.0,
+    )
+
+
+def test_a_file_from_before_the_streak_fields_counts_from_the_restored_probe(
+    tmp_path: Path,
+) -> None:
+    record = {"result": "invalid_api_key", "consecutive_failures": 2, "started_at": 1000.0}
+    document = {"version": FORMAT_VERSION, "keys": {"web": {"probes": {"rest": record}}}}
+    (tmp_path / FILE_NAME).write_text(json.dumps(document))
+    store = _store("web")
+    assert StateFile(str(tmp_path), store).restore() == 1
+    web = store.get("web")
+    assert web is not None and web.rest is not None
+    assert (web.rest.result_since, web.rest.result_probes, web.key_changed_at) == (1000.0, 1, None)

@@ -23,6 +23,7 @@ from exporter.webconfig import (
     WebConfigError,
     WebConfigWatcher,
     auth_middleware,
+    install_response_headers,
     load_web_config,
     ssl_context,
 )
@@ -180,6 +181,7 @@ async def ok(request: web.Request) -> web.Response:
 @contextlib.asynccontextmanager
 async def running_server(watcher: WebConfigWatcher) -> AsyncIterator[str]:
     app = web.Application(middlewares=[auth_middleware(watcher)])
+    install_response_headers(app, watcher)
     app.router.add_get("/metrics", ok)
     app.router.add_get("/-/healthy", ok)
     context = ssl_context(watcher.config)

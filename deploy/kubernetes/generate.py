@@ -3,6 +3,8 @@
     python deploy/kubernetes/generate.py          # rewrite base/prometheusrule.yaml and
                                                   # base/grafana-dashboards.yaml
     python deploy/kubernetes/generate.py --check  # exit 1 if either is out of date
+    python deploy/kubernetes/generate.py --runbook-url https://exporter.example.org/runbook \
+        --grafana-url https://grafana.example.org    # links for your cluster's addresses
 
 alerts/openai-key-exporter.rules.yml becomes a PrometheusRule (Prometheus Operator) holding the
 same groups; each grafana/dashboards/*.json becomes a ConfigMap labelled grafana_dashboard: "1",
@@ -14,7 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,11 @@ DASHBOARD_CONFIGMAPS = BASE / "grafana-dashboards.yaml"
 NAME = "openai-key-exporter"
 COMMON_LABELS = {"app.kubernetes.io/name": NAME}
 DASHBOARD_FOLDER = "OpenAI keys"
+# What `kubectl port-forward svc/openai-key-exporter 10077` and Grafana's own port-forward give a
+# person's browser; the Deployment's --web.external-url says the same. With an Ingress, pass its
+# addresses (and set --web.external-url to match).
+DEFAULT_RUNBOOK_URL = "http://localhost:10077/runbook"
+DEFAULT_GRAFANA_URL = "http://localhost:3000"
 
 
 class SourceMissing(Exception):
@@ -119,10 +128,20 @@ def dashboard_configmap(dashboard: Path) -> dict[str, Any]:
     }
 
 
-def render() -> dict[Path, str]:
-    """Every generated file and its text."""
-    rule = _header(_relative(RULES_FILE)) + _dump(prometheus_rule(load_rule_groups()))
-    dashboards = dashboard_files()
+def render(
+    runbook_url: str = DEFAULT_RUNBOOK_URL, grafana_url: str = DEFAULT_GRAFANA_URL
+) -> dict[Path, str]:
+    """Every generated file and its text, linking to these addresses."""
+    if (runbook_url, grafana_url) == (DEFAULT_RUNBOOK_URL, DEFAULT_GRAFANA_URL):
+        return _render_from(RULES_FILE, DASHBOARDS_DIR)  # the committed ones link there already
+    with tempfile.TemporaryDirectory(prefix="openai-key-exporter-k8s-") as directory:
+        rules, dashboards = _regenerate(Path(directory), runbook_url, grafana_url)
+        return _render_from(rules, dashboards)
+
+
+def _render_from(rules_file: Path, dashboards_dir: Path) -> dict[Path, str]:
+    rule = _header(_relative(RULES_FILE)) + _dump(prometheus_rule(load_rule_groups(rules_file)))
+    dashboards = dashboard_files(dashboards_dir)
     configmaps = _header(f"{_relative(DASHBOARDS_DIR)}/*.json") + "".join(
         ("---\n" if index else "") + _dump(dashboard_configmap(path))
         for index, path in enumerate(dashboards)
@@ -130,14 +149,53 @@ def render() -> dict[Path, str]:
     return {PROMETHEUS_RULE: rule, DASHBOARD_CONFIGMAPS: configmaps}
 
 
+def _regenerate(directory: Path, runbook_url: str, grafana_url: str) -> tuple[Path, Path]:
+    """The rules and dashboards made again by their own generators, with other addresses."""
+    rules = directory / "rules.yml"
+    dashboards = directory / "dashboards"
+    for command in (
+        [
+            sys.executable,
+            "alerts/generate.py",
+            f"--output={rules}",
+            f"--runbook-url={runbook_url}",
+            f"--grafana-url={grafana_url}",
+        ],
+        [
+            sys.executable,
+            "-m",
+            "grafana.generate",
+            f"--output-dir={dashboards}",
+            f"--runbook-url={runbook_url}",
+        ],
+    ):
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+        if done.returncode:
+            raise SourceMissing(f"{' '.join(command[1:3])} failed: {done.stderr.strip()}")
+    return rules, dashboards
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument(
         "--check", action="store_true", help="exit 1 if a generated file is out of date"
     )
+    parser.add_argument(
+        "--runbook-url",
+        default=DEFAULT_RUNBOOK_URL,
+        help="the runbook's address: the exporter's --web.external-url followed by /runbook "
+        "(default: %(default)s, through kubectl port-forward)",
+    )
+    parser.add_argument(
+        "--grafana-url",
+        "--dashboard-url",
+        dest="grafana_url",
+        default=DEFAULT_GRAFANA_URL,
+        help="Grafana's base address, for the alerts' dashboard links (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     try:
-        rendered = render()
+        rendered = render(args.runbook_url.rstrip("/"), args.grafana_url.rstrip("/"))
     except SourceMissing as problem:
         print(f"generate.py: {problem}", file=sys.stderr)
         return 1
