@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from typing import TextIO
 
@@ -12,6 +14,7 @@ from exporter.classify import RESULTS, Result, runbook_link
 from exporter.config import Config, ConfigError, KeyConfig
 from exporter.keys import read_key
 from exporter.logs import printable
+from exporter.models import days_left_text, watched_models
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
 from exporter.runner import ProbeRunner
@@ -54,6 +57,15 @@ class ProbeReport:
 
 
 @dataclass
+class ModelReport:
+    model: str
+    listed: bool | None  # None: the key's model list could not be read
+    shutdown_date: str | None  # ISO date, when OpenAI gives one
+    days_left: int | None
+    state: str  # for a person: listed, shuts down ... (N days left)
+
+
+@dataclass
 class KeyReport:
     name: str
     source: str
@@ -63,6 +75,7 @@ class KeyReport:
     probes: dict[str, ProbeReport]
     checklist: list[Item] = field(default_factory=list)
     healthy: bool = False
+    models: list[ModelReport] = field(default_factory=list)
 
 
 async def check_keys(config: Config) -> list[KeyReport]:
@@ -107,10 +120,56 @@ def _report(key: KeyConfig, state: KeyState) -> KeyReport:
         kind=state.identity.kind,
         format_issues=list(state.identity.issues),
         probes=probes,
+        models=_model_reports(key, state),
     )
     report.checklist = _checklist(key, report)
     report.healthy = all(probe.result == Result.OK.value for probe in probes.values())
     return report
+
+
+SHUTDOWN_WARNING_DAYS = 30  # as the OpenAIKeyModelShutdownSoon alert
+
+
+def _model_reports(key: KeyConfig, state: KeyState) -> list[ModelReport]:
+    now = time.time()
+    seen = {status.model: status for status in state.models}
+    reports = []
+    for model in sorted(watched_models(key)):
+        status = seen.get(model)
+        if status is None:
+            text = "not checked: the key's model list could not be read"
+            reports.append(ModelReport(model, None, None, None, text))
+            continue
+        days = status.days_left(now)
+        date = None
+        if status.shutdown_at is not None:
+            moment = datetime.datetime.fromtimestamp(status.shutdown_at, datetime.UTC)
+            date = moment.date().isoformat()
+        reports.append(
+            ModelReport(
+                model,
+                status.listed,
+                date,
+                None if days is None else max(0, -int(-days // 1)),
+                days_left_text(status, now),
+            )
+        )
+    return reports
+
+
+def _model_items(report: KeyReport) -> list[Item]:
+    items = []
+    for model in report.models:
+        if model.listed is None:
+            status = UNKNOWN
+        elif not model.listed:
+            status = FAIL
+        elif model.days_left is not None and model.days_left <= SHUTDOWN_WARNING_DAYS:
+            status = FAIL  # weeks to move the application to the successor
+        else:
+            status = PASS
+        items.append(Item(f"Model {model.model}", status, model.state))
+    return items
 
 
 def _checklist(key: KeyConfig, report: KeyReport) -> list[Item]:
@@ -151,6 +210,7 @@ def _checklist(key: KeyConfig, report: KeyReport) -> list[Item]:
         result = results[probe]
         detail = _probe_detail(report.probes[probe])
         items.append(Item(title, PASS if result is Result.OK else FAIL, detail))
+    items.extend(_model_items(report))
     permission_failures = [r for r in results.values() if r in _PERMISSION_RESULTS]
     if permission_failures:
         items.append(

@@ -7,10 +7,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from exporter.classify import RESULTS, Result, Validity, error_code_label
+from exporter.models import ModelStatuses
 from exporter.readings import NO_READINGS, Readings, counted, readings
 
 # A reused REST connection skips these; a Realtime session connects every time.
-_CARRIED_PHASES: dict[str, tuple[str, ...]] = {"rest": ("connect", "tls"), "realtime": ()}
+_CARRIED_PHASES: dict[str, tuple[str, ...]] = {"rest": ("connect", "tls")}
+# The kinds of probe, each a field of KeyState; the order is the order of output.
+PROBE_KINDS: tuple[str, ...] = ("rest", "realtime", "live")
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -37,6 +40,9 @@ class ProbeResult:
     ratelimit: Mapping[str, float] = field(default_factory=_empty)
     close_code: int | None = None
     started_at: float = field(default_factory=time.time)
+    # REST: the watched models as this answer lists them; None when it had no model list.
+    models: ModelStatuses | None = None
+    billed_seconds: float = 0.0  # upstream time this probe is billed for (Live sessions)
 
     def __post_init__(self) -> None:
         # Held for every key until its next probe: kept as compact Readings, not dicts.
@@ -65,6 +71,7 @@ class ProbeState:
     requests_total: int = 0
     errors_total: Readings = field(default_factory=_empty)  # by error code
     closes_total: Readings = field(default_factory=_empty)  # by WebSocket close code, as text
+    billed_seconds_total: float = 0.0
 
     @property
     def phases(self) -> Mapping[str, float]:
@@ -95,6 +102,7 @@ class ProbeState:
             self.errors_total = counted(self.errors_total, code)
         if result.close_code is not None:
             self.closes_total = counted(self.closes_total, str(result.close_code))
+        self.billed_seconds_total += result.billed_seconds
 
 
 @dataclass(slots=True)
@@ -123,25 +131,37 @@ class KeyState:
     # A field per kind of probe, None when not configured: a dict per key was 2 MB at 10,000.
     rest: ProbeState | None = None
     realtime: ProbeState | None = None
+    live: ProbeState | None = None
     identity: KeyIdentity = field(default_factory=KeyIdentity)
     valid: bool | None = None  # None until a conclusive answer
     ratelimit: Mapping[str, float] = field(default_factory=_empty)
+    # The watched models as the key's model list last showed them; () when never read, or
+    # when the key cannot read the list (unknown is not "missing").
+    models: ModelStatuses = ()
 
     @property
     def probes(self) -> dict[str, ProbeState]:
-        """The configured probes' states, REST first."""
-        pairs = (("rest", self.rest), ("realtime", self.realtime))
-        return {probe: state for probe, state in pairs if state is not None}
+        """The configured probes' states, in PROBE_KINDS order (REST first)."""
+        states = {kind: self.probe(kind) for kind in PROBE_KINDS}
+        return {kind: state for kind, state in states.items() if state is not None}
 
     def probe(self, kind: str) -> ProbeState | None:
         """The state of one kind of probe; None when the key is not probed so."""
-        if kind == "rest":
-            return self.rest
-        return self.realtime if kind == "realtime" else None
+        state: ProbeState | None = getattr(self, kind) if kind in PROBE_KINDS else None
+        return state
 
     @property
     def probed_once(self) -> bool:
         return all(state.last is not None for state in self.probes.values())
+
+
+def _says_list_unreadable(result: Result) -> bool:
+    """A REST answer that is not the list and not a passing failure: what the list said before
+    no longer holds for this key. A timeout or a 429 keeps the last reading."""
+    return RESULTS[result].validity is not Validity.UNKNOWN and result not in (
+        Result.OK,
+        Result.RATE_LIMITED,
+    )
 
 
 Listener = Callable[[KeyState], None]
@@ -171,8 +191,9 @@ class StateStore:
             if state is None:
                 state = KeyState(name=name)
                 self._keys[name] = state
-            state.rest = (state.rest or ProbeState()) if "rest" in probes else None
-            state.realtime = (state.realtime or ProbeState()) if "realtime" in probes else None
+            for kind in PROBE_KINDS:
+                kept = state.probe(kind)
+                setattr(state, kind, (kept or ProbeState()) if kind in probes else None)
             self._changed(state)
 
     def record(self, name: str, identity: KeyIdentity, result: ProbeResult) -> KeyState | None:
@@ -192,6 +213,10 @@ class StateStore:
             state.valid = False
         if result.ratelimit:
             state.ratelimit = result.ratelimit  # results are never changed once made
+        if result.models is not None:
+            state.models = result.models
+        elif result.probe == "rest" and _says_list_unreadable(result.result):
+            state.models = ()  # the key cannot read the list (missing scope...): publish nothing
         self._changed(state)
         return state
 

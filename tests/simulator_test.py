@@ -176,7 +176,7 @@ async def test_ok_lists_models_with_ratelimit_headers(
     ids = [model["id"] for model in body["data"]]
     assert "gpt-realtime" in ids
     for model in body["data"]:
-        assert set(model) == {"id", "object", "created", "owned_by"}
+        assert set(model) == {"id", "object", "created", "owned_by", "shutdown_date"}
         assert model["object"] == "model" and model["owned_by"] == "system"
     assert REQUEST_ID.fullmatch(first.headers["x-request-id"])
     assert first.headers["openai-version"] == "2020-10-01"

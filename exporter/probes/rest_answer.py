@@ -14,6 +14,7 @@ import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
 
 from exporter.classify import Result, caused_by_tls, classify_openai_error
+from exporter.models import read_statuses
 from exporter.probes.rest_timing import ProbeClock
 from exporter.redaction import scrub
 from exporter.state import ProbeResult
@@ -90,7 +91,9 @@ def from_response(
     duration: float,
     phases: dict[str, float],
     key: str,
+    models: frozenset[str] = frozenset(),
 ) -> ProbeResult:
+    """`models`: the ids whose listing and shutdown date to read from a model list."""
     common: dict[str, Any] = {
         "probe": "rest",
         "duration": duration,
@@ -109,7 +112,8 @@ def from_response(
     payload = _json(body)
     if 200 <= status < 300:
         if isinstance(payload, dict) and isinstance(payload.get("data"), list):
-            return ProbeResult(result=Result.OK, **common)
+            statuses = read_statuses(payload, models, key)
+            return ProbeResult(result=Result.OK, models=statuses, **common)
         return ProbeResult(
             result=Result.PROTOCOL_ERROR,
             error_code="protocol_error",

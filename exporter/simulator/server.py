@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.simulator import realtime, rest
+from exporter.simulator import live, realtime, rest
 from exporter.simulator.scenarios import SCENARIOS
 from exporter.simulator.state import SimulatorState, key_id
 from exporter.simulator.timing import ARRIVALS, ArrivalClock
@@ -92,6 +92,7 @@ class RunningSimulator:
         url_host = f"[{host}]" if ":" in host else host
         self.base_url = f"{'https' if tls else 'http'}://{url_host}:{port}/v1"
         self.realtime_url = f"{'wss' if tls else 'ws'}://{url_host}:{port}/v1/realtime"
+        self.live_url = f"{'wss' if tls else 'ws'}://{url_host}:{port}/v1/live/sessions"
         self._closed = False
 
     def stats(self) -> dict[str, Any]:
@@ -158,6 +159,7 @@ def build_app(state: SimulatorState, handlers: set[asyncio.Task[Any]]) -> web.Ap
     app.router.add_get("/v1/models", rest.handle_models)
     app.router.add_get("/v1/models/{model}", rest.handle_models)
     app.router.add_get("/v1/realtime", realtime.handle_realtime)
+    app.router.add_get("/v1/live/sessions", live.handle_live)
     app.router.add_route("*", "/v1/{tail:.*}", rest.handle_unknown_path)
     app.router.add_get("/_sim/stats", _get_stats)
     app.router.add_post("/_sim/reset", _post_reset)
