@@ -57,6 +57,10 @@ LATENCY_THRESHOLD_SECONDS = 5
 # pages.
 LATENCY_WINDOW_SECONDS = 10 * 60
 LATENCY_FOR_SECONDS = 15 * 60
+# Days before a watched model's shutdown_date: a warning with weeks to move, then a page.
+SHUTDOWN_WARNING_DAYS = 30
+SHUTDOWN_CRITICAL_DAYS = 7
+_DAY = 86400
 
 
 @dataclass(frozen=True)
@@ -261,6 +265,58 @@ def _other_alerts(sel: str) -> tuple[Alert, ...]:
             expr=(
                 f"time() - max by (key, probe) (openai_probe_last_run_timestamp_seconds{{{sel}}})"
                 f"\n  > {stale}"
+            ),
+        ),
+        Alert(
+            name="OpenAIKeyModelNotListed",
+            severity="critical",
+            anchor="model-not-listed",
+            summary="A model an application or probe depends on is no longer listed for a key.",
+            description=(
+                "Model {{ $labels.model }} is not in the model list of key {{ $labels.key }} "
+                "(GET /v1/models) for {for}: OpenAI shut it down or this key may not use it. "
+                "Every session or request naming it fails."
+            ),
+            for_seconds=2 * 60,
+            # max by: a key probed by two replicas while they reshard is one alert.
+            expr=f"max by (key, model) (openai_model_listed{{{sel}}}) == 0",
+        ),
+        Alert(
+            name="OpenAIKeyModelShutdownSoon",
+            severity="warning",
+            anchor="model-shutdown",
+            summary=f"A model an application depends on shuts down within {SHUTDOWN_WARNING_DAYS} days.",
+            description=(
+                "OpenAI shuts model {{ $labels.model }} (watched for key {{ $labels.key }}) "
+                "down in {{ $value | humanizeDuration }}: move the application to its successor "
+                "before then."
+            ),
+            for_seconds=10 * 60,
+            expr=(
+                "(\n"
+                f"  max by (key, model) (openai_model_shutdown_timestamp_seconds{{{sel}}})"
+                " - time()\n"
+                f") < {SHUTDOWN_WARNING_DAYS * _DAY} > {SHUTDOWN_CRITICAL_DAYS * _DAY}"
+            ),
+        ),
+        Alert(
+            name="OpenAIKeyModelShutdownImminent",
+            severity="critical",
+            anchor="model-shutdown",
+            summary=f"A model an application depends on shuts down within {SHUTDOWN_CRITICAL_DAYS} days.",
+            description=(
+                "OpenAI shuts model {{ $labels.model }} (watched for key {{ $labels.key }}) "
+                "down in {{ $value | humanizeDuration }} (negative: the date has passed while it "
+                "is still listed). Sessions and requests naming it fail from that day."
+            ),
+            for_seconds=10 * 60,
+            # A model already gone from the list pages as OpenAIKeyModelNotListed, not twice.
+            expr=(
+                "(\n"
+                f"  max by (key, model) (openai_model_shutdown_timestamp_seconds{{{sel}}})"
+                " - time()\n"
+                f") < {SHUTDOWN_CRITICAL_DAYS * _DAY}\n"
+                f"unless on (key, model) (max by (key, model) (openai_model_listed{{{sel}}}) == 0)"
             ),
         ),
         Alert(

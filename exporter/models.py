@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import logging
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from exporter.config import KeyConfig
@@ -144,7 +143,3 @@ def days_left_text(status: ModelStatus, now: float) -> str:
     if days <= 0:
         return f"listed, shutdown date {date} has passed"
     return f"listed, shuts down {date} ({math.ceil(days)} days left)"
-
-
-def statuses_of(results: Iterable[ModelStatus]) -> dict[str, ModelStatus]:
-    return {status.model: status for status in results}

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import html
 import mmap
+import time
 from collections.abc import Iterator
 
 from aiohttp import web
@@ -15,6 +16,7 @@ from exporter import __version__
 from exporter.classify import RUNBOOK_URL, runbook_link
 from exporter.gzip_body import GZIP_HEADER, GzipBody, accepts_gzip
 from exporter.metrics import CONTENT_TYPE, MetricsRenderer
+from exporter.models import days_left_text
 from exporter.service import Exporter
 
 DEFAULT_MAX_REQUESTS = 40  # as promhttp's MaxRequestsInFlight in Go exporters; 0 is no limit
@@ -177,7 +179,7 @@ def landing_page(exporter: Exporter, telemetry_path: str) -> str:
         cells = [html.escape(state.name), html.escape(state.identity.fingerprint or "(none)")]
         valid = {True: "valid", False: "INVALID", None: "unknown"}[state.valid]
         cells.append(valid)
-        for probe in ("rest", "realtime"):
+        for probe in ("rest", "realtime", "live"):
             probe_state = state.probe(probe)
             if probe_state is None:
                 cells.append("not probed")
@@ -188,6 +190,11 @@ def landing_page(exporter: Exporter, telemetry_path: str) -> str:
                 link = runbook_link(result)
                 text = html.escape(result.value)
                 cells.append(f'<a href="{html.escape(link)}">{text}</a>' if link else text)
+        now = time.time()
+        models = "<br>".join(
+            html.escape(f"{status.model}: {days_left_text(status, now)}") for status in state.models
+        )
+        cells.append(models or "-")
         rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     path = html.escape(telemetry_path)
     return f"""<!DOCTYPE html>
@@ -202,7 +209,8 @@ def landing_page(exporter: Exporter, telemetry_path: str) -> str:
 <li><a href="{RUNBOOK_URL}">Runbook</a></li>
 </ul>
 <h2>Keys</h2>
-<table><tr><th>Key</th><th>Fingerprint</th><th>Validity</th><th>REST</th><th>Realtime</th></tr>
+<table><tr><th>Key</th><th>Fingerprint</th><th>Validity</th><th>REST</th><th>Realtime</th><th>Live</th>
+<th>Models</th></tr>
 {"".join(rows)}
 </table>
 </body></html>

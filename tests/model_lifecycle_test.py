@@ -15,7 +15,7 @@ from exporter.check import _checklist, _report
 from exporter.classify import Result
 from exporter.config import ConfigError, KeyConfig, LiveSettings, parse_config
 from exporter.keys import KeySource, SourceKind
-from exporter.metrics import render_key
+from exporter.metrics import ExporterMetrics, MetricsRenderer, render_key
 from exporter.models import ModelStatus, read_statuses, shutdown_timestamp, watched_models
 from exporter.probes.rest import RestProber
 from exporter.simulator import RunningSimulator, make_key, start_simulator
@@ -166,18 +166,18 @@ def _state(store: StateStore):  # type: ignore[no-untyped-def]
 def test_metrics_with_models_pass_promtool(tmp_path: Path) -> None:
     promtool = require_tool("promtool")
     store = StateStore()
+    renderer = MetricsRenderer(ExporterMetrics(), store.latency)
+    store.subscribe(renderer.update)
     store.configure({"voice": ("rest",)})
     statuses = (ModelStatus("gpt-realtime", True, GPT_REALTIME_SHUTDOWN), ModelStatus(GONE, False))
     store.record("voice", KeyIdentity(), ProbeResult("rest", Result.OK, models=statuses))
-    from exporter.metrics import FAMILIES
-
-    headers = b"".join(f.header for f in FAMILIES if f.name.startswith("openai_model_"))
-    body = headers + b"".join(render_key(_state(store)))
+    body = renderer.render()
     checked = subprocess.run(
         [promtool, "check", "metrics"], input=body, capture_output=True, check=False
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert b"openai_model_listed" in body
+    assert b"# HELP openai_model_listed " in body
+    assert b"# TYPE openai_model_shutdown_timestamp_seconds gauge" in body
 
 
 def test_check_lists_each_model_with_days_left() -> None:
