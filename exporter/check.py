@@ -15,6 +15,7 @@ from exporter.config import Config, ConfigError, KeyConfig
 from exporter.keys import read_key
 from exporter.logs import printable
 from exporter.models import days_left_text, watched_models
+from exporter.probes.live import LiveProber
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
 from exporter.runner import ProbeRunner
@@ -81,7 +82,9 @@ class KeyReport:
 async def check_keys(config: Config) -> list[KeyReport]:
     store = StateStore()
     store.configure({key.name: key.probes for key in config.keys})
-    runner = ProbeRunner(store, {"rest": RestProber(), "realtime": RealtimeProber()})
+    runner = ProbeRunner(
+        store, {"rest": RestProber(), "realtime": RealtimeProber(), "live": LiveProber()}
+    )
     try:
         await asyncio.gather(
             *(runner.run(key, probe) for key in config.keys for probe in key.probes)

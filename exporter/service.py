@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from exporter.config import Config, ConfigError, config_from_environment, load_config
 from exporter.metrics import ExporterMetrics, MetricsRenderer
+from exporter.probes.live import COST_PER_PROBE_USD, LiveProber, estimated_monthly_cost
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
 from exporter.redaction import SECRETS
@@ -31,7 +32,9 @@ class Exporter:
         self.metrics = ExporterMetrics()
         self.renderer = MetricsRenderer(self.metrics, self.store.latency)
         self.store.subscribe(self.renderer.update)
-        self.runner = ProbeRunner(self.store, {"rest": RestProber(), "realtime": RealtimeProber()})
+        self.runner = ProbeRunner(
+            self.store, {"rest": RestProber(), "realtime": RealtimeProber(), "live": LiveProber()}
+        )
         self.scheduler = ProbeScheduler(self.runner)
         self.config: Config | None = None
 
@@ -55,6 +58,7 @@ class Exporter:
         self.renderer.retain(names)
         self.scheduler.apply(config)
         self.metrics.config_loaded(True, len(config.keys))
+        _log_billed_probes(config)
 
     def reload(self) -> tuple[bool, str]:
         try:
@@ -73,5 +77,22 @@ class Exporter:
         self.scheduler.start()
 
     async def stop(self) -> None:
+        # Probes cancelled here still end their sessions: aclose waits for that, bounded.
         self.scheduler.shutdown()
         await self.runner.aclose()
+
+
+def _log_billed_probes(config: Config) -> None:
+    """The opt-in GPT-Live probe starts billed sessions: say what it costs, at every load."""
+    keys, monthly = estimated_monthly_cost(config.keys)
+    if keys:
+        log.warning(
+            "the live probe starts billed GPT-Live sessions",
+            extra={
+                "fields": {
+                    "keys": keys,
+                    "estimated_usd_per_month": round(monthly, 2),
+                    "per_probe_usd": COST_PER_PROBE_USD,
+                }
+            },
+        )

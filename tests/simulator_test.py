@@ -844,6 +844,8 @@ async def test_stats_count_requests_sessions_and_billable_events(
         "totals": {
             "rest_requests": 0,
             "realtime_sessions": 0,
+            "live_sessions": 0,
+            "live_billed_seconds": 0,
             "billable_events": 0,
             "client_events": {},
         },
