@@ -35,7 +35,9 @@ DEFAULT_EVAL_INTERVAL = "15s"
 OVERVIEW_UID = "openai-key-overview"
 DETAIL_UID = "openai-key-detail"
 
-PROBES = ("rest", "realtime")
+PROBES = ("rest", "realtime", "live")
+SESSION_PROBES = ("realtime", "live")  # WebSocket session probes: refused the same ways
+_SESSION_REFUSALS = ("insufficient_permissions", "model_not_found", "api_shape_retired")
 # Result classes for which a probe failing says nothing about the key (classify.Validity.UNKNOWN),
 # minus unsupported_region, which has its own alert.
 TRANSIENT_RESULTS = (
@@ -130,15 +132,15 @@ CLASS_ALERTS: tuple[Alert, ...] = (
         name="OpenAIKeyRealtimeRefused",
         severity="critical",
         anchor="realtime-refused",
-        summary="The Realtime API refuses a session for an API key.",
+        summary="A voice session API (Realtime or GPT-Live) refuses a session for an API key.",
         description=(
             "The {{ $labels.probe }} probe of key {{ $labels.key }} got {{ $labels.result }} "
-            "on " + _FAILED_IN_A_ROW + ": the key authenticates, but a Realtime session with "
-            "this model and interface cannot be opened."
+            "on " + _FAILED_IN_A_ROW + ": the key authenticates, but a {{ $labels.probe }} "
+            "session with this model and interface cannot be opened."
         ),
         for_seconds=0,
         matches=(
-            Match(("insufficient_permissions", "model_not_found", "api_shape_retired"), "realtime"),
+            *(Match(_SESSION_REFUSALS, probe) for probe in SESSION_PROBES),
             Match(("model_not_found", "api_shape_retired"), "rest"),
         ),
     ),

@@ -206,9 +206,11 @@ def _checklist(key: KeyConfig, report: KeyReport) -> list[Item]:
     for probe, title in (
         ("rest", "REST accepted (GET /v1/models)"),
         ("realtime", f"Realtime session opened ({key.realtime.model})"),
+        ("live", f"GPT-Live session started and closed ({key.live.model or 'no model'})"),
     ):
         if probe not in results:
-            items.append(Item(title, SKIPPED, "probe not configured"))
+            why = "opt-in, billed: list live in probes" if probe == "live" else ""
+            items.append(Item(title, SKIPPED, why or "probe not configured"))
             continue
         result = results[probe]
         detail = _probe_detail(report.probes[probe])
@@ -235,6 +237,9 @@ def _checklist(key: KeyConfig, report: KeyReport) -> list[Item]:
         )
     if Result.INSUFFICIENT_QUOTA in results.values():
         items.append(Item("Credit left", FAIL, "OpenAI answered insufficient_quota"))
+    elif results.get("live") is Result.OK:
+        # A start refused for credit is the one signal; a session that started had credit.
+        items.append(Item("Credit left", PASS, "a GPT-Live session started (billed)"))
     else:
         items.append(
             Item(
