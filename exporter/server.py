@@ -202,7 +202,7 @@ def landing_page(exporter: Exporter, telemetry_path: str) -> str:
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em 1em;text-align:left}}</style>
 </head><body>
 <h1>OpenAI Key Exporter</h1>
-<p>Version {html.escape(__version__)}. Probes OpenAI API keys on a schedule; never spends a token.</p>
+<p>Version {html.escape(__version__)}. Probes OpenAI API keys on a schedule; never spends a token unless a key opts in to the billed GPT-Live probe.</p>
 <ul>
 <li><a href="{path}">Metrics</a></li>
 <li><a href="/-/healthy">Health</a> and <a href="/-/ready">readiness</a></li>
