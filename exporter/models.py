@@ -49,31 +49,42 @@ def watched_models(config: KeyConfig) -> frozenset[str]:
 
 def read_statuses(payload: object, watched: frozenset[str], key: str) -> ModelStatuses:
     """The watched models' statuses from a parsed model list (`{"data": [...]}`), sorted by
-    model; () when nothing is watched. The caller has checked that `data` is a list."""
+    model; () when nothing is watched. Stops reading once every watched model was seen."""
     if not watched or not isinstance(payload, dict):
         return ()
     data = payload.get("data")
-    found: dict[str, float | None] = {}
+    found: dict[str, object] = {}
     for entry in data if isinstance(data, list) else ():
-        if not isinstance(entry, dict):
-            continue
-        model = entry.get("id")
-        if model in watched and isinstance(model, str):
-            found[model] = shutdown_timestamp(model, entry.get("shutdown_date"), key)
-    statuses = tuple(
-        ModelStatus(model, model in found, found.get(model)) for model in sorted(watched)
-    )
-    return _interned(statuses)
+        if type(entry) is dict:
+            model = entry.get("id")
+            if type(model) is str and model in watched:
+                found[model] = entry.get("shutdown_date")
+                if len(found) == len(watched):
+                    break
+    # Thousands of keys watching the same models see the same answer: one tuple for them all,
+    # looked up by plain values (hashing the dataclasses would cost more than making them).
+    reading = (watched, tuple(sorted(found.items(), key=_first)))
+    try:
+        statuses = _READINGS.get(reading)
+    except TypeError:  # a shutdown_date that is a list or an object: not kept
+        statuses, reading = None, None
+    if statuses is None:
+        dates = {model: shutdown_timestamp(model, value, key) for model, value in found.items()}
+        statuses = tuple(
+            ModelStatus(model, model in found, dates.get(model)) for model in sorted(watched)
+        )
+        if reading is not None:
+            if len(_READINGS) >= _MAX_REMEMBERED:
+                _READINGS.clear()
+            _READINGS[reading] = statuses
+    return statuses
 
 
-_INTERNED: dict[ModelStatuses, ModelStatuses] = {}
+def _first(item: tuple[str, object]) -> str:
+    return item[0]
 
 
-def _interned(statuses: ModelStatuses) -> ModelStatuses:
-    # Thousands of keys watching the same models see the same answer: one tuple for them all.
-    if len(_INTERNED) >= _MAX_REMEMBERED:
-        _INTERNED.clear()
-    return _INTERNED.setdefault(statuses, statuses)
+_READINGS: dict[object, ModelStatuses] = {}
 
 
 _PARSED: dict[str, float | None] = {}

@@ -73,9 +73,18 @@ def test_unexpected_shutdown_date_is_ignored_with_one_warning(
     warnings = [r for r in caplog.records if "shutdown_date" in r.getMessage()]
     assert len(warnings) == 2  # one per form (text, object), not one per answer
     assert key not in caplog.text and key[-20:] not in caplog.text
-    payload = {"data": [{"id": "odd-model", "shutdown_date": 1790000000}, "junk", None]}
-    statuses = read_statuses(payload, frozenset({"odd-model"}), key)
-    assert statuses == (ModelStatus("odd-model", True, None),)
+    payload = {
+        "data": [
+            {"id": ["unhashable"]},
+            {"id": {"an": "object"}},
+            {"id": "odd-model", "shutdown_date": 1790000000},
+            {"id": "odder", "shutdown_date": [2027, 1, 20]},
+            "junk",
+            None,
+        ]
+    }
+    statuses = read_statuses(payload, frozenset({"odd-model", "odder"}), key)
+    assert statuses == (ModelStatus("odd-model", True, None), ModelStatus("odder", True, None))
 
 
 def test_watched_models_are_the_probes_and_the_models_field() -> None:
