@@ -63,7 +63,7 @@ def read_statuses(payload: object, watched: frozenset[str], key: str) -> ModelSt
                     break
     # Thousands of keys watching the same models see the same answer: one tuple for them all,
     # looked up by plain values (hashing the dataclasses would cost more than making them).
-    reading = (watched, tuple(sorted(found.items(), key=_first)))
+    reading: object = (watched, tuple(sorted(found.items(), key=_first)))
     try:
         statuses = _READINGS.get(reading)
     except TypeError:  # a shutdown_date that is a list or an object: not kept
