@@ -102,7 +102,8 @@ class ProbeState:
             self.errors_total = counted(self.errors_total, code)
         if result.close_code is not None:
             self.closes_total = counted(self.closes_total, str(result.close_code))
-        self.billed_seconds_total += result.billed_seconds
+        if result.billed_seconds:  # most probes bill nothing: no new float for them
+            self.billed_seconds_total += result.billed_seconds
 
 
 @dataclass(slots=True)
@@ -142,8 +143,7 @@ class KeyState:
     @property
     def probes(self) -> dict[str, ProbeState]:
         """The configured probes' states, in PROBE_KINDS order (REST first)."""
-        states = {kind: self.probe(kind) for kind in PROBE_KINDS}
-        return {kind: state for kind, state in states.items() if state is not None}
+        return {kind: state for kind in PROBE_KINDS if (state := getattr(self, kind)) is not None}
 
     def probe(self, kind: str) -> ProbeState | None:
         """The state of one kind of probe; None when the key is not probed so."""
