@@ -1,4 +1,4 @@
-"""The simulator's HTTP server: REST, Realtime and the /_sim control API on one port."""
+"""The simulator's HTTP server: REST, Realtime, GPT-Live and the /_sim control API on one port."""
 
 from __future__ import annotations
 
@@ -205,9 +205,10 @@ async def serve_forever(host: str, port: int, ssl_context: ssl.SSLContext | None
     """Run the simulator until cancelled (the CLI's `simulator` command)."""
     simulator = await start_simulator(host, port, ssl_context)
     log.info(
-        "OpenAI simulator listening: REST %s, Realtime %s",
+        "OpenAI simulator listening: REST %s, Realtime %s, GPT-Live %s",
         simulator.base_url,
         simulator.realtime_url,
+        simulator.live_url,
     )
     try:
         await asyncio.Event().wait()
