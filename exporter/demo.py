@@ -21,7 +21,7 @@ log = logging.getLogger("exporter.demo")
 # name -> (scenario, extra settings); each key's file holds a fake key selecting the scenario.
 _LIVE: dict[str, object] = {
     "probes": ["rest", "realtime", "live"],
-    "live": {"model": "gpt-live-1", "interval": "1m"},
+    "live": {"model": "gpt-live-1", "interval": "30s"},
 }
 DEMO_KEYS: dict[str, tuple[str, dict[str, object]]] = {
     # Watches, beside gpt-realtime (shuts down 2027-01-20), a preview that is already gone.
