@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -153,7 +154,7 @@ def _model_reports(key: KeyConfig, state: KeyState) -> list[ModelReport]:
                 model,
                 status.listed,
                 date,
-                None if days is None else max(0, -int(-days // 1)),
+                None if days is None else max(0, math.ceil(days)),
                 days_left_text(status, now),
             )
         )

@@ -175,6 +175,7 @@ def _slices(parts: list[bytes], buffer: memoryview) -> Iterator[memoryview]:
 
 def landing_page(exporter: Exporter, telemetry_path: str) -> str:
     rows = []
+    now = time.time()
     for state in exporter.store.states():
         cells = [html.escape(state.name), html.escape(state.identity.fingerprint or "(none)")]
         valid = {True: "valid", False: "INVALID", None: "unknown"}[state.valid]
@@ -190,7 +191,6 @@ def landing_page(exporter: Exporter, telemetry_path: str) -> str:
                 link = runbook_link(result)
                 text = html.escape(result.value)
                 cells.append(f'<a href="{html.escape(link)}">{text}</a>' if link else text)
-        now = time.time()
         models = "<br>".join(
             html.escape(f"{status.model}: {days_left_text(status, now)}") for status in state.models
         )
