@@ -315,3 +315,73 @@ def test_live_configuration() -> None:
     assert second.live_url == "wss://x.test/live"
     plain = parse_config("keys: [{name: a, api_key_env: A}]", "c.yml").keys[0]
     assert "live" not in plain.probes  # opt-in: never on by default
+
+
+async def _serve_live(behaviour: str) -> tuple[web.AppRunner, str]:
+    """A Live endpoint that misbehaves as `behaviour` says, over a real socket."""
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            event = json.loads(message.data)
+            if event["type"] == "session.start":
+                if behaviour == "binary":
+                    await ws.send_bytes(b"\x00\x01")
+                elif behaviour == "garbage":
+                    await ws.send_str("<html>not an event</html>")
+                elif behaviour == "close_4999":
+                    await ws.close(code=4999, message=b"sim.unknown")
+                elif behaviour == "close_1011":
+                    await ws.close(code=1011)
+                else:
+                    await ws.send_json({"type": "session.started", "session": {"id": "live_1"}})
+            elif event["type"] == "session.close":
+                if behaviour == "no_closed":
+                    continue  # never answers: the end is bounded
+                closed: dict[str, Any] = {"type": "session.closed", "reason": "close_requested"}
+                if behaviour == "odd_usage":
+                    closed["usage"] = {"seconds": "two"}
+                await ws.send_json(closed)
+                await ws.close(code=1000)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/v1/live/sessions", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "expected", "close"),
+    [
+        ("binary", Result.PROTOCOL_ERROR, None),
+        ("garbage", Result.PROTOCOL_ERROR, None),
+        ("close_4999", Result.OTHER, 4999),
+        ("close_1011", Result.SERVER_ERROR, 1011),
+        ("no_closed", Result.TIMEOUT, None),
+        ("odd_usage", Result.OK, 1000),
+    ],
+)
+async def test_live_probe_survives_a_misbehaving_server(
+    behaviour: str, expected: Result, close: int | None
+) -> None:
+    runner, base_url = await _serve_live(behaviour)
+    try:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        result = await LiveProber().probe(live_config(base_url), make_key("ok"))
+        elapsed = loop.time() - began
+    finally:
+        await runner.cleanup()
+    assert (result.result, result.close_code) == (expected, close), result
+    assert elapsed < TIMEOUT + 1.0  # within the runner's slack, whatever the server does
+    if behaviour == "no_closed":
+        assert result.message == "no session.closed within 0.8s"
+    if behaviour in ("no_closed", "odd_usage"):
+        # No usable usage.seconds: the time the session was open, as measured, is counted.
+        assert 0 < result.billed_seconds < 2
