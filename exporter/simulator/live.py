@@ -94,12 +94,17 @@ class LiveSession:
             await self.ws.send_str(shapes.dumps(event).decode())
 
     async def error(
-        self, message: str, code: str | None, type_: str = "invalid_request_error", **extra: Any
+        self,
+        message: str,
+        code: str | None,
+        type_: str = "invalid_request_error",
+        param: str | None = None,
+        client_event_id: str | None = None,
     ) -> None:
-        event = shapes.error_event(message, code, type_=type_, param=extra.get("param"))
+        event = shapes.error_event(message, code, type_=type_, param=param)
         del event["error"]["event_id"]  # Live's errors carry client_event_id instead
-        if extra.get("client_event_id"):
-            event["error"]["client_event_id"] = extra["client_event_id"]
+        if client_event_id:
+            event["error"]["client_event_id"] = client_event_id
         await self.send(event)
 
     async def run(self) -> None:
