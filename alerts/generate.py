@@ -41,7 +41,9 @@ DEFAULT_EVAL_INTERVAL = "5s"
 OVERVIEW_UID = "openai-key-overview"
 DETAIL_UID = "openai-key-detail"
 
-PROBES = ("rest", "realtime")
+PROBES = ("rest", "realtime", "live")
+SESSION_PROBES = ("realtime", "live")  # WebSocket session probes: refused the same ways
+_SESSION_REFUSALS = ("insufficient_permissions", "model_not_found", "api_shape_retired")
 # Result classes for which a probe failing says nothing about the key (classify.Validity.UNKNOWN),
 # minus unsupported_region, which has its own alert.
 TRANSIENT_RESULTS = (
@@ -72,6 +74,10 @@ LATENCY_FOR_SECONDS = 15 * 60
 # within seconds of a restart; this covers the gap until then. A fixed key's resolved comes
 # this much later.
 KEEP_FIRING_SECONDS = 2 * 60
+# Days before a watched model's shutdown_date: a warning with weeks to move, then a page.
+SHUTDOWN_WARNING_DAYS = 30
+SHUTDOWN_CRITICAL_DAYS = 7
+_DAY = 86400
 
 
 @dataclass(frozen=True)
@@ -170,15 +176,15 @@ CLASS_ALERTS: tuple[Alert, ...] = (
         name="OpenAIKeyRealtimeRefused",
         severity="critical",
         anchor="realtime-refused",
-        summary="The Realtime API refuses a session for an API key.",
+        summary="A voice session API (Realtime or GPT-Live) refuses a session for an API key.",
         description=(
             "The {{ $labels.probe }} probe of key {{ $labels.key }} got {{ $labels.result }} "
-            "on " + _FAILED_IN_A_ROW + ": the key authenticates, but a Realtime session with "
-            "this model and interface cannot be opened."
+            "on " + _FAILED_IN_A_ROW + ": the key authenticates, but a {{ $labels.probe }} "
+            "session with this model and interface cannot be opened."
         ),
         for_seconds=0,
         matches=(
-            Match(("insufficient_permissions", "model_not_found", "api_shape_retired"), "realtime"),
+            *(Match(_SESSION_REFUSALS, probe) for probe in SESSION_PROBES),
             Match(("model_not_found", "api_shape_retired"), "rest"),
         ),
     ),
@@ -217,8 +223,8 @@ CLASS_ALERTS: tuple[Alert, ...] = (
             "The {{ $labels.probe }} probe of key {{ $labels.key }} got insufficient_quota on "
             + _FAILED_IN_A_ROW
             + ". Retrying never fixes this: add credit or raise the limit. Only a billed call "
-            "sees credit: this comes from the opt-in inference probe (free probes never see "
-            "it), so without that probe an empty balance pages nobody."
+            "sees credit: this comes from an opt-in billed probe (inference or live; free "
+            "probes never see it), so without one an empty balance pages nobody."
         ),
         for_seconds=0,
         # Any probe: OpenAI's answer is the proof, whichever call got it. A quota is never
@@ -312,6 +318,58 @@ def _other_alerts(sel: str) -> tuple[Alert, ...]:
                 "time() - max by (key, probe) (openai_probe_last_run_timestamp_seconds"
                 f"{{{_selector(sel, not_billed)}}})"
                 f"\n  > {stale}"
+            ),
+        ),
+        Alert(
+            name="OpenAIKeyModelNotListed",
+            severity="critical",
+            anchor="model-not-listed",
+            summary="A model an application or probe depends on is no longer listed for a key.",
+            description=(
+                "Model {{ $labels.model }} is not in the model list of key {{ $labels.key }} "
+                "(GET /v1/models) for {for}: OpenAI shut it down or this key may not use it. "
+                "Every session or request naming it fails."
+            ),
+            for_seconds=2 * 60,
+            # max by: a key probed by two replicas while they reshard is one alert.
+            expr=f"max by (key, model) (openai_model_listed{{{sel}}}) == 0",
+        ),
+        Alert(
+            name="OpenAIKeyModelShutdownSoon",
+            severity="warning",
+            anchor="model-shutdown",
+            summary=f"A model an application depends on shuts down within {SHUTDOWN_WARNING_DAYS} days.",
+            description=(
+                "OpenAI shuts model {{ $labels.model }} (watched for key {{ $labels.key }}) "
+                "down in {{ $value | humanizeDuration }}: move the application to its successor "
+                "before then."
+            ),
+            for_seconds=10 * 60,
+            expr=(
+                "(\n"
+                f"  max by (key, model) (openai_model_shutdown_timestamp_seconds{{{sel}}})"
+                " - time()\n"
+                f") < {SHUTDOWN_WARNING_DAYS * _DAY} > {SHUTDOWN_CRITICAL_DAYS * _DAY}"
+            ),
+        ),
+        Alert(
+            name="OpenAIKeyModelShutdownImminent",
+            severity="critical",
+            anchor="model-shutdown",
+            summary=f"A model an application depends on shuts down within {SHUTDOWN_CRITICAL_DAYS} days.",
+            description=(
+                "OpenAI shuts model {{ $labels.model }} (watched for key {{ $labels.key }}) "
+                "down in {{ $value | humanizeDuration }} (negative: the date has passed while it "
+                "is still listed). Sessions and requests naming it fail from that day."
+            ),
+            for_seconds=10 * 60,
+            # A model already gone from the list pages as OpenAIKeyModelNotListed, not twice.
+            expr=(
+                "(\n"
+                f"  max by (key, model) (openai_model_shutdown_timestamp_seconds{{{sel}}})"
+                " - time()\n"
+                f") < {SHUTDOWN_CRITICAL_DAYS * _DAY}\n"
+                f"unless on (key, model) (max by (key, model) (openai_model_listed{{{sel}}}) == 0)"
             ),
         ),
         Alert(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
@@ -15,7 +17,9 @@ from exporter.config import Config, ConfigError, KeyConfig
 from exporter.keys import SourceKind, read_key
 from exporter.links import DEFAULT_LINKS, Links
 from exporter.logs import printable
+from exporter.models import days_left_text, watched_models
 from exporter.probes.inference import InferenceProber
+from exporter.probes.live import LiveProber
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
 from exporter.runner import Prober, ProbeRunner
@@ -32,6 +36,7 @@ _PROVERS = {
     "lint": "by the lint, nothing sent",
     "rest": "by the rest probe",
     "realtime": "by the realtime probe",
+    "live": "by the live probe",
     "inference": "by the inference probe",
 }
 _PERMISSION_RESULTS = {
@@ -82,6 +87,15 @@ class ProbeReport:
 
 
 @dataclass
+class ModelReport:
+    model: str
+    listed: bool | None  # None: the key's model list could not be read
+    shutdown_date: str | None  # ISO date, when OpenAI gives one
+    days_left: int | None
+    state: str  # for a person: listed, shuts down ... (N days left)
+
+
+@dataclass
 class KeyReport:
     name: str
     source: str
@@ -93,6 +107,7 @@ class KeyReport:
     healthy: bool = False
     key_changed_at: str | None = None  # when the key's value last changed in its source
     root_cause: str = ""  # a format finding that probably explains a rejection, named first
+    models: list[ModelReport] = field(default_factory=list)
 
 
 async def check_keys(config: Config, links: Links = DEFAULT_LINKS) -> list[KeyReport]:
@@ -101,6 +116,7 @@ async def check_keys(config: Config, links: Links = DEFAULT_LINKS) -> list[KeyRe
     probers: dict[str, Prober] = {
         "rest": RestProber(),
         "realtime": RealtimeProber(),
+        "live": LiveProber(),
         "inference": InferenceProber(),
     }
     runner = ProbeRunner(store, probers)
@@ -146,6 +162,7 @@ def _report(key: KeyConfig, state: KeyState, links: Links) -> KeyReport:
         format_issues=list(state.identity.issues),
         probes=probes,
         key_changed_at=_iso(state.key_changed_at),
+        models=_model_reports(key, state),
     )
     for probe_state in state.probes.values():
         assert probe_state.last is not None
@@ -161,6 +178,53 @@ def _iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+SHUTDOWN_WARNING_DAYS = 30  # as the OpenAIKeyModelShutdownSoon alert
+
+
+def _model_reports(key: KeyConfig, state: KeyState) -> list[ModelReport]:
+    now = time.time()
+    seen = {status.model: status for status in state.models}
+    reports = []
+    for model in sorted(watched_models(key)):
+        status = seen.get(model)
+        if status is None:
+            text = "the key's model list could not be read"
+            reports.append(ModelReport(model, None, None, None, text))
+            continue
+        days = status.days_left(now)
+        date = None
+        if status.shutdown_at is not None:
+            date = datetime.fromtimestamp(status.shutdown_at, UTC).date().isoformat()
+        reports.append(
+            ModelReport(
+                model,
+                status.listed,
+                date,
+                None if days is None else max(0, math.ceil(days)),
+                days_left_text(status, now),
+            )
+        )
+    return reports
+
+
+def _model_items(report: KeyReport) -> list[Item]:
+    """Proven by the REST probe's own answer (the key's model list), or not checked."""
+    items = []
+    for model in report.models:
+        title = f"Model {model.model}"
+        if model.listed is None:
+            items.append(_not_checked(title, "rest", model.state))
+            continue
+        if not model.listed:
+            status = FAIL
+        elif model.days_left is not None and model.days_left <= SHUTDOWN_WARNING_DAYS:
+            status = FAIL  # weeks to move the application to the successor
+        else:
+            status = PASS
+        items.append(Item(title, status, model.state, "rest"))
+    return items
 
 
 def _checklist(key: KeyConfig, report: KeyReport, links: Links) -> list[Item]:
@@ -217,7 +281,10 @@ def _probe_items(key: KeyConfig, report: KeyReport) -> list[Item]:
         "realtime",
         _MODEL_RESULTS,
     )
+    if "live" in results:  # GPT-Live is a product of its own: an item only where it is probed
+        judged(f"GPT-Live session started and closed ({key.live.model})", "live", None)
     judged(f"Inference answered (POST /v1/responses, {key.inference.model})", "inference", None)
+    items.extend(_model_items(report))
     items.append(_credit_item(report, results))
     return items
 
@@ -231,6 +298,8 @@ def _credit_item(report: KeyReport, results: dict[str, Result]) -> Item:
     inference = results.get("inference")
     if inference is Result.OK:
         return Item(title, PASS, _probe_detail(report.probes["inference"]), "inference")
+    if results.get("live") is Result.OK:  # a billed session that started had credit
+        return Item(title, PASS, "a GPT-Live session started (billed)", "live")
     if inference is not None:
         detail = f"not known from this answer: {_probe_detail(report.probes['inference'])}"
         return Item(title, UNKNOWN, detail, "inference")

@@ -75,10 +75,14 @@ RESULTS: dict[Result, ResultInfo] = {
         Validity.UNKNOWN, "unsupported-region", "OpenAI refuses this country or region"
     ),
     Result.MODEL_NOT_FOUND: ResultInfo(
-        Validity.VALID, "model-not-found", "the probed model does not exist or is not allowed"
+        Validity.VALID,
+        "model-not-found",
+        "the probed model (Realtime, Live or inference) does not exist or is not allowed",
     ),
     Result.API_SHAPE_RETIRED: ResultInfo(
-        Validity.VALID, "realtime-beta-retired", "the Realtime beta interface is retired"
+        Validity.VALID,
+        "realtime-beta-retired",
+        "the session interface the probe speaks is refused (Realtime beta, Live session shape)",
     ),
     Result.SERVER_ERROR: ResultInfo(
         Validity.UNKNOWN, "upstream-server-error", "OpenAI or its edge answered with a 5xx"
@@ -109,7 +113,8 @@ ERROR_CODES: dict[str, Result] = {
     "mismatched_organization": Result.MISMATCHED_ORGANIZATION,
     "mismatched_project": Result.MISMATCHED_PROJECT,
     "insufficient_quota": Result.INSUFFICIENT_QUOTA,
-    "credit_balance_exhausted": Result.INSUFFICIENT_QUOTA,  # newer endpoints' word for it
+    "credit_balance_exhausted": Result.INSUFFICIENT_QUOTA,  # newer endpoints (GPT-Live)
+    "missing_authorization": Result.KEY_MISSING,  # GPT-Live's 401 without a key
     "rate_limit_exceeded": Result.RATE_LIMITED,
     "unsupported_country_region_territory": Result.UNSUPPORTED_REGION,
     "invalid_model": Result.MODEL_NOT_FOUND,
@@ -124,6 +129,8 @@ ERROR_CODES: dict[str, Result] = {
 # Codes kept as their own label value in openai_probe_errors_total; others become "other".
 KNOWN_ERROR_CODES: frozenset[str] = frozenset(ERROR_CODES) | {
     "session_expired",
+    "unknown_parameter",  # GPT-Live's strict session object
+    "missing_required_parameter",
     "missing_scopes",
     "missing_api_key",
     "server_error",

@@ -16,8 +16,8 @@ from exporter.keys import DotenvFormat, KeySource, SourceKind, key_kind
 from exporter.redaction import redact
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-PROBES = ("rest", "realtime", "inference")  # inference is billed: never on unless listed
-# The product exists because a Realtime session failed; inference is billed: never a default.
+PROBES = ("rest", "realtime", "live", "inference")  # live and inference are billed: opt-in
+# The product exists because a Realtime session failed; billed probes are never a default.
 DEFAULT_PROBES = ("rest", "realtime")
 DEFAULT_REALTIME_MODEL = "gpt-realtime-2.1"
 REALTIME_APIS = ("ga", "beta")
@@ -61,6 +61,15 @@ class InferenceSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LiveSettings:
+    """The GPT-Live probe: billed per second of session, so only run when `live` is in probes."""
+
+    model: str = ""  # no default: a billed probe runs only on a model someone chose
+    url: str | None = None
+    interval: float = 900.0
+
+
+@dataclass(frozen=True, slots=True)
 class KeyConfig:
     name: str
     source: KeySource
@@ -74,6 +83,8 @@ class KeyConfig:
     realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
     tls_ca_file: str | None = None
     inference: InferenceSettings = field(default_factory=InferenceSettings)
+    live: LiveSettings = field(default_factory=LiveSettings)
+    models: tuple[str, ...] = ()  # watched in the model list beside the probes' own models
 
     def interval_for(self, probe: str) -> float:
         """A probe kind with its own settings block has its own interval; REST uses the key's."""
@@ -82,14 +93,19 @@ class KeyConfig:
 
     @property
     def realtime_url(self) -> str:
-        if self.realtime.url:
-            return self.realtime.url
+        return self.realtime.url or self._websocket_base() + "/realtime"
+
+    @property
+    def live_url(self) -> str:
+        return self.live.url or self._websocket_base() + "/live/sessions"
+
+    def _websocket_base(self) -> str:
         base = self.base_url.rstrip("/")
         if base.startswith("https://"):
-            base = "wss://" + base[len("https://") :]
-        elif base.startswith("http://"):
-            base = "ws://" + base[len("http://") :]
-        return base + "/realtime"
+            return "wss://" + base[len("https://") :]
+        if base.startswith("http://"):
+            return "ws://" + base[len("http://") :]
+        return base
 
 
 @dataclass(frozen=True)
@@ -244,6 +260,8 @@ _SETTING_FIELDS = {
     "realtime",
     "tls",
     "inference",
+    "live",
+    "models",
 }
 _SOURCE_FIELDS = {"api_key_env", "api_key_file", "dotenv", "dotenv_var", "dotenv_format"}
 _FILE_SOURCES = {"api_key_file", "dotenv"}
@@ -275,6 +293,7 @@ def _settings(fields: _Fields, inherited: KeyConfig) -> dict[str, Any]:
     )
     if realtime_settings == base:
         realtime_settings = base  # one shared object for the keys that inherit it, not one each
+    live_settings = _live_settings(fields, inherited.live)
     ca_file = tls.get("ca_file", _string, None, "give a PEM file path")
     ca_file = _relative_to_config(fields.file, ca_file) if ca_file else inherited.tls_ca_file
     if ca_file and (problem := _ca_file_problem(ca_file)):
@@ -298,7 +317,10 @@ def _settings(fields: _Fields, inherited: KeyConfig) -> dict[str, Any]:
         ),
         "realtime": realtime_settings,
         "tls_ca_file": ca_file,
+        "live": live_settings,
+        "models": fields.get("models", _model_list, inherited.models, "list model ids"),
     }
+    _check_voice_models(fields, settings["probes"], realtime_settings, live_settings)
     if settings["timeout"] > settings["interval"]:
         raise fields.error(
             "timeout",
@@ -319,6 +341,12 @@ def _settings(fields: _Fields, inherited: KeyConfig) -> dict[str, Any]:
             f"({realtime_settings.interval:g}s)",
             "make the timeout shorter than realtime.interval",
         )
+    if "live" in settings["probes"] and settings["timeout"] > live_settings.interval:
+        raise fields.error(
+            "timeout",
+            f"{settings['timeout']:g}s is longer than live.interval ({live_settings.interval:g}s)",
+            "make the timeout shorter than live.interval",
+        )
     return settings
 
 
@@ -336,6 +364,56 @@ def _inference_settings(fields: _Fields, base: InferenceSettings) -> InferenceSe
         interval=inference.get("interval", parse_duration, base.interval, _DURATION_FIX),
     )
     return base if settings == base else settings  # shared by the keys that inherit it
+
+
+def _live_settings(fields: _Fields, base: LiveSettings) -> LiveSettings:
+    live = _Fields(
+        fields.data.get("live"),
+        f"{fields.path}.live" if fields.path else "live",
+        fields.file,
+        {"model", "url", "interval"},
+    )
+    settings = LiveSettings(
+        model=live.get("model", _string, base.model, "name a GPT-Live model such as gpt-live-1"),
+        url=live.get("url", _ws_url, base.url, "use a ws:// or wss:// URL"),
+        interval=live.get("interval", parse_duration, base.interval, _DURATION_FIX),
+    )
+    return base if settings == base else settings
+
+
+# A Live model on /v1/realtime is refused (invalid_model), and the reverse: caught here, by name.
+_LIVE_MODEL = re.compile(r"(^|[-_.])live([-_.]|$)")
+
+
+def _check_voice_models(
+    fields: _Fields, probes: tuple[str, ...], realtime: RealtimeSettings, live: LiveSettings
+) -> None:
+    prefix = f"{fields.path}." if fields.path else ""
+    # Checked per key: defaults may list live and leave each key to name its model.
+    if "live" in probes and not live.model and fields.path != "defaults":
+        raise fields.error(
+            "live.model",
+            "missing: the live probe is listed in probes but has no model",
+            "set live.model, such as gpt-live-1 (each probe starts a billed session)",
+        )
+    if live.model and "realtime" in live.model:
+        raise fields.error(
+            "live.model",
+            f"{live.model!r} is a Realtime model",
+            f"use a GPT-Live model such as gpt-live-1; a Realtime model goes in {prefix}realtime.model",
+        )
+    if _LIVE_MODEL.search(realtime.model):
+        raise fields.error(
+            "realtime.model",
+            f"{realtime.model!r} is a GPT-Live model",
+            f"use a Realtime model such as gpt-realtime; a Live model goes in {prefix}live.model",
+        )
+
+
+def _model_list(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError("must be a list of model ids")
+    return tuple(dict.fromkeys(_string(model) for model in value))
 
 
 def _relative_to_config(config_file: str, path: str) -> str:

@@ -20,8 +20,15 @@ from exporter.simulator import make_key, start_simulator
 log = logging.getLogger("exporter.demo")
 
 # name -> (scenario, extra settings); each key's file holds a fake key selecting the scenario.
+_LIVE: dict[str, object] = {
+    "probes": ["rest", "realtime", "live"],
+    "live": {"model": "gpt-live-1", "interval": "30s"},
+}
 DEMO_KEYS: dict[str, tuple[str, dict[str, object]]] = {
-    "prod": ("ok", {}),
+    # Watches, beside gpt-realtime (shuts down 2027-01-20), a preview that is already gone.
+    "prod": ("ok", {"models": ["gpt-realtime-2.1", "gpt-4o-realtime-preview-2024-12-17"]}),
+    "voice-live": ("ok", _LIVE),  # the opt-in GPT-Live probe (billed on the real API)
+    "live-no-credit": ("insufficient_quota", _LIVE),
     "voice-agent-beta": ("ok", {"realtime": {"api": "beta", "interval": "30s"}}),
     "revoked": ("invalid_api_key", {}),
     "restricted": ("missing_scopes", {}),

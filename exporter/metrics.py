@@ -149,6 +149,30 @@ FAMILIES: tuple[Family, ...] = (
         "else when the exporter read it), first set at the first read, in Unix time. "
         "Application processes started before it still hold the old key.",
     ),
+    Family(
+        "openai_live_close_code",
+        "gauge",
+        "WebSocket close code of the last GPT-Live probe (1000 after a clean close).",
+    ),
+    Family("openai_live_closes_total", "counter", "GPT-Live WebSocket closes by close code."),
+    Family(
+        "openai_probe_billed_seconds_total",
+        "counter",
+        "Session seconds the opt-in billed probes (GPT-Live) were billed for, as OpenAI reported "
+        "them (usage.seconds), else as measured from session start to close.",
+    ),
+    Family(
+        "openai_model_listed",
+        "gauge",
+        "1 if the key's model list (GET /v1/models, the REST probe's own answer) holds the model, "
+        "0 if not; absent when the key cannot read the list. For the models its probes use and "
+        "those in its models: field.",
+    ),
+    Family(
+        "openai_model_shutdown_timestamp_seconds",
+        "gauge",
+        "When OpenAI shuts the model down (its shutdown_date), in Unix time; absent when none.",
+    ),
 )
 _INDEX = {family.name: index for index, family in enumerate(FAMILIES)}
 LATENCY = Family(
@@ -218,6 +242,14 @@ def render_key(state: KeyState) -> list[bytes]:
         _render_probe(lines, key, probe, probe_state)
     if state.inference is not None:  # the only billed probe; free probes have nothing to count
         lines.add("openai_probe_billed_tokens_total", key, state.inference.billed_tokens_total)
+    if state.live is not None:
+        billed = sum(probe_state.billed_seconds_total for probe_state in state.probes.values())
+        lines.add("openai_probe_billed_seconds_total", key, billed)
+    for status in state.models:
+        model = f"{key},{_label('model', status.model)}"
+        lines.add("openai_model_listed", model, 1 if status.listed else 0)
+        if status.shutdown_at is not None:
+            lines.add("openai_model_shutdown_timestamp_seconds", model, status.shutdown_at)
     return [_join_encoded(block) for block in lines.by_family]
 
 
@@ -233,6 +265,13 @@ def _numerically(item: tuple[str, float]) -> int:
     return int(item[0])
 
 
+# WebSocket probes: (closes counter, last close code gauge)
+_CLOSE_FAMILIES = {
+    "realtime": ("openai_realtime_closes_total", "openai_realtime_close_code"),
+    "live": ("openai_live_closes_total", "openai_live_close_code"),
+}
+
+
 def _render_probe(lines: _Lines, key: str, probe: str, state: ProbeState) -> None:
     last = state.last
     labels = f"{key},{_label('probe', probe)}"
@@ -245,11 +284,12 @@ def _render_probe(lines: _Lines, key: str, probe: str, state: ProbeState) -> Non
         lines.add(
             "openai_probe_last_success_timestamp_seconds", labels, _millis(state.last_success_at)
         )
-    if probe == "realtime":
+    if probe in _CLOSE_FAMILIES:
+        closes_family, code_family = _CLOSE_FAMILIES[probe]
         for close_code, closes in sorted(state.closes_total.pairs(), key=_numerically):
-            lines.add("openai_realtime_closes_total", f"{key},{_label('code', close_code)}", closes)
+            lines.add(closes_family, f"{key},{_label('code', close_code)}", closes)
         if last is not None and last.close_code is not None:
-            lines.add("openai_realtime_close_code", key, last.close_code)
+            lines.add(code_family, key, last.close_code)
     if last is None:
         return
     lines.add("openai_probe_success", labels, 1 if last.healthy else 0)

@@ -10,6 +10,7 @@ from exporter.config import Config, ConfigError, config_from_environment, load_c
 from exporter.links import DEFAULT_LINKS, Links
 from exporter.metrics import ExporterMetrics, MetricsRenderer
 from exporter.probes.inference import InferenceProber, log_cost
+from exporter.probes.live import COST_PER_PROBE_USD, LiveProber, estimated_monthly_cost
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
 from exporter.redaction import SECRETS
@@ -44,7 +45,12 @@ class Exporter:
         self.store.subscribe(self.renderer.update)
         self.runner = ProbeRunner(
             self.store,
-            {"rest": RestProber(), "realtime": RealtimeProber(), "inference": InferenceProber()},
+            {
+                "rest": RestProber(),
+                "realtime": RealtimeProber(),
+                "live": LiveProber(),
+                "inference": InferenceProber(),
+            },
             links,
         )
         self.scheduler = ProbeScheduler(self.runner)
@@ -72,7 +78,9 @@ class Exporter:
         self.renderer.retain(names)
         self.scheduler.apply(config)
         self.metrics.config_loaded(True, len(config.keys))
-        log_cost(config.keys)  # the one billed probe says what it costs, at each (re)load
+        # The billed probes say what they cost, at each (re)load.
+        log_cost(config.keys)
+        _log_billed_probes(config)
 
     def reload(self) -> tuple[bool, str]:
         try:
@@ -98,9 +106,26 @@ class Exporter:
             self._saving = asyncio.get_running_loop().create_task(self.state_file.run())
 
     async def stop(self) -> None:
+        # Probes cancelled here still end their sessions: aclose waits for that, bounded.
         self.scheduler.shutdown()
         if self._saving is not None:
             self._saving.cancel()
         if self.state_file is not None:
             self.state_file.write()  # the latest results, for the next start
         await self.runner.aclose()
+
+
+def _log_billed_probes(config: Config) -> None:
+    """The opt-in GPT-Live probe starts billed sessions: say what it costs, at every load."""
+    keys, monthly = estimated_monthly_cost(config.keys)
+    if keys:
+        log.warning(
+            "the live probe starts billed GPT-Live sessions",
+            extra={
+                "fields": {
+                    "keys": keys,
+                    "estimated_usd_per_month": round(monthly, 2),
+                    "per_probe_usd": COST_PER_PROBE_USD,
+                }
+            },
+        )

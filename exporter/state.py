@@ -7,10 +7,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from exporter.classify import RESULTS, Result, Validity, error_code_label
+from exporter.models import ModelStatuses
 from exporter.readings import NO_READINGS, Readings, counted, readings
 
 # A reused REST connection skips these; a Realtime session connects every time.
-_CARRIED_PHASES: dict[str, tuple[str, ...]] = {"rest": ("connect", "tls"), "realtime": ()}
+_CARRIED_PHASES: dict[str, tuple[str, ...]] = {"rest": ("connect", "tls")}
+# The kinds of probe, each a field of KeyState; the order is the order of output.
+PROBE_KINDS: tuple[str, ...] = ("rest", "realtime", "live", "inference")
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -38,6 +41,9 @@ class ProbeResult:
     close_code: int | None = None
     started_at: float = field(default_factory=time.time)
     billed_tokens: int = 0  # tokens OpenAI counted for a billed probe (inference); 0 for free ones
+    # REST: the watched models as this answer lists them; None when it had no model list.
+    models: ModelStatuses | None = None
+    billed_seconds: float = 0.0  # upstream time this probe is billed for (Live sessions)
 
     def __post_init__(self) -> None:
         # Held for every key until its next probe: kept as compact Readings, not dicts.
@@ -69,6 +75,7 @@ class ProbeState:
     errors_total: Readings = field(default_factory=_empty)  # by error code
     closes_total: Readings = field(default_factory=_empty)  # by WebSocket close code, as text
     billed_tokens_total: int = 0
+    billed_seconds_total: float = 0.0
     result_since: float | None = None  # when the current result class began (a probe's start)
     result_probes: int = 0  # probes in a row that ended in the current result class
 
@@ -106,6 +113,8 @@ class ProbeState:
             self.errors_total = counted(self.errors_total, code)
         if result.close_code is not None:
             self.closes_total = counted(self.closes_total, str(result.close_code))
+        if result.billed_seconds:  # most probes bill nothing: no new float for them
+            self.billed_seconds_total += result.billed_seconds
 
 
 @dataclass(slots=True)
@@ -128,10 +137,6 @@ class LatencyHistogram:
                 self.bucket_counts[index] += 1
 
 
-# Every kind of probe, in the order they are shown; each is a field of KeyState.
-PROBE_KINDS: tuple[str, ...] = ("rest", "realtime", "inference")
-
-
 @dataclass(slots=True)
 class KeyState:
     name: str
@@ -139,6 +144,7 @@ class KeyState:
     # 2 MB at 10,000.
     rest: ProbeState | None = None
     realtime: ProbeState | None = None
+    live: ProbeState | None = None
     inference: ProbeState | None = None
     identity: KeyIdentity = field(default_factory=KeyIdentity)
     valid: bool | None = None  # None until a conclusive answer
@@ -147,12 +153,14 @@ class KeyState:
     key_changed_at: float | None = None
     key_read_at: float = 0.0  # when the value behind `identity` was read
     ratelimit: Mapping[str, float] = field(default_factory=_empty)
+    # The watched models as the key's model list last showed them; () when never read, or
+    # when the key cannot read the list (unknown is not "missing").
+    models: ModelStatuses = ()
 
     @property
     def probes(self) -> dict[str, ProbeState]:
         """The configured probes' states, in PROBE_KINDS order (REST first)."""
-        states = ((kind, getattr(self, kind)) for kind in PROBE_KINDS)
-        return {kind: state for kind, state in states if state is not None}
+        return {kind: state for kind in PROBE_KINDS if (state := getattr(self, kind)) is not None}
 
     def probe(self, kind: str) -> ProbeState | None:
         """The state of one kind of probe; None when the key is not probed so."""
@@ -162,6 +170,15 @@ class KeyState:
     @property
     def probed_once(self) -> bool:
         return all(state.last is not None for state in self.probes.values())
+
+
+def _says_list_unreadable(result: Result) -> bool:
+    """A REST answer that is not the list and not a passing failure: what the list said before
+    no longer holds for this key. A timeout or a 429 keeps the last reading."""
+    return RESULTS[result].validity is not Validity.UNKNOWN and result not in (
+        Result.OK,
+        Result.RATE_LIMITED,
+    )
 
 
 Listener = Callable[[KeyState], None]
@@ -204,8 +221,8 @@ class StateStore:
                 state = KeyState(name=name)
                 self._keys[name] = state
             for kind in PROBE_KINDS:
-                held = getattr(state, kind)
-                setattr(state, kind, (held or ProbeState()) if kind in probes else None)
+                kept = state.probe(kind)
+                setattr(state, kind, (kept or ProbeState()) if kind in probes else None)
             self._changed(state)
 
     def record(
@@ -248,6 +265,10 @@ class StateStore:
             state.valid = False
         if result.ratelimit:
             state.ratelimit = result.ratelimit  # results are never changed once made
+        if result.models is not None:
+            state.models = result.models
+        elif result.probe == "rest" and _says_list_unreadable(result.result):
+            state.models = ()  # the key cannot read the list (missing scope...): publish nothing
         self._changed(state)
         return state
 

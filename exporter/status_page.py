@@ -21,6 +21,7 @@ from exporter.classify import RESULTS, Validity
 from exporter.config import KeyConfig
 from exporter.keys import KeySource
 from exporter.links import Links
+from exporter.models import days_left_text
 from exporter.service import Exporter
 from exporter.state import KeyState, ProbeState
 
@@ -102,8 +103,12 @@ def _row_html(row: Row, source: KeySource | None, links: Links, now: float) -> s
         changed = (
             f'<br><small class="changed">value changed {_when(key.key_changed_at, now)}</small>'
         )
+    models = "".join(  # the watched models as the key's own model list shows them
+        f'<br><small class="model">{_e(status.model)}: {_e(days_left_text(status, now))}</small>'
+        for status in key.models
+    )
     cells = [
-        f'<td class="key"><b>{_e(key.name)}</b><br><small>{identity}</small>{changed}</td>',
+        f'<td class="key"><b>{_e(key.name)}</b><br><small>{identity}</small>{changed}{models}</td>',
         f'<td class="probe">{_e(row.probe)}</td>',
         f'<td class="state"><span class="badge" style="background:{colour}">{word.upper()}</span></td>',
     ]

@@ -44,6 +44,7 @@ def summary_stats() -> list[panels.PanelBuilder]:
             text_field="result",
             mappings=panels.result_mappings(),
             links=_runbook_links("runbook"),
+            width=3,  # seven stats share the 24 columns
         )
 
     last_error = f"topk(1, {_last_error()})"
@@ -56,6 +57,7 @@ def summary_stats() -> list[panels.PanelBuilder]:
             mappings=panels.valid_mappings(),
             panel_thresholds=thresholds("red", (1, "green")),
             runbook_anchors=(runbook.INVALID_ANCHOR,),
+            width=3,
         ),
         panels.stat_panel(
             "Fingerprint",
@@ -71,6 +73,7 @@ def summary_stats() -> list[panels.PanelBuilder]:
         ),
         result_stat("rest", "REST"),
         result_stat("realtime", "Realtime"),
+        result_stat("live", "GPT-Live"),
         panels.stat_panel(
             "Last error code",
             "The error code of the most recent failed probe in the time range (OpenAI's "
@@ -239,6 +242,7 @@ def timeseries_panels() -> list[tuple[str, list[panels.PanelBuilder]]]:
         for probe, title, names in (
             ("rest", "REST", ("connect", "tls", "first_byte", "transfer")),
             ("realtime", "Realtime", ("connect", "session_created", "session_updated")),
+            ("live", "GPT-Live", ("connect", "session_started", "session_closed")),
         )
     ]
     failures: list[panels.PanelBuilder] = [
@@ -277,9 +281,28 @@ def timeseries_panels() -> list[tuple[str, list[panels.PanelBuilder]]]:
             runbook_anchors=(runbook.REALTIME_ANCHOR,),
         ),
         panels.timeseries_panel(
+            "GPT-Live close codes",
+            "GPT-Live WebSocket closes of this key per scrape interval, by close code (the "
+            "opt-in live probe; empty when it is not configured).",
+            [
+                range_query(
+                    "sum by (code) (increase("
+                    f"{sel('openai_live_closes_total', *_SEL)}[$__rate_interval]))",
+                    "{{code}}",
+                    "A",
+                ),
+            ],
+            "short",
+            width=8,
+            bars=True,
+            stacked=True,
+            runbook_anchors=(runbook.REALTIME_ANCHOR,),
+        ),
+        panels.timeseries_panel(
             "HTTP status and close code",
-            "Status code of the last REST answer or Realtime handshake, and the close code of "
-            "the last Realtime session (openai_realtime_close_code).",
+            "Status code of the last REST answer or WebSocket handshake, and the close code of "
+            "the last Realtime and GPT-Live sessions (openai_realtime_close_code, "
+            "openai_live_close_code).",
             [
                 range_query(
                     f"max by (probe) ({sel('openai_probe_http_status_code', *_SEL)})",
@@ -291,9 +314,14 @@ def timeseries_panels() -> list[tuple[str, list[panels.PanelBuilder]]]:
                     "Realtime close code",
                     "B",
                 ),
+                range_query(
+                    f"max({sel('openai_live_close_code', *_SEL)})",
+                    "GPT-Live close code",
+                    "C",
+                ),
             ],
             "none",
-            width=8,
+            width=16,
         ),
     ]
 
@@ -331,11 +359,71 @@ def timeseries_panels() -> list[tuple[str, list[panels.PanelBuilder]]]:
             runbook_anchors=(runbook.RATE_LIMITED_ANCHOR,),
         ),
     ]
+    budget.append(
+        panels.timeseries_panel(
+            "Billed session seconds per hour",
+            "Session seconds the opt-in GPT-Live probe of this key was billed for, per hour "
+            "(openai_probe_billed_seconds_total; about $0.05 a minute for gpt-live-1).",
+            [
+                range_query(
+                    "sum(rate("
+                    f"{sel('openai_probe_billed_seconds_total', *_SEL)}[$__rate_interval])) * 3600",
+                    "billed seconds per hour",
+                )
+            ],
+            "s",
+            width=8,
+        )
+    )
     return [
         ("Latency", [latency, *phases]),
         ("Failures", failures),
         ("Rate limits and probe budget", budget),
+        ("Model lifecycle", [models_table()]),
     ]
+
+
+def models_table() -> panels.PanelBuilder:
+    """Each watched model: listed or not, and days until OpenAI's shutdown date."""
+    listed = f"max by (model) ({selector('openai_model_listed', *_SEL)})"
+    shutdown = selector("openai_model_shutdown_timestamp_seconds", *_SEL)
+    return (
+        panels.table_panel(
+            "Models",
+            "The models this key's probes use and those in its models: field, as the REST "
+            "probe's own model list shows them: listed or not (openai_model_listed), and the "
+            "days left until OpenAI's shutdown date (openai_model_shutdown_timestamp_seconds; "
+            "empty: no date). Empty when the key cannot read the list.",
+            [
+                instant_table_query(listed, "A"),
+                instant_table_query(f"(max by (model) ({shutdown}) - time()) / 86400", "B"),
+            ],
+            height=6,
+            runbook_anchors=(runbook.MODEL_NOT_LISTED_ANCHOR, runbook.MODEL_SHUTDOWN_ANCHOR),
+        )
+        .with_transformation(
+            panels.organize(
+                order=["model", "Value #A", "Value #B"],
+                renames={"model": "Model", "Value #A": "Listed", "Value #B": "Days left"},
+                hidden=["Time"],
+            )
+        )
+        .overrides(
+            [
+                override(
+                    "Listed",
+                    mappings=panels.listed_mappings(),
+                    custom__cellOptions=COLOR_BACKGROUND,
+                ),
+                override(
+                    "Days left",
+                    decimals=0,
+                    thresholds=thresholds("red", (7, "orange"), (30, "green")).build(),
+                    custom__cellOptions=COLOR_BACKGROUND,
+                ),
+            ]
+        )
+    )
 
 
 def build(runbook_url: str = runbook.RUNBOOK_URL) -> dashboard_builders.Dashboard:

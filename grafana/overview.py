@@ -33,7 +33,7 @@ def keys_table() -> panels.PanelBuilder:
         panels.table_panel(
             "Keys",
             "One row per configured key: its redacted fingerprint, whether OpenAI accepts it, the "
-            "last result of each probe and how long ago every probe last succeeded (the oldest "
+            "last result of each probe (GPT-Live only where opted in) and how long ago every probe last succeeded (the oldest "
             "of the probes' last successes). A failing result links to its runbook section; a "
             "key name opens the key detail dashboard.",
             [
@@ -48,6 +48,7 @@ def keys_table() -> panels.PanelBuilder:
                     f"({selector('openai_probe_last_success_timestamp_seconds', *_SEL)})",
                     "E",
                 ),
+                instant_table_query(_probe_result("live", "live"), "F"),
             ],
             height=10,
             runbook_anchors=(
@@ -63,9 +64,11 @@ def keys_table() -> panels.PanelBuilder:
                     "Value #B",
                     "rest",
                     "realtime",
+                    "live",
                     "Value #E",
                     "rest_runbook",
                     "realtime_runbook",
+                    "live_runbook",
                 ],
                 renames={
                     "key": "Key",
@@ -73,9 +76,10 @@ def keys_table() -> panels.PanelBuilder:
                     "Value #B": "Valid",
                     "rest": "REST",
                     "realtime": "Realtime",
+                    "live": "GPT-Live",
                     "Value #E": "Last success",
                 },
-                hidden=["Time", "Value #A", "Value #C", "Value #D"],
+                hidden=["Time", "Value #A", "Value #C", "Value #D", "Value #F"],
             )
         )
         .sort_by([common_builders.TableSortByFieldState().display_name("Valid").desc(False)])
@@ -110,6 +114,17 @@ def keys_table() -> panels.PanelBuilder:
                     ],
                 ),
                 override(
+                    "GPT-Live",
+                    mappings=panels.result_mappings(),
+                    custom__cellOptions=COLOR_BACKGROUND,
+                    links=[
+                        panels.data_link(
+                            result_link.format(column="GPT-Live"),
+                            runbook.field_link("live_runbook"),
+                        )
+                    ],
+                ),
+                override(
                     "Last success",
                     unit="s",
                     decimals=0,
@@ -119,6 +134,7 @@ def keys_table() -> panels.PanelBuilder:
                 ),
                 override("rest_runbook", custom__hidden=True),
                 override("realtime_runbook", custom__hidden=True),
+                override("live_runbook", custom__hidden=True),
             ]
         )
     )

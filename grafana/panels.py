@@ -110,6 +110,18 @@ def valid_mappings() -> list[dashboard_models.ValueMapping]:
     ]
 
 
+def listed_mappings() -> list[dashboard_models.ValueMapping]:
+    """openai_model_listed: whether the key's model list holds the model."""
+    return [
+        dashboard_models.ValueMap(
+            options={
+                "1": dashboard_models.ValueMappingResult(text="listed", color="green", index=0),
+                "0": dashboard_models.ValueMappingResult(text="NOT LISTED", color="red", index=1),
+            }
+        )
+    ]
+
+
 def never_mapping(color: str = "red") -> dashboard_models.ValueMapping:
     """An age with no timestamp behind it: the probe never succeeded since the exporter started."""
     return dashboard_models.SpecialValueMap(

@@ -19,7 +19,9 @@ RATE_LIMITED_ANCHOR = RESULTS[Result.RATE_LIMITED].runbook_anchor
 FORMAT_ANCHOR = "key-format-issue"
 STALE_ANCHOR = "probes-stale"
 LATENCY_ANCHOR = "latency-high"
-REALTIME_ANCHOR = "realtime-refused"
+REALTIME_ANCHOR = "realtime-refused"  # any session probe refused: Realtime or GPT-Live
+MODEL_NOT_LISTED_ANCHOR = "model-not-listed"
+MODEL_SHUTDOWN_ANCHOR = "model-shutdown"
 
 # Error codes of openai_probe_errors_total that are neither a Result value nor an OpenAI code in
 # classify.ERROR_CODES (see classify.KNOWN_ERROR_CODES), and the class each stands for.

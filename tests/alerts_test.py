@@ -125,7 +125,7 @@ def test_format_duration(seconds: float, text: str) -> None:
     assert _generator().format_duration(seconds) == text
 
 
-@pytest.mark.parametrize("probe", ["rest", "realtime"])
+@pytest.mark.parametrize("probe", ["rest", "realtime", "live"])
 @pytest.mark.parametrize("result", [r for r in Result if r is not Result.OK], ids=str)
 def test_every_failing_class_reaches_exactly_one_alert(probe: str, result: Result) -> None:
     generator = _generator()
@@ -143,7 +143,7 @@ def test_class_alerts_name_only_real_result_classes() -> None:
     for alert in _generator().CLASS_ALERTS:
         for match in alert.matches:
             assert set(match.results) <= known, alert.name
-            assert match.probe in (None, "rest", "realtime"), alert.name
+            assert match.probe in (None, "rest", "realtime", "live"), alert.name
 
 
 def test_probe_failing_covers_the_classes_that_say_nothing_about_the_key() -> None:

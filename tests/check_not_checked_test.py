@@ -68,15 +68,16 @@ def test_text_names_every_prover_and_says_not_checked(simulator: str, tmp_path: 
             assert re.search(r"\[by (reading its source|the lint|the \w+ probe)", line), line
     (inference,) = [line for line in rest_only if "Inference answered" in line]
     assert inference.endswith("not checked: the inference probe is not configured for this key")
-    # rest-only: 3 Realtime items, inference and credit; both: inference and credit.
-    assert lines[-1] == "2 of 2 keys healthy, 7 items not checked", lines[-1]
+    # rest-only: 3 Realtime items, inference, credit and the restart; both: inference, credit
+    # and the restart (nothing sees the application's processes).
+    assert lines[-1] == "2 of 2 keys healthy, 9 items not checked", lines[-1]
 
 
 def test_json_marks_items_checked_false_with_the_reason(simulator: str, tmp_path: Path) -> None:
     checked = run_check(_config(tmp_path, simulator), "--output", "json")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     document = json.loads(checked.stdout)
-    assert document["not_checked"] == 7
+    assert document["not_checked"] == 9
     reports = {report["name"]: report for report in document["keys"]}
     for name, report in reports.items():
         for item in report["checklist"]:

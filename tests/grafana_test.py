@@ -4,6 +4,7 @@ data from a real Prometheus scraping the exporter, which probes the simulator.""
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import subprocess
@@ -61,6 +62,11 @@ EXPORTED_METRICS = frozenset(
         "openai_probe_consecutive_failures",
         "openai_realtime_close_code",
         "openai_realtime_closes_total",
+        "openai_live_close_code",
+        "openai_live_closes_total",
+        "openai_probe_billed_seconds_total",
+        "openai_model_listed",
+        "openai_model_shutdown_timestamp_seconds",
         "openai_key_exporter_build_info",
     }
 )
@@ -341,6 +347,18 @@ LIVE_KEYS: dict[str, tuple[str, int | None]] = {
     "rtdenied": ("rt_forbidden", None),
 }
 DETAIL_KEY = "limited"  # REST fails (errors, rate-limit headers), Realtime succeeds
+# The opt-in GPT-Live probe on two keys (the detail key's Live panels, the overview's column).
+_WITH_LIVE = {"probes": ["rest", "realtime", "live"], "live": {"model": "gpt-live-1"}}
+LIVE_KEY_SETTINGS: dict[str, dict[str, Any]] = {
+    # A Realtime model with a shutdown date, as an application not yet moved off it.
+    "good": {
+        **_WITH_LIVE,
+        "live": {"model": "gpt-live-1", "interval": "2s"},
+        "realtime": {"model": "gpt-realtime"},
+    },
+    DETAIL_KEY: {**_WITH_LIVE, "live": {"model": "gpt-live-1", "interval": "2s"}},
+}
+MODELS_KEY = "good"  # reads its model list: the Models table's queries are run for it too
 READABLE_BY_OTHERS = DETAIL_KEY  # mode 0644: the key format issue file_readable_by_others
 # (dashboard uid, panel title, refId) -> why this query has no data with LIVE_KEYS.
 EXPECTED_EMPTY: dict[tuple[str, str, str], str] = {
@@ -359,6 +377,11 @@ EXPECTED_EMPTY: dict[tuple[str, str, str], str] = {
         "annotation: Key turned invalid",
         "Anno",
     ): f"{DETAIL_KEY} stays valid (the overview's run of this query covers `bad`)",
+    (panels.DETAIL_UID, "Models", "A"): (
+        f"{DETAIL_KEY}'s REST probe is always refused (429): it never reads its model list "
+        f"(test_models_table_shows_listing_and_days_left runs this query for {MODELS_KEY})"
+    ),
+    (panels.DETAIL_UID, "Models", "B"): f"as Models A: run for {MODELS_KEY} instead",
 }
 # Metrics the dashboards use that this set of keys does not produce.
 EXPECTED_ABSENT_METRICS: dict[str, str] = {}
@@ -407,7 +430,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         simulator, base_url = start_simulator_process(workdir)
         processes.append(simulator)
         keys = [
-            {"name": name, "api_key_file": str(write_key(workdir, name, make_key(*scenario)))}
+            {
+                "name": name,
+                "api_key_file": str(write_key(workdir, name, make_key(*scenario))),
+                **LIVE_KEY_SETTINGS.get(name, {}),
+            }
             for name, scenario in LIVE_KEYS.items()
         ]
         (workdir / f"{READABLE_BY_OTHERS}.key").chmod(0o644)
@@ -530,3 +557,17 @@ def test_scraped_metrics_match_the_list(stack: Stack) -> None:
     for name in UNKEYED_METRICS:
         keyed = re.findall(rf"^{name}\S*\{{[^}}]*\bkey=.*$", response.text, flags=re.MULTILINE)
         assert not keyed, f"{name} should have no key label: {keyed[:3]}"
+
+
+@pytest.mark.e2e
+def test_models_table_shows_listing_and_days_left(stack: Stack) -> None:
+    """The detail dashboard's Models table, for a key that reads its model list."""
+    detail = committed("key-detail.json")
+    (table,) = [p for p in walk_panels(detail) if p["title"] == "Models"]
+    exprs = {t["refId"]: substitute(t["expr"], key=MODELS_KEY) for t in table["targets"]}
+    listed = {row["metric"]["model"]: row["value"][1] for row in stack.query(exprs["A"])}
+    assert listed == {"gpt-realtime": "1", "gpt-live-1": "1"}
+    (days,) = stack.query(exprs["B"])
+    assert days["metric"]["model"] == "gpt-realtime"  # the only one with a shutdown date
+    expected = datetime.datetime(2027, 1, 20, tzinfo=datetime.UTC).timestamp() - time.time()
+    assert abs(float(days["value"][1]) - expected / 86400) < 0.01

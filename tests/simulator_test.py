@@ -176,7 +176,7 @@ async def test_ok_lists_models_with_ratelimit_headers(
     ids = [model["id"] for model in body["data"]]
     assert "gpt-realtime" in ids
     for model in body["data"]:
-        assert set(model) == {"id", "object", "created", "owned_by"}
+        assert set(model) == {"id", "object", "created", "owned_by", "shutdown_date"}
         assert model["object"] == "model" and model["owned_by"] == "system"
     assert REQUEST_ID.fullmatch(first.headers["x-request-id"])
     assert first.headers["openai-version"] == "2020-10-01"
@@ -843,6 +843,8 @@ async def test_stats_count_requests_sessions_and_billable_events(
         "totals": {
             "rest_requests": 0,
             "realtime_sessions": 0,
+            "live_sessions": 0,
+            "live_billed_seconds": 0,
             "billable_events": 0,
             "client_events": {},
         },

@@ -48,6 +48,7 @@ async def probe_on_own_connection(
     context: ssl.SSLContext | None,
     timeout: float,  # noqa: ASYNC109 (the probe's own budget, as in rest.py)
     key: str,
+    models: frozenset[str] = frozenset(),
 ) -> ProbeResult:
     """`GET url` on a new connection (TLS when `context` is given), closed after the answer."""
     clock = ProbeClock()
@@ -72,7 +73,7 @@ async def probe_on_own_connection(
     began = clock.connect_started if clock.connect_started is not None else started
     phases = clock.phases(connection=True)
     return from_response(
-        message.code, message.headers, body, oversize, finished - began, phases, key
+        message.code, message.headers, body, oversize, finished - began, phases, key, models
     )
 
 

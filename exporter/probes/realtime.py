@@ -51,8 +51,8 @@ CLOSE_CODE_RESULTS = {
 }
 
 
-class _Verdict(Exception):
-    """Ends a probe early with a classified result."""
+class Verdict(Exception):
+    """Ends a session probe (Realtime or Live) early with a classified result."""
 
     def __init__(self, result: Result, message: str, code: str = "") -> None:
         super().__init__(message)
@@ -60,7 +60,7 @@ class _Verdict(Exception):
 
 
 @dataclass
-class _Session:
+class Session:
     started: float = field(default_factory=time.perf_counter)
     phases: dict[str, float] = field(default_factory=dict)
     mark: float = 0.0
@@ -70,6 +70,7 @@ class _Session:
     stage: str = "connect"
     key: str = field(default="", repr=False)  # only to scrub what the server echoes back
     retry_after: float | None = None
+    probe: str = "realtime"  # the kind of probe its results are for (live.py shares this)
 
     def phase_done(self, phase: str) -> None:
         now = time.perf_counter()
@@ -107,7 +108,7 @@ async def probe_realtime(
     context: ssl.SSLContext | None,
     proxy: str | Literal[True] | None = True,
 ) -> ProbeResult:
-    session = _Session(key=key)
+    session = Session(key=key)
     headers = auth_headers(config, key)
     beta = config.realtime.api == "beta"
     if beta:
@@ -130,40 +131,46 @@ async def probe_realtime(
             session.http_status = 101
             session.phase_done("connect")
             await _converse(websocket, session, beta)
-        result = _result(session, Result.OK, "")
+        result = session_result(session, Result.OK, "")
     except ConnectionClosed as closed:
-        verdict = _closed_verdict(closed, session)
-        result = _result(session, verdict.result, verdict.message, verdict.code)
-    except _Verdict as verdict:
-        result = _result(session, verdict.result, verdict.message, verdict.code)
+        verdict = closed_verdict(closed, session)
+        result = session_result(session, verdict.result, verdict.message, verdict.code)
+    except Verdict as verdict:
+        result = session_result(session, verdict.result, verdict.message, verdict.code)
     except TimeoutError:
         waiting_for = {
             "connect": "no answer to the WebSocket upgrade",
             "session_created": "no session.created",
             "session_updated": "no session.updated",
         }[session.stage]
-        result = _result(session, Result.TIMEOUT, f"{waiting_for} within {config.timeout:g}s")
+        result = session_result(
+            session, Result.TIMEOUT, f"{waiting_for} within {config.timeout:g}s"
+        )
     except InvalidStatus as rejected:
-        result = _rejected(session, rejected)
+        result = rejected_upgrade(session, rejected)
     except (InvalidHandshake, InvalidMessage, OSError) as error:
         # Before ValueError: a failed certificate check (SSLCertVerificationError) is both.
-        result = _result(session, *_transport_failure(error, key))
+        result = session_result(session, *transport_failure(error, key))
     except (InvalidURI, ValueError) as error:
-        result = _result(session, Result.OTHER, scrub(f"{type(error).__name__}: {error}", [key]))
+        result = session_result(
+            session, Result.OTHER, scrub(f"{type(error).__name__}: {error}", [key])
+        )
     except Exception as error:  # whatever else, the session below is still closed
-        result = _result(session, Result.OTHER, scrub(f"{type(error).__name__}: {error}", [key]))
+        result = session_result(
+            session, Result.OTHER, scrub(f"{type(error).__name__}: {error}", [key])
+        )
     except BaseException:
         if websocket is not None and websocket.transport is not None:
             websocket.transport.abort()  # cancelled: no time for a close handshake
         raise
     if websocket is not None:
-        await _close(websocket)
+        await close_socket(websocket)
         if result.healthy:
             result = replace(result, close_code=1000)
     return result
 
 
-async def _close(websocket: ClientConnection) -> None:
+async def close_socket(websocket: ClientConnection) -> None:
     """Close with 1000, never waiting longer than CLOSE_TIMEOUT on a peer that keeps talking."""
     try:
         async with asyncio.timeout(CLOSE_TIMEOUT):
@@ -176,11 +183,11 @@ async def _close(websocket: ClientConnection) -> None:
             transport.abort()
 
 
-async def _converse(websocket: ClientConnection, session: _Session, beta: bool) -> None:
+async def _converse(websocket: ClientConnection, session: Session, beta: bool) -> None:
     session.stage = "session_created"
     event = await _next_event(websocket, session)
     if event.get("type") != "session.created":
-        raise _Verdict(
+        raise Verdict(
             Result.PROTOCOL_ERROR,
             scrub(
                 f"first event was {str(event.get('type'))[:60]!r}, not session.created",
@@ -195,23 +202,23 @@ async def _converse(websocket: ClientConnection, session: _Session, beta: bool) 
         if event.get("type") == "session.updated":
             session.phase_done("session_updated")
             return
-    raise _Verdict(
+    raise Verdict(
         Result.PROTOCOL_ERROR, f"over {MAX_EVENTS_BEFORE_UPDATED} events without session.updated"
     )
 
 
-async def _next_event(websocket: ClientConnection, session: _Session) -> dict[str, Any]:
+async def _next_event(websocket: ClientConnection, session: Session) -> dict[str, Any]:
     message = await websocket.recv()
     if isinstance(message, bytes):
-        raise _Verdict(Result.PROTOCOL_ERROR, f"binary frame of {len(message)} bytes")
+        raise Verdict(Result.PROTOCOL_ERROR, f"binary frame of {len(message)} bytes")
     try:
         event = json.loads(message)
     except (ValueError, RecursionError):
-        raise _Verdict(
+        raise Verdict(
             Result.PROTOCOL_ERROR, f"non-JSON text frame of {len(message)} characters"
         ) from None
     if not isinstance(event, dict):
-        raise _Verdict(Result.PROTOCOL_ERROR, "a JSON frame that is not an event object")
+        raise Verdict(Result.PROTOCOL_ERROR, "a JSON frame that is not an event object")
     if event.get("type") == "error":
         session.error_event = event.get("error") if isinstance(event.get("error"), dict) else {}
         error = session.error_event or {}
@@ -223,30 +230,30 @@ async def _next_event(websocket: ClientConnection, session: _Session) -> dict[st
                 await websocket.recv()
         except TimeoutError:
             result, label = classify_openai_error(
-                None, _str(error.get("type")), code, _str(error.get("message"))
+                None, text_of(error.get("type")), code, text_of(error.get("message"))
             )
-            raise _Verdict(
+            raise Verdict(
                 result if result is not Result.OTHER else Result.PROTOCOL_ERROR,
-                scrub(_str(error.get("message"))[:300], [session.key]),
+                scrub(text_of(error.get("message"))[:300], [session.key]),
                 label,
             ) from None
-        raise _Verdict(Result.PROTOCOL_ERROR, "an event arrived after an error event")
+        raise Verdict(Result.PROTOCOL_ERROR, "an event arrived after an error event")
     return event
 
 
-def _str(value: object) -> str:
+def text_of(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _closed_verdict(closed: ConnectionClosed, session: _Session) -> _Verdict:
+def closed_verdict(closed: ConnectionClosed, session: Session) -> Verdict:
     frame = closed.rcvd
     code = frame.code if frame is not None else 1006
     reason = frame.reason if frame is not None else ""
     session.close_code = code
     error = session.error_event or {}
-    error_code = _str(error.get("code"))
-    error_type = _str(error.get("type"))
-    message = _str(error.get("message"))
+    error_code = text_of(error.get("code"))
+    error_type = text_of(error.get("type"))
+    message = text_of(error.get("message"))
     if not error_code and "." in reason:
         error_type, _, error_code = reason.partition(".")
     elif not error_type and reason:
@@ -256,16 +263,16 @@ def _closed_verdict(closed: ConnectionClosed, session: _Session) -> _Verdict:
         if result is Result.OTHER and code in CLOSE_CODE_RESULTS:
             result = CLOSE_CODE_RESULTS[code]
         detail = message or reason or f"closed with {code}"
-        return _Verdict(result, scrub(f"close {code}: {detail}"[:300], [session.key]), label)
+        return Verdict(result, scrub(f"close {code}: {detail}"[:300], [session.key]), label)
     result = CLOSE_CODE_RESULTS.get(code, Result.OTHER)
     waiting = session.stage.replace("_", ".")
-    return _Verdict(
+    return Verdict(
         result,
         scrub(f"closed with {code} {reason[:100]!r} while waiting for {waiting}", [session.key]),
     )
 
 
-def _rejected(session: _Session, rejected: InvalidStatus) -> ProbeResult:
+def rejected_upgrade(session: Session, rejected: InvalidStatus) -> ProbeResult:
     response = rejected.response
     session.http_status = response.status_code
     if response.status_code == 429:
@@ -277,14 +284,14 @@ def _rejected(session: _Session, rejected: InvalidStatus) -> ProbeResult:
         payload = None
     error = payload.get("error") if isinstance(payload, dict) else None
     if isinstance(error, dict):
-        message = _str(error.get("message"))[:300]
+        message = text_of(error.get("message"))[:300]
         result, label = classify_openai_error(
             response.status_code,
-            _str(error.get("type")) or None,
-            _str(error.get("code")) or None,
+            text_of(error.get("type")) or None,
+            text_of(error.get("code")) or None,
             message,
         )
-        return _result(
+        return session_result(
             session,
             result,
             scrub(f"upgrade refused with HTTP {response.status_code}: {message}", [session.key]),
@@ -295,10 +302,10 @@ def _rejected(session: _Session, rejected: InvalidStatus) -> ProbeResult:
         result = Result.RATE_LIMITED
     content_type = response.headers.get("content-type", "no content type").split(";")[0][:60]
     message = f"upgrade refused with HTTP {response.status_code} ({content_type})"
-    return _result(session, result, scrub(message, [session.key]))
+    return session_result(session, result, scrub(message, [session.key]))
 
 
-def _transport_failure(error: BaseException, key: str) -> tuple[Result, str]:
+def transport_failure(error: BaseException, key: str) -> tuple[Result, str]:
     text = scrub(f"{type(error).__name__}: {error}", [key])
     if caused_by_tls(error):
         return Result.TLS_ERROR, text
@@ -309,10 +316,10 @@ def _transport_failure(error: BaseException, key: str) -> tuple[Result, str]:
     return Result.PROTOCOL_ERROR, text
 
 
-def _result(session: _Session, result: Result, message: str, code: str = "") -> ProbeResult:
+def session_result(session: Session, result: Result, message: str, code: str = "") -> ProbeResult:
     return ProbeResult(
         retry_after=session.retry_after,
-        probe="realtime",
+        probe=session.probe,
         result=result,
         duration=time.perf_counter() - session.started,
         phases=dict(session.phases),

@@ -15,6 +15,7 @@ from aiohttp.client_proto import ResponseHandler
 from aiohttp.helpers import get_env_proxy_for_url
 
 from exporter.config import KeyConfig
+from exporter.models import watched_models
 from exporter.probes.own_connection import probe_on_own_connection
 from exporter.probes.rest_answer import (
     classify_exception,
@@ -171,7 +172,9 @@ class RestProber:
         if fresh and target.proxy is None:
             context = tls_context(config.tls_ca_file) if target.url.scheme == "https" else None
             headers = {"User-Agent": USER_AGENT, **auth_headers(config, key)}
-            return await probe_on_own_connection(target.url, headers, context, config.timeout, key)
+            return await probe_on_own_connection(
+                target.url, headers, context, config.timeout, key, watched_models(config)
+            )
         session = self._session(config.tls_ca_file, fresh)
         return await probe_rest(session, config, key, target, fresh=fresh)
 
@@ -242,6 +245,6 @@ async def probe_rest(
     began = clock.sent if clock.sent is not None else started
     if fresh and clock.connect_started is not None:
         began = clock.connect_started
-    return from_response(
-        status, headers, body, oversize, finished - began, clock.phases(connection=fresh), key
-    )
+    phases = clock.phases(connection=fresh)
+    models = watched_models(config)
+    return from_response(status, headers, body, oversize, finished - began, phases, key, models)

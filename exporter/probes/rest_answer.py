@@ -14,6 +14,7 @@ import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
 
 from exporter.classify import Result, caused_by_tls, classify_openai_error
+from exporter.models import read_statuses
 from exporter.probes.rest_timing import ProbeClock
 from exporter.redaction import scrub
 from exporter.state import ProbeResult
@@ -108,11 +109,13 @@ def from_response(
     duration: float,
     phases: dict[str, float],
     key: str,
+    models: frozenset[str] = frozenset(),
     *,
     probe: str = "rest",
     expected: tuple[Callable[[Any], bool], str] = (is_model_list, "a model list"),
 ) -> ProbeResult:
-    """The answer as a result; a 2xx is ok only when `expected`'s test accepts its JSON."""
+    """The answer as a result; a 2xx is ok only when `expected`'s test accepts its JSON.
+    `models`: the ids whose listing and shutdown date to read from a model list."""
     accepts, answer_name = expected
     common: dict[str, Any] = {
         "probe": probe,
@@ -132,7 +135,8 @@ def from_response(
     payload = _json(body)
     if 200 <= status < 300:
         if accepts(payload):
-            return ProbeResult(result=Result.OK, **common)
+            statuses = read_statuses(payload, models, key) if is_model_list(payload) else None
+            return ProbeResult(result=Result.OK, models=statuses, **common)
         return ProbeResult(
             result=Result.PROTOCOL_ERROR,
             error_code="protocol_error",

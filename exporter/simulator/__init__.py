@@ -1,4 +1,4 @@
-"""An OpenAI stand-in (REST and Realtime on one port) whose behaviour each key chooses.
+"""An OpenAI stand-in (REST, Realtime and GPT-Live on one port) whose behaviour each key chooses.
 
 A key selects its scenario by its text: `sim--<scenario>[--<arg>]--` anywhere in the bearer
 token (`make_key` builds one); any other key is unknown to it, as to OpenAI. `SCENARIOS` says

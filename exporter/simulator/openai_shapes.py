@@ -13,28 +13,26 @@ KEYS_URL = "https://platform.openai.com/account/api-keys"
 RATE_LIMIT_REQUESTS = 10000
 RATE_LIMIT_TOKENS = 30000000
 
+# The gpt-4o-realtime-preview family was shut down in 2026: neither listed nor served.
 REALTIME_MODELS = (
     "gpt-realtime-2.1",
     "gpt-realtime",
     "gpt-realtime-mini",
     "gpt-realtime-2025-08-28",
-    "gpt-4o-realtime-preview",
-    "gpt-4o-realtime-preview-2024-12-17",
-    "gpt-4o-mini-realtime-preview",
 )
+LIVE_MODELS = ("gpt-live-1",)
 
-_MODELS: tuple[tuple[str, int], ...] = (
-    ("gpt-realtime-2.1", 1780000000),
-    ("gpt-realtime", 1756271701),
-    ("gpt-realtime-mini", 1759517133),
-    ("gpt-realtime-2025-08-28", 1756271773),
-    ("gpt-4o-realtime-preview", 1727659998),
-    ("gpt-4o-realtime-preview-2024-12-17", 1733945430),
-    ("gpt-4o-mini-realtime-preview", 1734387380),
-    ("gpt-4o", 1715367049),
-    ("gpt-4o-mini", 1721172741),
-    ("gpt-4.1-nano", 1744321025),
-    ("text-embedding-3-small", 1705948997),
+# (id, created, shutdown_date): the dates OpenAI announced, null where it gave none.
+_MODELS: tuple[tuple[str, int, str | None], ...] = (
+    ("gpt-realtime", 1756271701, "2027-01-20"),
+    ("gpt-realtime-mini", 1759517133, None),
+    ("gpt-realtime-2025-08-28", 1756271773, None),
+    ("gpt-realtime-2.1", 1786924800, None),
+    ("gpt-live-1", 1789603200, None),
+    ("gpt-4o", 1715367049, None),
+    ("gpt-4o-mini", 1721172741, None),
+    ("gpt-4.1-nano", 1744321025, None),
+    ("text-embedding-3-small", 1705948997, None),
 )
 
 _ID_ALPHABET = string.ascii_letters + string.digits
@@ -69,20 +67,28 @@ def error_body(message: str, type_: str, code: str | None, param: str | None = N
     return (json.dumps(envelope, indent=4) + "\n").encode()
 
 
-def model_list() -> dict[str, Any]:
+def _model(name: str, created: int, shutdown_date: str | None) -> dict[str, Any]:
+    return {
+        "id": name,
+        "object": "model",
+        "created": created,
+        "owned_by": "system",
+        "shutdown_date": shutdown_date,
+    }
+
+
+def model_list(hidden: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The list a key sees; `hidden`: models this key may not use (not listed for it)."""
     return {
         "object": "list",
-        "data": [
-            {"id": name, "object": "model", "created": created, "owned_by": "system"}
-            for name, created in _MODELS
-        ],
+        "data": [_model(*entry) for entry in _MODELS if entry[0] not in hidden],
     }
 
 
 def model_object(name: str) -> dict[str, Any] | None:
-    for known, created in _MODELS:
-        if known == name:
-            return {"id": known, "object": "model", "created": created, "owned_by": "system"}
+    for entry in _MODELS:
+        if entry[0] == name:
+            return _model(*entry)
     return None
 
 

@@ -123,7 +123,7 @@ class RealtimeSession:
             event = shapes.error_event(shapes.MISSING_AUTH_RT_MESSAGE, None)
             await self.fail(event, CLOSE_AUTH, "invalid_request_error")
             return True
-        if self.scenario is None or self.scenario == "invalid_api_key":
+        if self.scenario in (None, "invalid_api_key", "live_key_in_band"):
             event = shapes.error_event(shapes.incorrect_key_message(self.token), "invalid_api_key")
             await self.fail(event, CLOSE_AUTH, "invalid_request_error.invalid_api_key")
             return True

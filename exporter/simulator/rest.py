@@ -29,6 +29,7 @@ class RestCall:
     arg: int | None
     model: str | None  # set for GET /v1/models/{model}
     arrived: float  # time.monotonic() when the request's bytes were read
+    scenario: str = ""
 
 
 RestBehaviour = Callable[[RestCall], Awaitable[web.StreamResponse]]
@@ -101,10 +102,15 @@ def _ratelimit_headers(state: SimulatorState, token: str) -> dict[str, str]:
     }
 
 
+# Keys of these scenarios may not use these models: OpenAI leaves them out of their list.
+_HIDDEN_MODELS = {"live_model_not_found": frozenset(shapes.LIVE_MODELS)}
+
+
 def _ok_body(call: RestCall) -> object | None:
+    hidden = _HIDDEN_MODELS.get(call.scenario, frozenset())
     if call.model is None:
-        return shapes.model_list()
-    return shapes.model_object(call.model)
+        return shapes.model_list(hidden)
+    return None if call.model in hidden else shapes.model_object(call.model)
 
 
 def _model_not_found(model: str) -> web.Response:
@@ -306,6 +312,7 @@ REST_BEHAVIOURS: dict[str, RestBehaviour] = {
     "ok": ok,
     "ok_no_ratelimit_headers": ok_no_ratelimit_headers,
     "invalid_api_key": invalid_api_key,
+    "live_key_in_band": invalid_api_key,
     "missing_scopes": missing_scopes,
     "rest_missing_scopes": missing_scopes,
     "account_deactivated": account_deactivated,
@@ -342,7 +349,8 @@ async def handle_models(request: web.Request) -> web.StreamResponse:
         return invalid_key_response(token)
     behaviour = REST_BEHAVIOURS.get(selected.scenario, ok)
     model = request.match_info.get("model")
-    return await behaviour(RestCall(request, state, token, selected.arg, model, arrived))
+    call = RestCall(request, state, token, selected.arg, model, arrived, selected.scenario)
+    return await behaviour(call)
 
 
 async def handle_unknown_path(request: web.Request) -> web.StreamResponse:

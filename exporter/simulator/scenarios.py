@@ -19,19 +19,21 @@ _LETTERS = KEY_CHARSET[:52]
 
 @dataclass(frozen=True)
 class Scenario:
-    """What one scenario does on REST (`GET /v1/models`) and on the Realtime WebSocket."""
+    """What one scenario does on REST (`GET /v1/models`), the Realtime and the Live WebSockets."""
 
     rest: str
     realtime: str
     default_arg: int | None = None  # used when the key carries no number
+    live: str = "healthy Live session"
 
     def __str__(self) -> str:
-        return f"REST: {self.rest}; Realtime: {self.realtime}"
+        return f"REST: {self.rest}; Realtime: {self.realtime}; Live: {self.live}"
 
 
 _RT_OK = "healthy GA session"
 _RT_AUTH = "101, error event code {code}, close 3000 reason invalid_request_error.{code}"
 _REJECT = "upgrade rejected with the same HTTP response as REST"
+_LIVE_IN_BAND = "101, after session.start an error event code {code}, then close 1008"
 
 SCENARIOS: dict[str, Scenario] = {
     # REST-focused
@@ -40,6 +42,7 @@ SCENARIOS: dict[str, Scenario] = {
     "invalid_api_key": Scenario(
         "401 invalid_request_error code invalid_api_key (Incorrect API key provided)",
         _RT_AUTH.format(code="invalid_api_key"),
+        live="upgrade rejected: HTTP 401 OpenAI JSON error code invalid_api_key",
     ),
     "missing_scopes": Scenario(
         "401 invalid_request_error code null, 'Missing scopes: api.model.read'", _RT_OK
@@ -47,6 +50,7 @@ SCENARIOS: dict[str, Scenario] = {
     "account_deactivated": Scenario(
         "401 invalid_request_error code account_deactivated",
         _RT_AUTH.format(code="account_deactivated"),
+        live=_LIVE_IN_BAND.format(code="account_deactivated"),
     ),
     "mismatched_organization": Scenario(
         "401 invalid_request_error code mismatched_organization",
@@ -64,6 +68,8 @@ SCENARIOS: dict[str, Scenario] = {
     "credit_balance_exhausted": Scenario(
         "200 model list; POST /v1/responses: 429 code credit_balance_exhausted",
         "healthy session; response.create answered by an insufficient_quota error event",
+        live="101, session.start answered by an error event code credit_balance_exhausted "
+        "(no session.started, nothing billed); the socket stays open",
     ),
     "rate_limited": Scenario(
         "429 type requests code rate_limit_exceeded, retry-after <arg> s, "
@@ -72,26 +78,34 @@ SCENARIOS: dict[str, Scenario] = {
         default_arg=20,
     ),
     "unsupported_region": Scenario(
-        "403 request_forbidden code unsupported_country_region_territory", _REJECT
+        "403 request_forbidden code unsupported_country_region_territory", _REJECT, live=_REJECT
     ),
     "server_error": Scenario(
-        "500 server_error JSON", "101, error event type server_error, close 1011"
+        "500 server_error JSON",
+        "101, error event type server_error, close 1011",
+        live="101, error event type server_error, close 1011",
     ),
-    "overloaded": Scenario("503 server_error JSON (model overloaded)", _REJECT),
-    "bad_gateway": Scenario("502 HTML page (edge proxy)", _REJECT),
-    "gateway_timeout": Scenario("504 HTML page (edge proxy)", _REJECT),
+    "overloaded": Scenario("503 server_error JSON (model overloaded)", _REJECT, live=_REJECT),
+    "bad_gateway": Scenario("502 HTML page (edge proxy)", _REJECT, live=_REJECT),
+    "gateway_timeout": Scenario("504 HTML page (edge proxy)", _REJECT, live=_REJECT),
     "slow": Scenario(
         "200 model list after exactly <arg> ms",
         "session.created <arg> ms after the upgrade",
         default_arg=1000,
+        live="session.started <arg> ms after session.start",
     ),
     # Faults
     "hang": Scenario(
         "connection accepted, no response headers ever",
         "TCP accepted, upgrade never answered",
+        live="TCP accepted, upgrade never answered",
     ),
     "hang_body": Scenario("200 headers and half the body, then nothing", _RT_OK),
-    "reset": Scenario("TCP RST (SO_LINGER 0) instead of a response", "TCP RST at the upgrade"),
+    "reset": Scenario(
+        "TCP RST (SO_LINGER 0) instead of a response",
+        "TCP RST at the upgrade",
+        live="TCP RST at the upgrade",
+    ),
     "non_json": Scenario("200 text/plain garbage", _RT_OK),
     "wrong_shape": Scenario("200 JSON that is not a model list", _RT_OK),
     "html_200": Scenario("200 text/html page (captive portal)", _RT_OK),
@@ -146,6 +160,33 @@ SCENARIOS: dict[str, Scenario] = {
     "rest_missing_scopes": Scenario(
         "401 invalid_request_error code null, 'Missing scopes: api.model.read'",
         "healthy GA session (the key is valid for Realtime only)",
+    ),
+    # GPT-Live-focused
+    "live_key_in_band": Scenario(
+        "401 invalid_request_error code invalid_api_key (Incorrect API key provided)",
+        _RT_AUTH.format(code="invalid_api_key"),
+        live=_LIVE_IN_BAND.format(code="invalid_api_key"),
+    ),
+    "live_model_not_found": Scenario(
+        "200 model list without the GPT-Live models",
+        _RT_OK,
+        live="101, session.start answered by an error event code model_not_found",
+    ),
+    "live_shape_retired": Scenario(
+        "200 model list",
+        _RT_OK,
+        live="101, session.start answered by an error event code unknown_parameter "
+        "(param session.model: as if the session object had changed)",
+    ),
+    "live_silent": Scenario(
+        "200 model list",
+        _RT_OK,
+        live="101, session.start never answered; session.close still answered with session.closed",
+    ),
+    "live_drop": Scenario(
+        "200 model list",
+        _RT_OK,
+        live="session.started, then the TCP connection closes without a close frame (1006)",
     ),
 }
 

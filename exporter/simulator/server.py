@@ -1,4 +1,4 @@
-"""The simulator's HTTP server: REST, Realtime and the /_sim control API on one port."""
+"""The simulator's HTTP server: REST, Realtime, GPT-Live and the /_sim control API on one port."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.simulator import realtime, responses, rest
+from exporter.simulator import live, realtime, responses, rest
 from exporter.simulator.scenarios import SCENARIOS
 from exporter.simulator.state import SimulatorState, key_id
 from exporter.simulator.timing import ARRIVALS, ArrivalClock
@@ -92,6 +92,7 @@ class RunningSimulator:
         url_host = f"[{host}]" if ":" in host else host
         self.base_url = f"{'https' if tls else 'http'}://{url_host}:{port}/v1"
         self.realtime_url = f"{'wss' if tls else 'ws'}://{url_host}:{port}/v1/realtime"
+        self.live_url = f"{'wss' if tls else 'ws'}://{url_host}:{port}/v1/live/sessions"
         self._closed = False
 
     def stats(self) -> dict[str, Any]:
@@ -159,6 +160,7 @@ def build_app(state: SimulatorState, handlers: set[asyncio.Task[Any]]) -> web.Ap
     app.router.add_get("/v1/models/{model}", rest.handle_models)
     app.router.add_get("/v1/realtime", realtime.handle_realtime)
     app.router.add_post("/v1/responses", responses.handle_responses)
+    app.router.add_get("/v1/live/sessions", live.handle_live)
     app.router.add_route("*", "/v1/{tail:.*}", rest.handle_unknown_path)
     app.router.add_get("/_sim/stats", _get_stats)
     app.router.add_post("/_sim/reset", _post_reset)
@@ -204,9 +206,10 @@ async def serve_forever(host: str, port: int, ssl_context: ssl.SSLContext | None
     """Run the simulator until cancelled (the CLI's `simulator` command)."""
     simulator = await start_simulator(host, port, ssl_context)
     log.info(
-        "OpenAI simulator listening: REST %s, Realtime %s",
+        "OpenAI simulator listening: REST %s, Realtime %s, GPT-Live %s",
         simulator.base_url,
         simulator.realtime_url,
+        simulator.live_url,
     )
     try:
         await asyncio.Event().wait()

@@ -33,6 +33,9 @@ def key_id(key: str) -> str:
 class KeyStats:
     rest_requests: int = 0
     realtime_sessions: int = 0
+    live_connections: int = 0  # GPT-Live WebSockets opened
+    live_sessions: int = 0  # GPT-Live sessions started: each one is billed
+    live_billed_seconds: int = 0
     billable_events: int = 0
     client_events: collections.Counter[str] = field(default_factory=collections.Counter)
     # time.monotonic() of each request: CLOCK_MONOTONIC, comparable across processes on a host
@@ -63,6 +66,9 @@ class KeyStats:
         return {
             "rest_requests": self.rest_requests,
             "realtime_sessions": self.realtime_sessions,
+            "live_connections": self.live_connections,
+            "live_sessions": self.live_sessions,
+            "live_billed_seconds": self.live_billed_seconds,
             "billable_events": self.billable_events,
             "client_events": dict(self.client_events),
             "rest_request_times": list(self.rest_request_times),
@@ -141,6 +147,19 @@ class SimulatorState:
             stats.realtime_sessions += 1
             stats.realtime_session_times.append(time.monotonic())
 
+    def record_live_connection(self, token: str | None) -> None:
+        with self._lock:
+            self._stats_for(token).live_connections += 1
+
+    def record_live_session(self, token: str | None) -> None:
+        """A GPT-Live session started: from here on it is billed."""
+        with self._lock:
+            self._stats_for(token).live_sessions += 1
+
+    def record_live_billed(self, token: str | None, seconds: int) -> None:
+        with self._lock:
+            self._stats_for(token).live_billed_seconds += seconds
+
     def record_client_event(self, token: str | None, event_type: str) -> None:
         with self._lock:
             stats = self._stats_for(token)
@@ -184,6 +203,8 @@ class SimulatorState:
         totals = {
             "rest_requests": sum(entry["rest_requests"] for entry in keys.values()),
             "realtime_sessions": sum(entry["realtime_sessions"] for entry in keys.values()),
+            "live_sessions": sum(entry["live_sessions"] for entry in keys.values()),
+            "live_billed_seconds": sum(entry["live_billed_seconds"] for entry in keys.values()),
             "billable_events": sum(entry["billable_events"] for entry in keys.values()),
             "client_events": dict(totals_events),
         }
