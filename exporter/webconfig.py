@@ -40,6 +40,8 @@ import yaml
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from exporter.strict_yaml import YamlRefused, refuse_alias_bombs
+
 logger = logging.getLogger(__name__)
 
 BASIC_AUTH_REALM = "openai-key-exporter"
@@ -289,6 +291,12 @@ def load_web_config(path: str) -> WebConfig:
         raise WebConfigError(f"{path}: invalid YAML: {exc} (save the file as UTF-8)") from None
     if root is None or reader.is_null(root):
         return WebConfig(source=path)
+    try:
+        refuse_alias_bombs(root)
+    except YamlRefused as refused:
+        raise WebConfigError(
+            f"{path}:{refused.line}: top level: {refused.problem} ({refused.fix})"
+        ) from None
 
     directory = os.path.dirname(path)
     tls: TLSServerConfig | None = None
