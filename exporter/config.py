@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+import yarl
 
-from exporter.keys import DotenvFormat, KeySource, SourceKind, key_kind
+from exporter.keys import DotenvFormat, KeySource, SourceKind, key_file_problem, key_kind
 from exporter.redaction import redact
 from exporter.strict_yaml import YamlRefused, load_strict
 
@@ -26,6 +27,7 @@ _PASTED_KEY = re.compile(r"sk-[A-Za-z0-9_-]{20,}")  # every kind of key OpenAI i
 # A whole key inside a value (a URL's host or path, a model, an ID): sk- and at least 40
 # characters in all, as the shortest real keys, not part of a longer word.
 _KEY_IN_VALUE = re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]{37,}")
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 _EXCERPT_CHARS = 40  # of a value quoted back in a message: a bomb or a book is not printed
 _MAX_MESSAGE_CHARS = 1000
 _MAX_DURATION_CHARS = 500  # far beyond any real one; 400 nines are still read (as too long)
@@ -176,6 +178,12 @@ class _Fields:
         if name not in self.data:
             return default
         value = self.data[name]
+        if isinstance(value, str) and (control := _CONTROL_CHARACTER.search(value)):
+            raise self.error(
+                name,
+                f"holds a control character (U+{ord(control.group()):04X})",
+                "remove it: it could not be sent in a header or a URL",
+            )
         if isinstance(value, str) and (pasted := _KEY_IN_VALUE.search(value)):
             raise self.error(
                 name,
@@ -218,7 +226,39 @@ def _url(value: object, schemes: str = "https?") -> str:
     if "@" in text.split("://", 1)[1].split("/", 1)[0]:
         # Not quoted back: what comes before @ is a password. The key goes in its own header.
         raise ValueError("holds a user name or password before '@', which is not shown here")
+    if problem := _host_problem(text):
+        raise ValueError(problem)
     return text.rstrip("/")
+
+
+def _host_problem(url: str) -> str:
+    """Why a probe could not connect to this URL's host whatever the network does, or "".
+
+    A typo here (`api..openai.com`) would otherwise fail every probe with an encoding error.
+    """
+    try:
+        parsed = yarl.URL(url)
+        host, _ = parsed.raw_host, parsed.port  # the port is checked when read
+    except ValueError as error:
+        return f"is not a usable URL: {error}"
+    if not host:
+        return "names no host"
+    if ":" in host or re.fullmatch(r"[0-9.]+", host):
+        return ""  # an IP address, already checked by yarl
+    name = host.removesuffix(".")  # a fully qualified name's final dot is allowed
+    labels = name.split(".")
+    if "" in labels:
+        return f"the host {quoted(host)} has an empty label (two dots in a row?)"
+    longest = max(labels, key=len)
+    if len(longest) > 63:
+        return f"the host has a label of {len(longest)} characters (DNS allows at most 63)"
+    if len(name) > 253:
+        return f"the host has {len(name)} characters (DNS allows at most 253)"
+    try:
+        name.encode("idna")  # as the resolver will encode it
+    except UnicodeError:
+        return f"the host {quoted(host)} cannot be encoded for DNS (IDNA)"
+    return ""
 
 
 def _ca_file_problem(path: str) -> str:
@@ -386,10 +426,8 @@ def _key_source(fields: _Fields) -> KeySource:
     for dotenv_only in ("dotenv_var", "dotenv_format"):
         if kind is not SourceKind.DOTENV and fields.has(dotenv_only):
             raise fields.error(dotenv_only, "only applies with dotenv", "remove it")
-    if kind is not SourceKind.ENV and not os.path.isfile(location):
-        raise fields.error(
-            kind.value, f"{location} does not exist", f"set {kind.value} to a readable file"
-        )
+    if kind is not SourceKind.ENV and (problem := key_file_problem(location)):
+        raise fields.error(kind.value, problem, f"set {kind.value} to a readable file")
     if kind is SourceKind.ENV and not _VARIABLE_NAME.match(location):
         raise fields.error(
             kind.value, f"{quoted(location)} is not a variable name", _VARIABLE_NAME_FIX

@@ -4,6 +4,7 @@ memory, with a short message that names the line or the field and never shows a 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -245,3 +246,66 @@ def test_every_bad_file_in_testdata_still_loads_bounded() -> None:
         with pytest.raises(ConfigError) as caught:
             load_config(str(path))
         assert len(str(caught.value)) < MAX_MESSAGE_CHARS
+
+
+# A base URL no resolver can use, a key file that is not a file -----------------------------
+
+
+def config_check(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", "--config.file", str(path), "--config.check"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_the_issue_base_url_typo_is_refused_by_config_check(tmp_path: Path) -> None:
+    path = tmp_path / "idna.yml"
+    path.write_text(
+        'keys:\n  - {name: web, api_key_env: K, base_url: "https://api..openai.com/v1",'
+        " probes: [rest]}\n"
+    )
+    result = config_check(path)
+    assert result.returncode == 1
+    assert (
+        f"{path}: keys[0].base_url: the host 'api..openai.com' has an empty label" in result.stderr
+    )
+
+
+def _not_a_file(path: Path, kind: str) -> None:
+    if kind == "FIFO":
+        os.mkfifo(path, 0o600)
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "character device":
+        path.symlink_to("/dev/null")
+    else:
+        path.symlink_to(path)
+
+
+@pytest.mark.parametrize("source", ["api_key_file", "dotenv"])
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [
+        ("FIFO", "is a FIFO, not a file"),
+        ("directory", "is a directory, not a file"),
+        ("character device", "is a character device, not a file"),
+        ("symlink loop", "is a symlink loop, not a file"),
+    ],
+)
+def test_config_check_says_what_a_key_path_is(
+    tmp_path: Path, source: str, kind: str, said: str
+) -> None:
+    key_path = tmp_path / "k.key"
+    _not_a_file(key_path, kind)
+    path = tmp_path / "c.yml"
+    path.write_text(f"keys:\n  - name: web\n    {source}: {key_path}\n")
+    started = time.monotonic()
+    result = config_check(path)  # a FIFO once hung here until something wrote to it
+    assert time.monotonic() - started < 20
+    assert result.returncode == 1
+    assert f"{path}: keys[0].{source}: {key_path} {said} (set {source} to a readable file)" in (
+        result.stderr
+    )

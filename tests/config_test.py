@@ -115,7 +115,7 @@ TMP_CASES = [
         "api_key_file is a directory",
         "keys:\n  - name: web\n    api_key_file: {dir}/keys\n",
         "keys[0].api_key_file",
-        "keys does not exist (set api_key_file to a readable file)",
+        "keys is a directory, not a file (set api_key_file to a readable file)",
     ),
     TmpCase(
         "second key's file missing next to a good one",

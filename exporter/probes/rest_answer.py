@@ -14,6 +14,7 @@ import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
 
 from exporter.classify import Result, caused_by_tls, classify_openai_error
+from exporter.keys import lint_key
 from exporter.probes.rest_timing import ProbeClock
 from exporter.redaction import scrub
 from exporter.state import ProbeResult
@@ -78,8 +79,15 @@ def classify_exception(error: BaseException, key: str) -> tuple[Result, str]:
     if isinstance(error, aiohttp.ClientConnectionError | OSError):
         return Result.CONNECTION_ERROR, text
     if isinstance(error, ValueError):
-        return Result.KEY_MALFORMED, text  # a header with a control character: never sent
+        if not lint_key(key).sendable:
+            return Result.KEY_MALFORMED, text  # a header with a control character: never sent
+        # The key is fine, so the URL is at fault (a host the resolver cannot encode, a port
+        # out of range) or another configured header: never the key's fault.
+        return Result.CONNECTION_ERROR, f"{UNUSABLE_REQUEST}: {text}"
     return Result.OTHER, text
+
+
+UNUSABLE_REQUEST = "the request cannot be made (check base_url, organization and project)"
 
 
 def from_response(
