@@ -131,6 +131,8 @@ def from_response(
         error_type = error.get("type") if isinstance(error.get("type"), str) else None
         message = str(error.get("message") or "")[:300]
         result, label = classify_openai_error(status, error_type, code, message)
+        if result is Result.OTHER:
+            message = f"HTTP {status}: {message}"  # unrecognised: the status tells most
         return ProbeResult(
             result=result,
             error_code=label,
