@@ -107,8 +107,10 @@ _ALLOWED_HEADERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     }
 )
 _BCRYPT_HINT = "make one with: htpasswd -nBC 10 '' | tr -d ':\\n'"
-# A bcrypt hash of "fakepassword" (exporter-toolkit's): unknown users cost as much as known ones.
+# A bcrypt hash of "fakepassword" (exporter-toolkit's), checked for unknown users so that they
+# cost as much as known ones; at other costs it is made once, the first time it is needed.
 _UNKNOWN_USER_HASH = b"$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi"
+_UNKNOWN_USER_PASSWORD = b"fakepassword"
 
 
 class WebConfigError(Exception):
@@ -512,6 +514,12 @@ def _read_users(reader: _Reader, node: yaml.Node) -> dict[str, str]:
     return users
 
 
+def bcrypt_cost(hashed: str) -> int:
+    """The cost of a hash bcrypt_hash_problem accepted."""
+    cost_at = 3 if hashed[2:3] == "$" else 4
+    return int(hashed[cost_at : cost_at + 2])
+
+
 def bcrypt_hash_problem(hashed: str) -> str | None:
     """Why Go's bcrypt.Cost refuses the hash, or None; never quotes the hash itself."""
     raw = hashed.encode()
@@ -757,11 +765,38 @@ def _basic_credentials(header: str | None) -> tuple[str, bytes] | None:
         return None
 
 
+def _usual_cost(users: Mapping[str, str]) -> int:
+    """The cost most configured hashes have (the higher on a tie): an unknown user's check
+    takes as long as a wrong password for most users, so it does not tell who exists."""
+    counts: dict[int, int] = {}
+    for hashed in users.values():
+        cost = bcrypt_cost(hashed)
+        counts[cost] = counts.get(cost, 0) + 1
+    return max(counts, key=lambda cost: (counts[cost], cost)) if counts else 10
+
+
+def _stand_in_hash(cost: int) -> bytes:
+    import bcrypt
+
+    return bytes(bcrypt.hashpw(_UNKNOWN_USER_PASSWORD, bcrypt.gensalt(rounds=cost)))
+
+
 class _BasicAuthenticator:
     def __init__(self) -> None:
         self._cache = _CredentialCache()
         # One bcrypt at a time, as in exporter-toolkit: wrong passwords cannot eat every core.
         self._bcrypt_lock = asyncio.Lock()
+        self._stand_ins: dict[int, bytes] = {10: _UNKNOWN_USER_HASH}
+        self._cost_of: tuple[Mapping[str, str], int] | None = None  # users -> their usual cost
+
+    async def _unknown_user_hash(self, users: Mapping[str, str]) -> bytes:
+        """Called under the bcrypt lock."""
+        if self._cost_of is None or self._cost_of[0] is not users:  # a reload makes new users
+            self._cost_of = (users, _usual_cost(users))
+        cost = self._cost_of[1]
+        if cost not in self._stand_ins:
+            self._stand_ins[cost] = await asyncio.to_thread(_stand_in_hash, cost)
+        return self._stand_ins[cost]
 
     async def allows(self, header: str | None, users: Mapping[str, str]) -> bool:
         credentials = _basic_credentials(header)
@@ -774,7 +809,10 @@ class _BasicAuthenticator:
         async with self._bcrypt_lock:
             if hashed is not None and self._cache.contains(username, hashed, password):
                 return True
-            target = hashed.encode() if hashed is not None else _UNKNOWN_USER_HASH
+            if hashed is not None:
+                target = hashed.encode()
+            else:
+                target = await self._unknown_user_hash(users)
             matches = await asyncio.to_thread(_bcrypt_matches, password, target)
         if matches and hashed is not None:
             self._cache.add(username, hashed, password)
