@@ -19,6 +19,7 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.config import Config, ConfigError
+from exporter.connection_hygiene import runner_options
 from exporter.logs import FORMATS, LEVELS, setup_logging
 from exporter.server import DEFAULT_MAX_REQUESTS, create_app
 from exporter.service import Exporter, KeyFilter, read_config
@@ -277,7 +278,7 @@ async def serve_until_stopped(
     app = create_app(
         exporter, telemetry_path, enable_lifecycle, [auth_middleware(watcher)], max_requests
     )
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, handle_signals=False, **runner_options())
     await runner.setup()
     site = web.TCPSite(
         runner, host=host, port=port, reuse_address=True, ssl_context=ssl_context(watcher.config)
