@@ -177,6 +177,11 @@ _YAML_FALSE = frozenset(
 )
 
 
+def _quoted(text: str) -> str:
+    """A value as a message quotes it: at most 40 characters of it."""
+    return repr(text) if len(text) <= 40 else repr(text[:40]) + "..."
+
+
 class _Reader:
     """Walks composed YAML nodes, so errors carry line numbers and scalars keep their text."""
 
@@ -185,6 +190,8 @@ class _Reader:
 
     def error(self, node: yaml.Node | None, where: str, problem: str, fix: str) -> WebConfigError:
         line = f":{node.start_mark.line + 1}" if node is not None else ""
+        if len(where) > 200:  # a field name from the file: an excerpt, as for values
+            where = where[:200] + "..."
         return WebConfigError(f"{self.path}{line}: {where}: {problem} ({fix})")
 
     @staticmethod
@@ -354,7 +361,7 @@ def _read_tls(reader: _Reader, node: yaml.Node, directory: str) -> TLSServerConf
                 raise reader.error(
                     value,
                     field_name,
-                    f"unknown TLS version {version!r}",
+                    f"unknown TLS version {_quoted(version)}",
                     f"use one of {', '.join(_TLS_VERSIONS)}",
                 )
             text[key] = version
@@ -366,7 +373,7 @@ def _read_tls(reader: _Reader, node: yaml.Node, directory: str) -> TLSServerConf
                     raise reader.error(
                         value,
                         field_name,
-                        f"unknown or insecure {key[:-1].replace('_', ' ')} {name!r}",
+                        f"unknown or insecure {key[:-1].replace('_', ' ')} {_quoted(name)}",
                         f"use names from: {', '.join(table)}",
                     )
             lists[key] = tuple(names)
@@ -393,7 +400,7 @@ def _read_tls(reader: _Reader, node: yaml.Node, directory: str) -> TLSServerConf
         raise reader.error(
             nodes["client_auth_type"],
             f"{where}.client_auth_type",
-            f"unknown value {client_auth_type!r}",
+            f"unknown value {_quoted(client_auth_type)}",
             "use RequireAndVerifyClientCert to require client certificates, or one of "
             + ", ".join(_CLIENT_AUTH_MODES),
         )
@@ -497,7 +504,7 @@ def _header_value(reader: _Reader, name: str, node: yaml.Node) -> str:
     allowed = _ALLOWED_HEADERS[name]
     if allowed and value not in allowed:
         raise reader.error(
-            node, where, f"invalid value {value!r}", f"use one of {', '.join(allowed)}"
+            node, where, f"invalid value {_quoted(value)}", f"use one of {', '.join(allowed)}"
         )
     return value
 

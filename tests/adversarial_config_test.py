@@ -309,3 +309,16 @@ def test_config_check_says_what_a_key_path_is(
     assert f"{path}: keys[0].{source}: {key_path} {said} (set {source} to a readable file)" in (
         result.stderr
     )
+
+
+def test_the_web_config_quotes_only_an_excerpt(tmp_path: Path) -> None:
+    path = tmp_path / "web.yml"
+    path.write_text(f"tls_server_config:\n  min_version: {'V' * 100_000}\n")
+    with pytest.raises(WebConfigError) as caught:
+        load_web_config(str(path))
+    assert "'" + "V" * 40 + "'..." in str(caught.value)
+    assert len(str(caught.value)) < MAX_MESSAGE_CHARS
+    path.write_text(f"http_server_config:\n  {'k' * 100_000}: 1\n")
+    with pytest.raises(WebConfigError) as caught:
+        load_web_config(str(path))
+    assert len(str(caught.value)) < MAX_MESSAGE_CHARS
