@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp import web, web_response
@@ -127,10 +128,17 @@ class Scrape:
 
     async def write(self, request: web.Request, response: web.StreamResponse, data: Any) -> bool:
         """Send `data`; False when the client went away or was dropped (the scrape is over)."""
+        return await self._send(request, response.write(data))
+
+    async def finish(self, request: web.Request, response: web.StreamResponse) -> None:
+        """End the response: its last bytes are bounded by the same timeout as the others."""
+        await self._send(request, response.write_eof())
+
+    async def _send(self, request: web.Request, sending: Awaitable[None]) -> bool:
         stall = asyncio.get_running_loop().call_later(STALL_S, self._stall)
         try:
             async with asyncio.timeout(WRITE_TIMEOUT_S):
-                await response.write(data)
+                await sending
         except TimeoutError:
             _drop(request)
             return False

@@ -148,7 +148,7 @@ async def _stream(
         if scrapes.count > 1 and loop.time() - held_since >= SCRAPE_STEP_SECONDS:
             await asyncio.sleep(0)
             held_since = loop.time()
-    await response.write_eof()
+    await scrape.finish(request, response)
     return response
 
 
