@@ -16,7 +16,9 @@ from tests.adversarial_config_test import bomb
 from tests.fault_matrix_test import proc_status_kb
 from tests.harness import free_port, start_exporter_process, write_config, write_key
 
-ANSWER_S = 0.5  # /-/healthy froze for about 60 s on a bomb, and for ever on a FIFO
+# /-/healthy froze for about 60 s on a bomb, and for ever on a FIFO; the margin is for a CPU
+# shared with other tests.
+ANSWER_S = 1.0
 
 
 def slowest_answer(url: str, seconds: float) -> float:

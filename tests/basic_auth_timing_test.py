@@ -39,7 +39,7 @@ async def protected(tmp_path: Path) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-async def fastest_refusal(client: httpx.AsyncClient, url: str, user: str, tries: int = 3) -> float:
+async def fastest_refusal(client: httpx.AsyncClient, url: str, user: str, tries: int = 4) -> float:
     """The quickest of a few refusals: the bcrypt time, with the least noise from other work."""
     times = []
     for _ in range(tries):
@@ -58,4 +58,4 @@ async def test_an_unknown_user_costs_as_much_as_a_wrong_password(protected: str)
         unknown_user = await fastest_refusal(client, protected, "nobody")
     ratio = unknown_user / wrong_password
     # Same cost: about 1. A cost-10 stand-in against cost-12 hashes made it about 0.25.
-    assert 0.6 < ratio < 1.7, (unknown_user, wrong_password)
+    assert 0.5 < ratio < 2.0, (unknown_user, wrong_password)

@@ -601,4 +601,5 @@ async def test_in_process_configuration_faults_are_classified_without_blocking(
         # A URL no resolver can use says nothing about the key: never invalid.
         expected_valid = False if fault.key_file else None
         assert state.valid is expected_valid, (fault.case, state.valid)
-    assert longest_gap < 0.1, f"the event loop was blocked for {longest_gap:.3f}s"
+    # A FIFO blocked it until the test's timeout; the margin is for a CPU shared with others.
+    assert longest_gap < 0.5, f"the event loop was blocked for {longest_gap:.3f}s"
