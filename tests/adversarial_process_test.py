@@ -1,5 +1,5 @@
 """The issue 22 reproductions against a running exporter process: a key file swapped for a FIFO
-and an alias bomb sent by SIGHUP leave /-/healthy and /metrics answering within milliseconds,
+and an alias bomb sent by SIGHUP leave /-/healthy and /metrics answering within a second,
 memory flat, and the key reported as key_missing saying what its path is."""
 
 from __future__ import annotations
