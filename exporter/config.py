@@ -452,6 +452,8 @@ def parse_config(text: str, file: str) -> Config:
         data = load_strict(text)
     except YamlRefused as refused:
         raise ConfigError(f"{file}: {refused}") from None
+    except RecursionError:  # the pure-Python parser, without libyaml's own depth limit
+        raise ConfigError(f"{file}: not valid YAML: nested too deeply (flatten it)") from None
     except yaml.YAMLError as problem:
         mark = getattr(problem, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

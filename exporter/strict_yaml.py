@@ -142,7 +142,14 @@ class StrictSafeLoader(_SafeLoader):  # type: ignore[misc,valid-type]
             self._aliased += expanded_size(node, self._sizes, MAX_ALIASED_NODES)
             if self._aliased > MAX_ALIASED_NODES:
                 raise _bomb(node)
-        return super().construct_object(node, deep)
+        try:
+            return super().construct_object(node, deep)
+        except ValueError as error:  # a number of over 4300 digits, say: Python refuses it
+            line, column = _position(node)
+            problem = str(error).split(":", 1)[0][:100]
+            raise YamlRefused(
+                line, column, f"a value cannot be read ({problem})", "shorten it"
+            ) from None
 
     def construct_mapping(self, node: yaml.Node, deep: bool = False) -> Any:
         if isinstance(node, yaml.MappingNode):
