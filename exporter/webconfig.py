@@ -298,6 +298,8 @@ def load_web_config(path: str) -> WebConfig:
         ) from None
     except yaml.YAMLError as exc:
         raise WebConfigError(f"{path}: invalid YAML: {exc} (save the file as UTF-8)") from None
+    except RecursionError:  # the pure-Python composer recurses once per level of nesting
+        raise WebConfigError(f"{path}: invalid YAML: nested too deeply (flatten it)") from None
     if root is None or reader.is_null(root):
         return WebConfig(source=path)
     try:

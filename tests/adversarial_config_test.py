@@ -322,3 +322,18 @@ def test_the_web_config_quotes_only_an_excerpt(tmp_path: Path) -> None:
     with pytest.raises(WebConfigError) as caught:
         load_web_config(str(path))
     assert len(str(caught.value)) < MAX_MESSAGE_CHARS
+
+
+def test_nesting_too_deep_is_refused_by_both_files(tmp_path: Path) -> None:
+    nested = "[" * 3000 + "]" * 3000
+    with pytest.raises(ConfigError, match=r"^deep\.yml: not valid YAML.*nest"):
+        parse_config(f"defaults:\n  interval: {nested}\nkeys: [{{name: w}}]\n", "deep.yml")
+    path = tmp_path / "web.yml"
+    path.write_text(f"http_server_config: {nested}\n")
+    with pytest.raises(WebConfigError, match=r"invalid YAML: nested too deeply"):
+        load_web_config(str(path))
+
+
+def test_a_number_python_cannot_read_is_refused_naming_its_line() -> None:
+    with pytest.raises(ConfigError, match=r"^n\.yml: line 2, column 13: a value cannot be read"):
+        parse_config(f"defaults:\n  interval: {'9' * 5000}\nkeys: [{{name: w}}]\n", "n.yml")
