@@ -137,6 +137,7 @@ KNOWN_ERROR_CODES: frozenset[str] = frozenset(ERROR_CODES) | {
 }
 
 _MISSING_SCOPES = re.compile(r"missing scopes:", re.IGNORECASE)
+_REGION_REFUSED = re.compile(r"country, region, or territory not supported", re.IGNORECASE)
 _NO_KEY_PROVIDED = re.compile(
     r"didn't provide an api key|missing bearer or basic authentication", re.IGNORECASE
 )
@@ -162,10 +163,13 @@ def classify_openai_error(
         return Result.SERVER_ERROR, "server_error"
     if error_type in {"requests", "tokens"} or status == 429:
         return Result.RATE_LIMITED, "rate_limit_exceeded"
+    if _REGION_REFUSED.search(message):
+        return Result.UNSUPPORTED_REGION, "unsupported_country_region_territory"
     if status == 401:
         return Result.INVALID_API_KEY, code or "invalid_api_key"
-    if status == 403:
-        return Result.INSUFFICIENT_PERMISSIONS, code or "forbidden"
+    # A 403 proves a scope or region problem only by its text or code (above); a bare one
+    # (`Forbidden.` from a proxy, a firewall or a refusal OpenAI does not document) is not read
+    # as the key lacking a permission: it stays `other`, with its status beside it.
     return Result.OTHER, code or "other"
 
 

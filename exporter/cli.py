@@ -19,6 +19,7 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.config import Config, ConfigError
+from exporter.connection_hygiene import runner_options
 from exporter.links import Links, default_external_url, parse_external_url
 from exporter.logs import FORMATS, LEVELS, setup_logging
 from exporter.server import DEFAULT_MAX_REQUESTS, create_app
@@ -315,7 +316,7 @@ async def serve_until_stopped(
         exporter.links,
     )
     install_response_headers(app, watcher)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, handle_signals=False, **runner_options())
     await runner.setup()
     site = web.TCPSite(
         runner, host=host, port=port, reuse_address=True, ssl_context=ssl_context(watcher.config)

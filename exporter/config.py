@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+import yarl
 
-from exporter.keys import DotenvFormat, KeySource, SourceKind, key_kind
+from exporter.keys import DotenvFormat, KeySource, SourceKind, key_file_problem, key_kind
 from exporter.redaction import redact
+from exporter.strict_yaml import YamlRefused, load_strict
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PROBES = ("rest", "realtime", "live", "inference")  # live and inference are billed: opt-in
@@ -25,10 +27,15 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$")
 _PASTED_KEY = re.compile(r"sk-[A-Za-z0-9_-]{20,}")  # every kind of key OpenAI issues starts sk-
-
-
-# libyaml parses a 10,000-key file in a fraction of the pure-Python parser's time.
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# A whole key inside a value (a URL's host or path, a model, an ID): sk- and at least 40
+# characters in all, as the shortest real keys, not part of a longer word.
+_KEY_IN_VALUE = re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]{37,}")
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+_EXCERPT_CHARS = 40  # of a value quoted back in a message: a bomb or a book is not printed
+_MAX_MESSAGE_CHARS = 1000
+_MAX_DURATION_CHARS = 500  # far beyond any real one; 400 nines are still read (as too long)
+MAX_INTERVAL_S = 86400.0  # a key checked less than daily is not monitored
+MAX_TIMEOUT_S = 300.0  # a probe that waited longer is hung, whatever it is waiting for
 
 
 class ConfigError(Exception):
@@ -39,7 +46,29 @@ class ConfigError(Exception):
     """
 
     def __init__(self, message: str) -> None:
-        super().__init__(_PASTED_KEY.sub(lambda match: redact(match.group()), message))
+        message = _PASTED_KEY.sub(lambda match: redact(match.group()), message)
+        if len(message) > _MAX_MESSAGE_CHARS:  # values are quoted as excerpts: never reached
+            message = message[: _MAX_MESSAGE_CHARS - 3] + "..."
+        super().__init__(message)
+
+
+def quoted(value: object) -> str:
+    """A value as an error message quotes it: a short excerpt, never the whole of a long or
+    deeply nested value (an alias bomb's repr is gigabytes), any key in it redacted."""
+    if isinstance(value, str):
+        text = _PASTED_KEY.sub(lambda match: redact(match.group()), value)
+        if len(text) > _EXCERPT_CHARS:
+            return repr(text[:_EXCERPT_CHARS]) + "..."
+        return repr(text)
+    if value is None or isinstance(value, bool | float):
+        return repr(value)
+    if isinstance(value, int):
+        return repr(value) if abs(value) < 10**_EXCERPT_CHARS else "a very long number"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    return f"a {type(value).__name__}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,19 +143,36 @@ class Config:
     source: str  # the file it came from, or a description of the defaults used
 
 
-def parse_duration(text: object) -> float:
-    """`500ms`, `10s`, `5m`, `1h30m` -> seconds. Raises ValueError with the accepted forms."""
-    if not isinstance(text, str) or not text:
-        raise ValueError(f"{text!r} is not a duration")
+def parse_duration(text: object, maximum: float = MAX_INTERVAL_S) -> float:
+    """`500ms`, `10s`, `5m`, `1h30m` -> seconds, above 0 and at most `maximum` (a day unless
+    told). Raises ValueError saying which of the three is wrong."""
+    # Bounded first: on a long run of digits with no unit the pattern retries every start.
+    if not isinstance(text, str) or not text or len(text) > _MAX_DURATION_CHARS:
+        raise ValueError(f"{quoted(text)} is not a duration")
     position, total = 0, 0.0
     for match in _DURATION_PART.finditer(text):
         if match.start() != position:
             break
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         position = match.end()
-    if position != len(text) or total <= 0:
-        raise ValueError(f"{text!r} is not a duration")
+    if position != len(text):
+        raise ValueError(f"{quoted(text)} is not a duration")
+    if total <= 0:
+        raise ValueError(f"{quoted(text)} must be positive")
+    if not total <= maximum:  # also infinity: 400 nines of seconds overflow a float
+        raise ValueError(f"{quoted(text)} is longer than the most allowed, {_seconds(maximum)}")
     return total
+
+
+def _seconds(seconds: float) -> str:
+    for unit in ("d", "h", "m"):
+        if seconds >= _UNIT_SECONDS[unit] and seconds % _UNIT_SECONDS[unit] == 0:
+            return f"{seconds / _UNIT_SECONDS[unit]:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def _timeout(text: object) -> float:
+    return parse_duration(text, MAX_TIMEOUT_S)
 
 
 class _Fields:
@@ -145,7 +191,7 @@ class _Fields:
         unknown = sorted(set(map(str, data)) - allowed)
         if unknown:
             raise self.error(
-                unknown[0],
+                unknown[0] if len(unknown[0]) <= _EXCERPT_CHARS else quoted(unknown[0]),
                 "unknown field",
                 f"remove it, or use one of: {', '.join(sorted(allowed))}",
             )
@@ -160,10 +206,25 @@ class _Fields:
         return name in self.data
 
     def get(self, name: str, convert: Callable[[Any], Any], default: Any, fix: str) -> Any:
+        """The field converted, or its default; no text field may hold a key."""
         if name not in self.data:
             return default
+        value = self.data[name]
+        if isinstance(value, str) and (control := _CONTROL_CHARACTER.search(value)):
+            raise self.error(
+                name,
+                f"holds a control character (U+{ord(control.group()):04X})",
+                "remove it: it could not be sent in a header or a URL",
+            )
+        if isinstance(value, str) and (pasted := _KEY_IN_VALUE.search(value)):
+            raise self.error(
+                name,
+                f"holds what looks like an API key ({redact(pasted.group())})",
+                "keep keys out of the configuration: put the key in a file or variable and"
+                " point api_key_file or api_key_env at it",
+            )
         try:
-            return convert(self.data[name])
+            return convert(value)
         except (TypeError, ValueError) as problem:
             raise self.error(name, str(problem), fix) from None
 
@@ -193,11 +254,43 @@ def _url(value: object, schemes: str = "https?") -> str:
     text = _string(value)
     if not re.match(rf"^({schemes})://[^/\s]+", text):
         kind = "a ws(s)" if schemes.startswith("ws") else "an http(s)"
-        raise ValueError(f"{text!r} is not {kind} URL")
+        raise ValueError(f"{quoted(text)} is not {kind} URL")
     if "@" in text.split("://", 1)[1].split("/", 1)[0]:
         # Not quoted back: what comes before @ is a password. The key goes in its own header.
         raise ValueError("holds a user name or password before '@', which is not shown here")
+    if problem := _host_problem(text):
+        raise ValueError(problem)
     return text.rstrip("/")
+
+
+def _host_problem(url: str) -> str:
+    """Why a probe could not connect to this URL's host whatever the network does, or "".
+
+    A typo here (`api..openai.com`) would otherwise fail every probe with an encoding error.
+    """
+    try:
+        parsed = yarl.URL(url)
+        host, _ = parsed.raw_host, parsed.port  # the port is checked when read
+    except ValueError as error:
+        return f"is not a usable URL: {error}"
+    if not host:
+        return "names no host"
+    if ":" in host or re.fullmatch(r"[0-9.]+", host):
+        return ""  # an IP address, already checked by yarl
+    name = host.removesuffix(".")  # a fully qualified name's final dot is allowed
+    labels = name.split(".")
+    if "" in labels:
+        return f"the host {quoted(host)} has an empty label (two dots in a row?)"
+    longest = max(labels, key=len)
+    if len(longest) > 63:
+        return f"the host has a label of {len(longest)} characters (DNS allows at most 63)"
+    if len(name) > 253:
+        return f"the host has {len(name)} characters (DNS allows at most 253)"
+    try:
+        name.encode("idna")  # as the resolver will encode it
+    except UnicodeError:
+        return f"the host {quoted(host)} cannot be encoded for DNS (IDNA)"
+    return ""
 
 
 def _ca_file_problem(path: str) -> str:
@@ -236,14 +329,14 @@ def _probe_list(value: object) -> tuple[str, ...]:
         raise ValueError("must be a non-empty list")
     for probe in value:
         if probe not in PROBES:
-            raise ValueError(f"unknown probe {probe!r}")
+            raise ValueError(f"unknown probe {quoted(probe)}")
     return tuple(dict.fromkeys(PROBES[PROBES.index(probe)] for probe in value))  # not YAML's
 
 
 def _choice(options: tuple[str, ...]) -> Callable[[object], str]:
     def convert(value: object) -> str:
         if value not in options:
-            raise ValueError(f"{value!r} is not one of {', '.join(options)}")
+            raise ValueError(f"{quoted(value)} is not one of {', '.join(options)}")
         return options[options.index(value)]  # the constant, not YAML's copy
 
     return convert
@@ -265,7 +358,8 @@ _SETTING_FIELDS = {
 }
 _SOURCE_FIELDS = {"api_key_env", "api_key_file", "dotenv", "dotenv_var", "dotenv_format"}
 _FILE_SOURCES = {"api_key_file", "dotenv"}
-_DURATION_FIX = "write a duration such as 500ms, 10s or 5m"
+_DURATION_FIX = "write a duration such as 500ms, 10s or 5m, at most 1d"
+_TIMEOUT_FIX = "write a duration such as 500ms, 10s or 1m, at most 5m"
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VARIABLE_NAME_FIX = "use letters, digits and _, not starting with a digit"
 
@@ -302,7 +396,7 @@ def _settings(fields: _Fields, inherited: KeyConfig) -> dict[str, Any]:
         "inference": _inference_settings(fields, inherited.inference),
         "base_url": fields.get("base_url", _url, inherited.base_url, "use an https:// URL"),
         "interval": fields.get("interval", parse_duration, inherited.interval, _DURATION_FIX),
-        "timeout": fields.get("timeout", parse_duration, inherited.timeout, _DURATION_FIX),
+        "timeout": fields.get("timeout", _timeout, inherited.timeout, _TIMEOUT_FIX),
         "retry_interval": fields.get(
             "retry_interval", parse_duration, inherited.retry_interval, _DURATION_FIX
         ),
@@ -434,8 +528,10 @@ def _key_source(fields: _Fields) -> KeySource:
         problem = "no key source" if not given else f"several key sources ({', '.join(given)})"
         raise fields.error("", problem, "set exactly one of api_key_env, api_key_file, dotenv")
     kind = SourceKind(given[0])
-    location = fields.get(kind.value, _string, "", "give a variable name or a file path")
-    for name, value in ((kind.value, location), ("dotenv_var", fields.data.get("dotenv_var"))):
+    for name, value in (
+        (kind.value, fields.data[kind.value]),
+        ("dotenv_var", fields.data.get("dotenv_var")),
+    ):
         if isinstance(value, str) and _looks_like_key(value):
             raise fields.error(
                 name,
@@ -443,17 +539,18 @@ def _key_source(fields: _Fields) -> KeySource:
                 "keep the key out of the configuration: put it in a file or variable"
                 f" and set {name} to its {'path' if name in _FILE_SOURCES else 'name'}",
             )
+    location = fields.get(kind.value, _string, "", "give a variable name or a file path")
     if kind is not SourceKind.ENV:
         location = _relative_to_config(fields.file, location)
     for dotenv_only in ("dotenv_var", "dotenv_format"):
         if kind is not SourceKind.DOTENV and fields.has(dotenv_only):
             raise fields.error(dotenv_only, "only applies with dotenv", "remove it")
-    if kind is not SourceKind.ENV and not os.path.isfile(location):
-        raise fields.error(
-            kind.value, f"{location} does not exist", f"set {kind.value} to a readable file"
-        )
+    if kind is not SourceKind.ENV and (problem := key_file_problem(location)):
+        raise fields.error(kind.value, problem, f"set {kind.value} to a readable file")
     if kind is SourceKind.ENV and not _VARIABLE_NAME.match(location):
-        raise fields.error(kind.value, f"{location!r} is not a variable name", _VARIABLE_NAME_FIX)
+        raise fields.error(
+            kind.value, f"{quoted(location)} is not a variable name", _VARIABLE_NAME_FIX
+        )
     return KeySource(
         kind=kind,
         location=location,
@@ -471,7 +568,11 @@ def _key_source(fields: _Fields) -> KeySource:
 
 def parse_config(text: str, file: str) -> Config:
     try:
-        data = yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a safe loader, C when present
+        data = load_strict(text)
+    except YamlRefused as refused:
+        raise ConfigError(f"{file}: {refused}") from None
+    except RecursionError:  # the pure-Python parser, without libyaml's own depth limit
+        raise ConfigError(f"{file}: not valid YAML: nested too deeply (flatten it)") from None
     except yaml.YAMLError as problem:
         mark = getattr(problem, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -500,13 +601,13 @@ def parse_config(text: str, file: str) -> Config:
         if not _KEY_NAME.match(name):
             raise fields.error(
                 "name",
-                f"{name!r} is not a usable name",
+                f"{quoted(name)} is not a usable name",
                 "use letters, digits and _ . : @ / - (at most 128)",
             )
         if name in seen:
             raise fields.error(
                 "name",
-                f"{name!r} is already used by keys[{seen[name]}]",
+                f"{quoted(name)} is already used by keys[{seen[name]}]",
                 "give each key its own name",
             )
         seen[name] = index

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import errno
 import hashlib
 import os
 import re
@@ -127,10 +128,9 @@ def _read(source: KeySource) -> KeyReading:
         return KeyReading(
             value or None, "" if value else f"{source.location} is empty", empty=not value
         )
-    issues = _file_mode_issues(source.location)
-    with open(source.location, "rb") as handle:
-        raw = handle.read(64 * 1024)
-        modified = os.fstat(handle.fileno()).st_mtime
+    raw, problem, issues, modified = read_key_file(source.location)
+    if raw is None:
+        return KeyReading(None, problem)
     text = raw.decode("utf-8", errors="replace")
     if source.kind is SourceKind.FILE:
         # A secret file's trailing newline is not part of the key (kubectl, echo, editors add it).
@@ -148,12 +148,78 @@ def _read(source: KeySource) -> KeyReading:
     )
 
 
-def _file_mode_issues(path: str) -> tuple[str, ...]:
+MAX_KEY_FILE_BYTES = 64 * 1024  # a key is under 300 bytes; a .env file a few KiB
+_WHAT_IT_IS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def key_file_problem(path: str) -> str:
+    """ "" for a regular file (symlinks followed), else what the path is, for a person."""
     try:
         mode = os.stat(path).st_mode
-    except OSError:
-        return ()
-    return ("file_readable_by_others",) if mode & stat.S_IROTH else ()
+    except OSError as error:
+        return _open_problem(path, error)
+    return _not_a_file(path, mode)
+
+
+def _open_problem(path: str, error: OSError) -> str:
+    if error.errno == errno.ENOENT:
+        return f"{path} does not exist"
+    if error.errno == errno.ELOOP:
+        return f"{path} is a symlink loop, not a file"
+    return f"{path}: {error.strerror or error}"
+
+
+def _not_a_file(path: str, mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return ""
+    what = next((name for test, name in _WHAT_IT_IS if test(mode)), "not a regular file")
+    return f"{path} is {what}, not a file"
+
+
+def read_key_file(path: str) -> tuple[bytes | None, str, tuple[str, ...], float | None]:
+    """A key or .env file's bytes, or None and why; with findings on the file's mode and its
+    modification time (when its value changed, for a file written in place).
+
+    Only a regular file is read: a FIFO would block the event loop until something writes
+    to it, a device may never end. Its type is checked before opening (a device is never
+    opened) and again on what was opened (it may have been swapped in between); the open
+    is non-blocking, and at most MAX_KEY_FILE_BYTES are read. A regular file's read does not
+    wait for a writer, so it stays on the loop: a thread per probe costs more than it saves.
+    """
+    if problem := key_file_problem(path):
+        return None, problem, (), None
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as error:
+        return None, _open_problem(path, error), (), None
+    try:
+        status = os.fstat(descriptor)
+        if problem := _not_a_file(path, status.st_mode):
+            return None, problem, (), None
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(descriptor, MAX_KEY_FILE_BYTES + 1 - size):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_KEY_FILE_BYTES:
+                return (
+                    None,
+                    f"{path} is larger than {MAX_KEY_FILE_BYTES // 1024} KiB: not a key file",
+                    (),
+                    None,
+                )
+    except OSError as error:
+        return None, _open_problem(path, error), (), None
+    finally:
+        os.close(descriptor)
+    issues = ("file_readable_by_others",) if status.st_mode & stat.S_IROTH else ()
+    return b"".join(chunks), "", issues, status.st_mtime
 
 
 _DOTENV_LINE = re.compile(

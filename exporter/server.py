@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import mmap
 from collections.abc import Iterator
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from exporter.connection_hygiene import Scrape, ScrapeLimiter, plain_server_header
 from exporter.gzip_body import GZIP_HEADER, GzipBody, accepts_gzip
 from exporter.links import DEFAULT_LINKS, RUNBOOK_LANGUAGES, RUNBOOK_PATH, Links
 from exporter.metrics import CONTENT_TYPE, MetricsRenderer
@@ -32,23 +32,28 @@ def create_app(
 ) -> web.Application:
     app = web.Application(middlewares=middlewares or [])
     runbook = load_runbook_pages()  # at start: a runbook missing from the package stops it here
+    plain_server_header(app)
 
-    scrape_slots = asyncio.Semaphore(max_requests) if max_requests > 0 else None
+    limiter = ScrapeLimiter(max_requests)
     scrapes = _InFlight()
     deflating = asyncio.Lock()  # one scrape deflates at a time; the next reuses its pieces
 
     async def metrics(request: web.Request) -> web.StreamResponse:
         # Only the stored results are rendered: a scrape never causes an upstream request.
-        if scrape_slots is not None and scrape_slots.locked():
+        scrape = limiter.enter()
+        if scrape is None:
             return web.Response(
                 status=503, text="Too many concurrent scrapes (--web.max-requests)\n"
             )
-        async with scrape_slots or contextlib.nullcontext(), scrapes:
-            if accepts_gzip(request.headers.get("Accept-Encoding", "")):
-                async with deflating:
-                    body = await _gzip_body(exporter.renderer)
-                return await _stream(request, body, scrapes, {"Content-Encoding": "gzip"})
-            return await _stream(request, exporter.renderer.render_parts(), scrapes)
+        with scrape:
+            async with scrapes:
+                if accepts_gzip(request.headers.get("Accept-Encoding", "")):
+                    async with deflating:
+                        body = await _gzip_body(exporter.renderer)
+                    return await _stream(
+                        request, body, scrapes, scrape, {"Content-Encoding": "gzip"}
+                    )
+                return await _stream(request, exporter.renderer.render_parts(), scrapes, scrape)
 
     async def healthy(_: web.Request) -> web.Response:
         return web.Response(text="OK\n")
@@ -133,6 +138,7 @@ async def _stream(
     request: web.Request,
     parts: list[bytes],
     scrapes: _InFlight,
+    scrape: Scrape,
     encoding: dict[str, str] | None = None,
 ) -> web.StreamResponse:
     """Send the exposition's blocks through one buffer of SCRAPE_SLICE_BYTES, refilled once the
@@ -151,7 +157,8 @@ async def _stream(
     # it resident, and smaller ones cost a slower scrape (more writes, more waits for the socket).
     buffer = mmap.mmap(-1, SCRAPE_SLICE_BYTES)
     for chunk in _slices(parts, memoryview(buffer)):
-        await response.write(bytes(chunk) if copies else chunk)
+        if not await scrape.write(request, response, bytes(chunk) if copies else chunk):
+            return response  # the client went away, or stopped reading and was dropped
         # A write that the socket takes whole does not yield: a fast reader got the whole
         # exposition in one step of the loop, and forty of them made probes late by seconds.
         # With others in flight a scrape holds the loop about SCRAPE_STEP_SECONDS at a time;
@@ -159,7 +166,7 @@ async def _stream(
         if scrapes.count > 1 and loop.time() - held_since >= SCRAPE_STEP_SECONDS:
             await asyncio.sleep(0)
             held_since = loop.time()
-    await response.write_eof()
+    await scrape.finish(request, response)
     return response
 
 

@@ -40,6 +40,8 @@ import yaml
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from exporter.strict_yaml import YamlRefused, refuse_alias_bombs
+
 logger = logging.getLogger(__name__)
 
 BASIC_AUTH_REALM = "openai-key-exporter"
@@ -105,8 +107,10 @@ _ALLOWED_HEADERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     }
 )
 _BCRYPT_HINT = "make one with: htpasswd -nBC 10 '' | tr -d ':\\n'"
-# A bcrypt hash of "fakepassword" (exporter-toolkit's): unknown users cost as much as known ones.
+# A bcrypt hash of "fakepassword" (exporter-toolkit's), checked for unknown users so that they
+# cost as much as known ones; at other costs it is made once, the first time it is needed.
 _UNKNOWN_USER_HASH = b"$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi"
+_UNKNOWN_USER_PASSWORD = b"fakepassword"
 
 
 class WebConfigError(Exception):
@@ -173,6 +177,11 @@ _YAML_FALSE = frozenset(
 )
 
 
+def _quoted(text: str) -> str:
+    """A value as a message quotes it: at most 40 characters of it."""
+    return repr(text) if len(text) <= 40 else repr(text[:40]) + "..."
+
+
 class _Reader:
     """Walks composed YAML nodes, so errors carry line numbers and scalars keep their text."""
 
@@ -181,6 +190,8 @@ class _Reader:
 
     def error(self, node: yaml.Node | None, where: str, problem: str, fix: str) -> WebConfigError:
         line = f":{node.start_mark.line + 1}" if node is not None else ""
+        if len(where) > 200:  # a field name from the file: an excerpt, as for values
+            where = where[:200] + "..."
         return WebConfigError(f"{self.path}{line}: {where}: {problem} ({fix})")
 
     @staticmethod
@@ -287,8 +298,16 @@ def load_web_config(path: str) -> WebConfig:
         ) from None
     except yaml.YAMLError as exc:
         raise WebConfigError(f"{path}: invalid YAML: {exc} (save the file as UTF-8)") from None
+    except RecursionError:  # the pure-Python composer recurses once per level of nesting
+        raise WebConfigError(f"{path}: invalid YAML: nested too deeply (flatten it)") from None
     if root is None or reader.is_null(root):
         return WebConfig(source=path)
+    try:
+        refuse_alias_bombs(root)
+    except YamlRefused as refused:
+        raise WebConfigError(
+            f"{path}:{refused.line}: top level: {refused.problem} ({refused.fix})"
+        ) from None
 
     directory = os.path.dirname(path)
     tls: TLSServerConfig | None = None
@@ -344,7 +363,7 @@ def _read_tls(reader: _Reader, node: yaml.Node, directory: str) -> TLSServerConf
                 raise reader.error(
                     value,
                     field_name,
-                    f"unknown TLS version {version!r}",
+                    f"unknown TLS version {_quoted(version)}",
                     f"use one of {', '.join(_TLS_VERSIONS)}",
                 )
             text[key] = version
@@ -356,7 +375,7 @@ def _read_tls(reader: _Reader, node: yaml.Node, directory: str) -> TLSServerConf
                     raise reader.error(
                         value,
                         field_name,
-                        f"unknown or insecure {key[:-1].replace('_', ' ')} {name!r}",
+                        f"unknown or insecure {key[:-1].replace('_', ' ')} {_quoted(name)}",
                         f"use names from: {', '.join(table)}",
                     )
             lists[key] = tuple(names)
@@ -383,7 +402,7 @@ def _read_tls(reader: _Reader, node: yaml.Node, directory: str) -> TLSServerConf
         raise reader.error(
             nodes["client_auth_type"],
             f"{where}.client_auth_type",
-            f"unknown value {client_auth_type!r}",
+            f"unknown value {_quoted(client_auth_type)}",
             "use RequireAndVerifyClientCert to require client certificates, or one of "
             + ", ".join(_CLIENT_AUTH_MODES),
         )
@@ -487,7 +506,7 @@ def _header_value(reader: _Reader, name: str, node: yaml.Node) -> str:
     allowed = _ALLOWED_HEADERS[name]
     if allowed and value not in allowed:
         raise reader.error(
-            node, where, f"invalid value {value!r}", f"use one of {', '.join(allowed)}"
+            node, where, f"invalid value {_quoted(value)}", f"use one of {', '.join(allowed)}"
         )
     return value
 
@@ -502,6 +521,12 @@ def _read_users(reader: _Reader, node: yaml.Node) -> dict[str, str]:
             raise reader.error(value, where, f"not a bcrypt hash: {problem}", _BCRYPT_HINT)
         users[username] = hashed
     return users
+
+
+def bcrypt_cost(hashed: str) -> int:
+    """The cost of a hash bcrypt_hash_problem accepted."""
+    cost_at = 3 if hashed[2:3] == "$" else 4
+    return int(hashed[cost_at : cost_at + 2])
 
 
 def bcrypt_hash_problem(hashed: str) -> str | None:
@@ -749,11 +774,38 @@ def _basic_credentials(header: str | None) -> tuple[str, bytes] | None:
         return None
 
 
+def _usual_cost(users: Mapping[str, str]) -> int:
+    """The cost most configured hashes have (the higher on a tie): an unknown user's check
+    takes as long as a wrong password for most users, so it does not tell who exists."""
+    counts: dict[int, int] = {}
+    for hashed in users.values():
+        cost = bcrypt_cost(hashed)
+        counts[cost] = counts.get(cost, 0) + 1
+    return max(counts, key=lambda cost: (counts[cost], cost)) if counts else 10
+
+
+def _stand_in_hash(cost: int) -> bytes:
+    import bcrypt
+
+    return bytes(bcrypt.hashpw(_UNKNOWN_USER_PASSWORD, bcrypt.gensalt(rounds=cost)))
+
+
 class _BasicAuthenticator:
     def __init__(self) -> None:
         self._cache = _CredentialCache()
         # One bcrypt at a time, as in exporter-toolkit: wrong passwords cannot eat every core.
         self._bcrypt_lock = asyncio.Lock()
+        self._stand_ins: dict[int, bytes] = {10: _UNKNOWN_USER_HASH}
+        self._cost_of: tuple[Mapping[str, str], int] | None = None  # users -> their usual cost
+
+    async def _unknown_user_hash(self, users: Mapping[str, str]) -> bytes:
+        """Called under the bcrypt lock."""
+        if self._cost_of is None or self._cost_of[0] is not users:  # a reload makes new users
+            self._cost_of = (users, _usual_cost(users))
+        cost = self._cost_of[1]
+        if cost not in self._stand_ins:
+            self._stand_ins[cost] = await asyncio.to_thread(_stand_in_hash, cost)
+        return self._stand_ins[cost]
 
     async def allows(self, header: str | None, users: Mapping[str, str]) -> bool:
         credentials = _basic_credentials(header)
@@ -766,7 +818,10 @@ class _BasicAuthenticator:
         async with self._bcrypt_lock:
             if hashed is not None and self._cache.contains(username, hashed, password):
                 return True
-            target = hashed.encode() if hashed is not None else _UNKNOWN_USER_HASH
+            if hashed is not None:
+                target = hashed.encode()
+            else:
+                target = await self._unknown_user_hash(users)
             matches = await asyncio.to_thread(_bcrypt_matches, password, target)
         if matches and hashed is not None:
             self._cache.add(username, hashed, password)

@@ -489,3 +489,117 @@ async def test_in_process_no_task_or_socket_left_behind(
     # their local port, not their remote one.
     assert established_to([simulator.port], os.getpid()) == 0
     assert len(asyncio.all_tasks()) == baseline
+
+
+# --- configuration faults: what the configuration check cannot see, met at probe time ------------
+
+
+@dataclass(frozen=True)
+class ConfigFault:
+    """A key whose source was swapped after the configuration was checked (a FIFO for its file),
+    or whose URL no resolver can use; each probe's result, and what its message says."""
+
+    case: str
+    result: Result  # both probes
+    message: str
+    key_file: str = ""  # what the key file becomes: fifo, directory, device, loop, large
+    base_url: str = ""
+
+
+CONFIG_FAULTS = (
+    ConfigFault("fifo", Result.KEY_MISSING, "is a FIFO, not a file", key_file="fifo"),
+    ConfigFault("directory", Result.KEY_MISSING, "is a directory, not a file", key_file="dir"),
+    ConfigFault("device", Result.KEY_MISSING, "is a character device, not a file", key_file="dev"),
+    ConfigFault("loop", Result.KEY_MISSING, "is a symlink loop, not a file", key_file="loop"),
+    ConfigFault("large", Result.KEY_MISSING, "is larger than 64 KiB", key_file="large"),
+    ConfigFault(
+        "empty_label", Result.CONNECTION_ERROR, "cannot be", base_url="http://api..example.com/v1"
+    ),
+    ConfigFault(
+        "long_label", Result.CONNECTION_ERROR, "cannot be", base_url=f"http://{'a' * 64}.com/v1"
+    ),
+    ConfigFault(
+        "port_out_of_range", Result.CONNECTION_ERROR, "cannot be", base_url="http://h:99999/v1"
+    ),
+)
+
+
+def _swap_key_file(path: Path, kind: str) -> None:
+    """Replace a checked key file with something that is not one, as `mkfifo` on a host would."""
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path, 0o600)
+    elif kind == "dir":
+        path.mkdir()
+    elif kind == "dev":
+        path.symlink_to("/dev/zero")  # endless: a read of it would never find the key's end
+    elif kind == "loop":
+        path.symlink_to(path)
+    else:
+        path.write_bytes(b"x" * (64 * 1024 + 1))
+
+
+async def test_in_process_configuration_faults_are_classified_without_blocking(
+    simulator_thread: RunningSimulator, tmp_path: Path
+) -> None:
+    """Issue 22: a FIFO key file hung the whole process; a base URL typo paged as a broken
+    key. Each row is now its own result, on every REST path (its own connection, then the
+    pool) and on Realtime, while the event loop keeps turning."""
+    simulator = simulator_thread
+    configs = []
+    for index, fault in enumerate(CONFIG_FAULTS):
+        if fault.key_file:
+            path = write_key(tmp_path, fault.case, make_key("ok", seed=fault.case))
+            _swap_key_file(path, fault.key_file)
+            source = KeySource(SourceKind.FILE, str(path))
+        else:
+            os.environ[f"CONFIG_FAULT_{index}"] = make_key("ok", seed=fault.case)
+            source = KeySource(SourceKind.ENV, f"CONFIG_FAULT_{index}")
+        configs.append(
+            KeyConfig(
+                name=fault.case,
+                source=source,
+                base_url=fault.base_url or simulator.base_url,
+                timeout=TIMEOUT_S,
+                interval=INTERVAL_S,
+                probes=("rest", "realtime"),
+                realtime=RealtimeSettings(interval=INTERVAL_S),
+            )
+        )
+    store = StateStore()
+    store.configure({config.name: config.probes for config in configs})
+    runner = ProbeRunner(store, {"rest": RestProber(), "realtime": RealtimeProber()})
+    loop = asyncio.get_running_loop()
+    longest_gap = 0.0
+    ticking = True
+
+    async def tick() -> None:
+        nonlocal longest_gap
+        last = loop.time()
+        while ticking:
+            await asyncio.sleep(0.005)
+            longest_gap = max(longest_gap, loop.time() - last)
+            last = loop.time()
+
+    ticker = asyncio.create_task(tick())
+    try:
+        async with asyncio.timeout(10):
+            for probe in ("rest", "rest", "realtime"):  # REST: own connection, then the pool
+                results = await asyncio.gather(*(runner.run(c, probe) for c in configs))
+                for fault, result in zip(CONFIG_FAULTS, results, strict=True):
+                    assert (fault.case, result.result) == (fault.case, fault.result), result
+                    assert fault.message in result.message, (fault.case, result.message)
+    finally:
+        ticking = False
+        await ticker
+        await runner.aclose()
+        for index in range(len(CONFIG_FAULTS)):
+            os.environ.pop(f"CONFIG_FAULT_{index}", None)
+    for fault in CONFIG_FAULTS:
+        state = store.get(fault.case)
+        assert state is not None
+        # A URL no resolver can use says nothing about the key: never invalid.
+        expected_valid = False if fault.key_file else None
+        assert state.valid is expected_valid, (fault.case, state.valid)
+    # A FIFO blocked it until the test's timeout; the margin is for a CPU shared with others.
+    assert longest_gap < 0.5, f"the event loop was blocked for {longest_gap:.3f}s"

@@ -87,7 +87,10 @@ class RealtimeProber:
         context = tls_context(config.tls_ca_file) if url.startswith("wss://") else None
         if url not in self._proxies:
             # Read once: websockets would look the environment up again for every session.
-            self._proxies[url] = get_proxy(parse_uri(session_url(config)))
+            try:
+                self._proxies[url] = get_proxy(parse_uri(session_url(config)))
+            except (InvalidURI, ValueError):
+                self._proxies[url] = None  # the probe reports the unusable URL as its result
         return await probe_realtime(config, key, context, self._proxies[url])
 
     def forget(self, name: str) -> None:
@@ -100,6 +103,9 @@ class RealtimeProber:
 def session_url(config: KeyConfig) -> str:
     separator = "&" if "?" in config.realtime_url else "?"
     return f"{config.realtime_url}{separator}model={quote(config.realtime.model)}"
+
+
+UNUSABLE_URL = "the Realtime URL cannot be used (check base_url or realtime.url)"
 
 
 async def probe_realtime(
@@ -152,9 +158,9 @@ async def probe_realtime(
         # Before ValueError: a failed certificate check (SSLCertVerificationError) is both.
         result = session_result(session, *transport_failure(error, key))
     except (InvalidURI, ValueError) as error:
-        result = session_result(
-            session, Result.OTHER, scrub(f"{type(error).__name__}: {error}", [key])
-        )
+        # The runner sends only keys a header can carry: the URL is at fault, not the key.
+        text = scrub(f"{type(error).__name__}: {error}", [key])
+        result = session_result(session, Result.CONNECTION_ERROR, f"{UNUSABLE_URL}: {text}")
     except Exception as error:  # whatever else, the session below is still closed
         result = session_result(
             session, Result.OTHER, scrub(f"{type(error).__name__}: {error}", [key])

@@ -168,7 +168,13 @@ class RestProber:
         """One probe on a connection of its own (connect and TLS timed), or through the pool."""
         target = self._targets.get(config.base_url)
         if target is None:
-            target = self._targets[config.base_url] = _Target.of(config.base_url)
+            try:
+                target = _Target.of(config.base_url)
+            except ValueError as error:  # a URL yarl cannot read: as if the request failed
+                return failure(
+                    ProbeClock(), time.perf_counter(), fresh, *classify_exception(error, key)
+                )
+            self._targets[config.base_url] = target
         if fresh and target.proxy is None:
             context = tls_context(config.tls_ca_file) if target.url.scheme == "https" else None
             headers = {"User-Agent": USER_AGENT, **auth_headers(config, key)}

@@ -14,6 +14,7 @@ import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
 
 from exporter.classify import Result, caused_by_tls, classify_openai_error
+from exporter.keys import lint_key
 from exporter.models import read_statuses
 from exporter.probes.rest_timing import ProbeClock
 from exporter.redaction import scrub
@@ -93,12 +94,19 @@ def classify_exception(error: BaseException, key: str) -> tuple[Result, str]:
     if isinstance(error, aiohttp.ClientConnectionError | OSError):
         return Result.CONNECTION_ERROR, text
     if isinstance(error, ValueError):
-        return Result.KEY_MALFORMED, text  # a header with a control character: never sent
+        if not lint_key(key).sendable:
+            return Result.KEY_MALFORMED, text  # a header with a control character: never sent
+        # The key is fine, so the URL is at fault (a host the resolver cannot encode, a port
+        # out of range) or another configured header: never the key's fault.
+        return Result.CONNECTION_ERROR, f"{UNUSABLE_REQUEST}: {text}"
     return Result.OTHER, text
 
 
 def is_model_list(payload: Any) -> bool:
     return isinstance(payload, dict) and isinstance(payload.get("data"), list)
+
+
+UNUSABLE_REQUEST = "the request cannot be made (check base_url, organization and project)"
 
 
 def from_response(
@@ -150,6 +158,8 @@ def from_response(
         error_type = error.get("type") if isinstance(error.get("type"), str) else None
         message = str(error.get("message") or "")[:300]
         result, label = classify_openai_error(status, error_type, code, message)
+        if result is Result.OTHER:
+            message = f"HTTP {status}: {message}"  # unrecognised: the status tells most
         return ProbeResult(
             result=result,
             error_code=label,
