@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import yarl
 
 from exporter.classify import Result
 from exporter.config import KeyConfig, RealtimeSettings
@@ -14,6 +15,7 @@ from exporter.keys import KeySource, SourceKind
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
 from exporter.simulator import RunningSimulator, key_id, make_key, start_simulator
+from tests.harness import LoopbackRelay
 
 PROBE_TIMEOUT = 2.0  # generous: a loaded CI machine must not turn a verdict into a timeout
 
@@ -146,14 +148,46 @@ async def test_rest_probe_timing_includes_server_delay(simulator: RunningSimulat
     assert 0.29 <= result.phases["first_byte"] < 0.6
 
 
-async def test_rest_probe_sends_organization_and_project(simulator: RunningSimulator) -> None:
-    prober = RestProber()
-    config = key_config(simulator, organization="org-abc", project="proj_abc")
+class HeadRecorder(LoopbackRelay):
+    """Forwards to the simulator and keeps the request head each connection opens with."""
+
+    def __init__(self, upstream_port: int) -> None:
+        super().__init__()
+        self.upstream_port = upstream_port
+        self.heads: list[dict[str, str]] = []
+
+    async def connect_upstream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")[1:]
+        fields = (line.split(":", 1) for line in lines if ":" in line)
+        self.heads.append({name.strip().lower(): value.strip() for name, value in fields})
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        up_writer.write(head)
+        return up_reader, up_writer
+
+
+@pytest.mark.parametrize("path", ["pooled REST", "fresh REST", "Realtime upgrade"])
+async def test_every_probe_sends_organization_and_project(
+    simulator: RunningSimulator, path: str
+) -> None:
+    recorder = await HeadRecorder(yarl.URL(simulator.base_url).port or 0).start()
+    base_url = f"http://127.0.0.1:{recorder.port}/v1"
+    config = key_config(simulator, base_url=base_url, organization="org-abc", project="proj_abc")
+    rest = RestProber()
     try:
-        result = await prober.probe(config, make_key("ok"))
+        if path == "Realtime upgrade":
+            result = await RealtimeProber().probe(config, make_key("ok"))
+        else:
+            result = await rest.probe_through(config, make_key("ok"), fresh=path == "fresh REST")
     finally:
-        await prober.aclose()
-    assert result.result is Result.OK
+        await rest.aclose()
+        await recorder.close()
+    assert result.result is Result.OK, result
+    assert len(recorder.heads) == 1, recorder.heads
+    assert recorder.heads[0]["openai-organization"] == "org-abc"
+    assert recorder.heads[0]["openai-project"] == "proj_abc"
 
 
 async def test_rest_probe_connection_refused_is_classified() -> None:
