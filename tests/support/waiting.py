@@ -11,6 +11,19 @@ import pytest
 from tests.harness import Process
 
 
+def eventually(check: Callable[[], None], timeout: float = 15.0, every: float = 0.25) -> None:
+    """Run an assertion until it passes: probes on a loaded machine can answer late once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check()
+            return
+        except AssertionError:
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(every)
+
+
 def wait_until(
     check: Callable[[], Any],
     timeout: float,

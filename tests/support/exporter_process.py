@@ -1,0 +1,140 @@
+"""The exporter and the simulator as processes: reading /metrics, the simulator's control API,
+stopping cleanly, key names with a chosen first-run offset."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from exporter.scheduler import first_run_offset
+from exporter.simulator import key_id
+from tests.harness import Process, write_config, write_key
+
+PREFIXES = ("sk-proj-", "sk-svcacct-", "sk-admin-", "sk-")
+KINDS = {
+    "sk-proj-": "project",
+    "sk-svcacct-": "service_account",
+    "sk-admin-": "admin",
+    "sk-": "user",
+}
+
+
+# --- reading /metrics ---------------------------------------------------------------------------
+
+SAMPLE_LINE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?(?P<rest>.*)$")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+class Scrape:
+    """One /metrics body, with lookups by name and a subset of labels."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.samples: list[Sample] = []
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            match = SAMPLE_LINE.match(line)
+            assert match, f"unparseable sample line {line!r}"
+            labels = dict(_LABEL.findall(match.group("labels") or ""))
+            self.samples.append(Sample(match.group("name"), labels, float(match.group("rest"))))
+
+    def find(self, name: str, **labels: str) -> list[Sample]:
+        return [
+            sample
+            for sample in self.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        ]
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """The value of the one series matching; None when there is none."""
+        found = self.find(name, **labels)
+        assert len(found) <= 1, f"{name}{labels} matches {len(found)} series: {found}"
+        return found[0].value if found else None
+
+    def result(self, key: str, probe: str) -> str | None:
+        found = [s for s in self.find("openai_probe_result", key=key, probe=probe) if s.value == 1]
+        assert len(found) <= 1, found
+        return found[0].labels["result"] if found else None
+
+
+def scrape(url: str, path: str = "/metrics") -> Scrape:
+    response = httpx.get(f"{url}{path}", timeout=5)
+    assert response.status_code == 200, response.text
+    return Scrape(response.text)
+
+
+# --- the simulator's control API ----------------------------------------------------------------
+
+
+def sim_root(base_url: str) -> str:
+    return base_url.removesuffix("/v1")
+
+
+def sim_stats(base_url: str, key: str) -> dict[str, Any]:
+    stats = httpx.get(f"{sim_root(base_url)}/_sim/stats", timeout=5).json()
+    return dict(stats["keys"].get(key_id(key), {}))
+
+
+def sim_override(base_url: str, key: str, scenario: str | None, arg: int | None = None) -> None:
+    response = httpx.post(
+        f"{sim_root(base_url)}/_sim/override",
+        json={"key": key, "scenario": scenario, "arg": arg},
+        timeout=5,
+    )
+    assert response.status_code == 200, response.text
+
+
+def stop_cleanly(process: Process, within: float = 5.0) -> float:
+    """SIGTERM; the process must exit 0 within `within` seconds. Returns how long it took."""
+    assert process.popen is not None
+    started = time.monotonic()
+    process.signal(signal.SIGTERM)
+    try:
+        code = process.popen.wait(within)
+    except subprocess.TimeoutExpired:
+        process.stop()
+        pytest.fail(f"no exit within {within}s of SIGTERM:\n{process.output()[-3000:]}")
+    assert code == 0, f"exit code {code} after SIGTERM:\n{process.output()[-3000:]}"
+    return time.monotonic() - started
+
+
+def name_with_offset(prefix: str, interval: float, low: float, high: float) -> str:
+    """A key name whose first probes (REST and Realtime) start between low and high seconds."""
+    for index in range(10_000):
+        name = f"{prefix}-{index}"
+        offsets = [first_run_offset(name, probe, interval) for probe in ("rest", "realtime")]
+        if all(low <= offset < high for offset in offsets):
+            return name
+    raise AssertionError(f"no name with a first-run offset in [{low}, {high})")
+
+
+def name_with_rest_offset(prefix: str, interval: float, high: float) -> str:
+    for index in range(10_000):
+        name = f"{prefix}-{index}"
+        if first_run_offset(name, "rest", interval) < high:
+            return name
+    raise AssertionError(f"no name with a REST first-run offset under {high}")
+
+
+def reload_config(directory: Path, base_url: str, keys: dict[str, str]) -> Path:
+    entries = [
+        {"name": name, "api_key_file": str(write_key(directory, name, key))}
+        for name, key in keys.items()
+    ]
+    return write_config(directory / "config.yml", base_url, entries)
