@@ -18,6 +18,8 @@ import pytest
 from exporter import __version__
 from exporter.classify import RUNBOOK_URL
 from exporter.simulator import make_key
+from exporter.simulator.openai_shapes import RATE_LIMIT_REQUESTS, RATE_LIMIT_TOKENS
+from exporter.simulator.state import RATE_WINDOW_S
 from tests.conftest import require_tool
 from tests.harness import (
     Process,
@@ -358,10 +360,34 @@ def test_realtime_closes_and_ratelimit_gauges(every_class: Running) -> None:
         "openai_ratelimit_remaining_tokens",
     )
     for name in ratelimit:
-        value = metrics.value(name, key="ok")
-        assert value is not None and value > 0, name
         assert metrics.value(name, key="no-ratelimit-headers") is None, name
+    # The simulator's exact headers: its fixed limits, and remaining requests as the limit less
+    # the key's REST requests of the last minute when it answered.
+    for key in ("ok", "rate"):
+        assert metrics.value("openai_ratelimit_limit_requests", key=key) == RATE_LIMIT_REQUESTS
+        assert metrics.value("openai_ratelimit_limit_tokens", key=key) == RATE_LIMIT_TOKENS
+        assert metrics.value("openai_ratelimit_remaining_tokens", key=key) == RATE_LIMIT_TOKENS
     assert metrics.value("openai_ratelimit_remaining_requests", key="rate") == 0
+
+    def remaining_and_request_times() -> tuple[float, list[float]] | None:
+        """The gauge, with the key's request times, read while no request of it arrived."""
+        before = sim_stats(every_class.base_url, every_class.keys["ok"])
+        value = scrape(every_class.url).value("openai_ratelimit_remaining_requests", key="ok")
+        after = sim_stats(every_class.base_url, every_class.keys["ok"])
+        if value is None or before["rest_requests"] != after["rest_requests"]:
+            return None
+        return value, list(after["rest_request_times"])
+
+    remaining, times = wait_until(remaining_and_request_times, 20, "a quiet moment of key ok")
+
+    def expected(last: float) -> set[float]:
+        used = sum(1 for when in times if last - RATE_WINDOW_S <= when <= last)
+        return {RATE_LIMIT_REQUESTS - used, RATE_LIMIT_REQUESTS - used + 1}  # the window's edge
+
+    # The exporter shows the last answer, or the one before while the last is on its way.
+    candidates = set().union(*(expected(last) for last in times[-2:]))
+    assert remaining in candidates, (remaining, len(times))
+    assert remaining < RATE_LIMIT_REQUESTS
 
 
 def test_last_run_and_last_success_timestamps(every_class: Running) -> None:

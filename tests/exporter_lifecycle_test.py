@@ -22,6 +22,7 @@ from tests.support.exporter_process import (
     name_with_offset,
     reload_config,
     scrape,
+    sim_stats,
     stop_cleanly,
 )
 from tests.support.waiting import wait_until
@@ -68,7 +69,16 @@ def test_sigterm_with_probes_in_flight_exits_cleanly(simulator: str, tmp_path: P
     ]
     config = write_config(tmp_path / "config.yml", simulator, entries, timeout="1900ms")
     exporter, _ = start_exporter_process(config, tmp_path, wait_ready=False)
-    time.sleep(2.0)
+
+    def all_hanging() -> bool:
+        """Every key's REST request and Realtime upgrade reached the simulator, unanswered."""
+        for index in range(4):
+            stats = sim_stats(simulator, make_key("hang", seed=str(index)))
+            if not (stats.get("rest_requests") and stats.get("realtime_sessions")):
+                return False
+        return True
+
+    wait_until(all_hanging, 10, "every probe in flight", log=exporter)
     took = stop_cleanly(exporter)
     assert took < 3, f"SIGTERM took {took:.1f}s"
     errors = [line for line in exporter.output().splitlines() if "level=error" in line]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 from pathlib import Path
 
 import httpx
@@ -26,6 +25,7 @@ from tests.support.exporter_process import (
     sim_root,
     sim_stats,
     stop_cleanly,
+    wait_for_a_second_round,
 )
 from tests.support.waiting import wait_until
 
@@ -49,8 +49,8 @@ def test_malformed_key_never_reaches_openai(tmp_path: Path) -> None:
         config = write_config(tmp_path / "config.yml", base_url, entries)
         exporter, url = start_exporter_process(config, tmp_path, "--log.level", "debug")
         try:
-            time.sleep(1.5)  # several retries (retry_interval 1s) for each key
-            metrics = scrape(url)
+            # Retried (retry_interval 1s), and still never sent.
+            metrics = wait_for_a_second_round(url, 2 * len(keys))
             for name in keys:
                 for probe in ("rest", "realtime"):
                     assert metrics.result(name, probe) == "key_malformed", (name, probe)

@@ -3,7 +3,6 @@ format."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
@@ -17,8 +16,8 @@ from tests.harness import (
 from tests.support.exporter_process import (
     PREFIXES,
     reload_config,
-    scrape,
     stop_cleanly,
+    wait_for_a_second_round,
 )
 
 # --- secrecy across every prefix and log format ---------------------------------------------------
@@ -43,9 +42,9 @@ def test_no_key_or_piece_of_one_in_any_output(
         config, tmp_path, "--log.level", "debug", "--log.format", log_format
     )
     try:
-        time.sleep(2.5)  # a second round, so the debug lines for unchanged results are logged
+        # A second round, so the debug lines for unchanged results are logged.
         outputs = {
-            "/metrics": scrape(url).text,
+            "/metrics": wait_for_a_second_round(url, 2 * len(keys)).text,
             "the landing page": httpx.get(f"{url}/", timeout=5).text,
         }
     finally:

@@ -138,3 +138,22 @@ def reload_config(directory: Path, base_url: str, keys: dict[str, str]) -> Path:
         for name, key in keys.items()
     ]
     return write_config(directory / "config.yml", base_url, entries)
+
+
+def wait_for_a_second_round(url: str, series: int, timeout: float = 30.0) -> Scrape:
+    """Wait until each of `series` key-and-probe pairs has run again since they had all run
+    once (openai_probe_last_run_timestamp_seconds moved on); returns the last scrape."""
+    first: dict[tuple[str, str], float] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        metrics = scrape(url)
+        runs = {
+            (s.labels["key"], s.labels["probe"]): s.value
+            for s in metrics.find("openai_probe_last_run_timestamp_seconds")
+        }
+        if not first and len(runs) == series:
+            first = runs
+        elif first and all(runs[pair] > when for pair, when in first.items()):
+            return metrics
+        time.sleep(0.1)
+    pytest.fail(f"no second round of {series} probes within {timeout}s (first round: {first})")
