@@ -16,7 +16,7 @@ import yaml
 
 from exporter.classify import RESULTS, Result, Validity
 from tests.conftest import require_tool
-from tests.runbook_test import RUNBOOK_EN, anchors
+from tests.support.runbook import RUNBOOK_EN, anchors
 
 ROOT = Path(__file__).resolve().parent.parent
 ALERTS = ROOT / "alerts"

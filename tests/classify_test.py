@@ -25,7 +25,9 @@ from exporter.classify import (
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = json.loads((REPO / "tests" / "testdata" / "result_table.json").read_text())
-README_ROW = re.compile(r"^\| (?P<results>`[a-z_]+`.*?) \| (?P<validity>\w+) \| ?(?P<link>.*?) ?\|$")
+README_ROW = re.compile(
+    r"^\| (?P<results>`[a-z_]+`.*?) \| (?P<validity>\w+) \| ?(?P<link>.*?) ?\|$"
+)
 
 
 def readme_table() -> dict[str, tuple[str, str]]:

@@ -6,21 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
-import ssl
 import statistics
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Collection, Iterator
-from concurrent.futures import Future
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
-import trustme
 
 from exporter.classify import Result
 from exporter.config import KeyConfig, RealtimeSettings
@@ -28,17 +22,18 @@ from exporter.keys import KeySource, SourceKind
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
 from exporter.runner import ProbeRunner
-from exporter.simulator import RunningSimulator, make_key, start_simulator
+from exporter.simulator import RunningSimulator, make_key
 from exporter.state import StateStore
 from tests.harness import (
-    Process,
-    exporter_command,
-    free_port,
     start_exporter_process,
     start_simulator_process,
     write_config,
     write_key,
 )
+from tests.support.metrics import probe_results
+from tests.support.simulator import SimulatorThread, start_tls_simulator_process
+from tests.support.sockets import established_to, open_fds, proc_status_kb
+from tests.support.tls import make_tls
 
 KEYS = 50
 INTERVAL_S = 3.0
@@ -82,129 +77,6 @@ PREFIXES = ("sk-proj-", "sk-svcacct-", "sk-admin-", "sk-")
 
 
 # --- helpers shared with leak_test.py and network_test.py -----------------------------------------
-
-
-class SimulatorThread:
-    """The simulator in-process but on its own thread and event loop, so that the test's loop
-    sees only the exporter's tasks and sockets, and sync tests (hypothesis) can use it too."""
-
-    def __init__(self, host: str = "127.0.0.1", ssl_context: object = None) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        future: Future[RunningSimulator] = asyncio.run_coroutine_threadsafe(
-            start_simulator(host, 0, ssl_context),
-            self._loop,  # type: ignore[arg-type]
-        )
-        self.simulator = future.result(10)
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.simulator.close(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-
-def established_to(ports: Collection[int], pid: int | None = None) -> int:
-    """ESTABLISHED TCP connections to one of `ports` (remote side); only `pid`'s when given."""
-    inodes: set[str] | None = None
-    if pid is not None:
-        inodes = set()
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue  # closed while we looked
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as handle:
-                lines = handle.read().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
-            if remote_port not in ports or fields[3] != "01":  # 01: ESTABLISHED
-                continue
-            if inodes is None or fields[9] in inodes:
-                count += 1
-    return count
-
-
-def proc_status_kb(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no {field} in /proc/{pid}/status")
-
-
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-_RESULT = re.compile(r"^openai_probe_result\{(?P<labels>[^}]*)\} 1(?:\.0)?$", re.MULTILINE)
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def probe_results(metrics: str) -> dict[tuple[str, str], str]:
-    """(key, probe) -> result, from the openai_probe_result series whose value is 1."""
-    results = {}
-    for match in _RESULT.finditer(metrics):
-        labels = dict(_LABEL.findall(match.group("labels")))
-        results[labels["key"], labels["probe"]] = labels["result"]
-    return results
-
-
-@dataclass(frozen=True)
-class Tls:
-    ca: trustme.CA
-    ca_file: Path
-    cert_file: Path
-    key_file: Path
-
-
-def make_tls(directory: Path) -> Tls:
-    """A private CA and a server certificate for every loopback name."""
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1", "::1")
-    tls = Tls(ca, directory / "ca.pem", directory / "server.pem", directory / "server.key")
-    ca.cert_pem.write_to_path(str(tls.ca_file))
-    cert.cert_chain_pems[0].write_to_path(str(tls.cert_file))
-    for extra in cert.cert_chain_pems[1:]:
-        extra.write_to_path(str(tls.cert_file), append=True)
-    cert.private_key_pem.write_to_path(str(tls.key_file))
-    return tls
-
-
-def start_tls_simulator_process(tmp_path: Path, tls: Tls) -> tuple[Process, str]:
-    port = free_port()
-    process = Process(
-        exporter_command(
-            "simulate",
-            "--web.listen-address",
-            f"127.0.0.1:{port}",
-            "--tls.cert-file",
-            str(tls.cert_file),
-            "--tls.key-file",
-            str(tls.key_file),
-        ),
-        tmp_path / f"tls-simulator-{port}.log",
-    ).start()
-    context = ssl.create_default_context(cafile=str(tls.ca_file))
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"https://127.0.0.1:{port}/_sim/stats", verify=context, timeout=2)
-            break
-        except httpx.HTTPError:
-            if time.monotonic() > deadline or (process.popen and process.popen.poll() is not None):
-                raise AssertionError(f"TLS simulator did not start:\n{process.output()}") from None
-            time.sleep(0.1)
-    return process, f"https://127.0.0.1:{port}/v1"
 
 
 # --- the exporter process against every fault at once ----------------------------------------------

@@ -42,7 +42,6 @@ from exporter.service import Exporter
 from exporter.simulator import RunningSimulator
 from exporter.simulator.scenarios import KEY_CHARSET
 from exporter.state import ProbeResult
-from tests.fault_matrix_test import SimulatorThread, Tls, make_tls
 from tests.harness import (
     REPO,
     exporter_command,
@@ -51,8 +50,11 @@ from tests.harness import (
     start_simulator_process,
     write_config,
 )
+from tests.support.simulator import SimulatorThread
+from tests.support.tls import Tls, tls
 from tests.support.waiting import wait_until
 
+__all__ = ["tls"]  # a fixture from tests/support
 PIECE = 12
 PREFIXES = ("sk-proj-", "sk-svcacct-", "sk-admin-", "sk-", "")
 DECORATIONS = (
@@ -144,11 +146,6 @@ def assert_no_leak(text: str, key: Key, where: str) -> None:
 
 
 # --- fixtures -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
-    return make_tls(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="module")
@@ -338,6 +335,7 @@ def test_errors_the_probers_raise_on_a_header_they_cannot_send_are_scrubbed(
     exporter's own connection (fresh) and websockets (the upgrade) refuse the header, and
     websockets quotes it whole; each prober's result must hold no piece of it."""
     plain, _ = simulators
+    plain.reset()  # the module's other tests used it: count from here
     config = KeyConfig(
         name="leak", source=KeySource(SourceKind.ENV, "UNUSED"), base_url=plain.base_url
     )

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import yarl
@@ -14,8 +12,12 @@ from exporter.config import KeyConfig, RealtimeSettings
 from exporter.keys import KeySource, SourceKind
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
-from exporter.simulator import RunningSimulator, key_id, make_key, start_simulator
+from exporter.simulator import RunningSimulator, key_id, make_key
 from tests.harness import LoopbackRelay
+from tests.support.simulator import simulator
+from tests.support.sockets import established_to
+
+__all__ = ["simulator"]  # a fixture from tests/support
 
 PROBE_TIMEOUT = 2.0  # generous: a loaded CI machine must not turn a verdict into a timeout
 
@@ -77,15 +79,6 @@ REALTIME_EXPECTED: dict[str, tuple[Result, int, int | None]] = {
     "rt_flood": (Result.PROTOCOL_ERROR, 101, None),
     "rest_missing_scopes": (Result.OK, 101, 1000),
 }
-
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[RunningSimulator]:
-    running = await start_simulator()
-    try:
-        yield running
-    finally:
-        await running.close()
 
 
 def key_config(simulator: RunningSimulator, **overrides: object) -> KeyConfig:
@@ -275,20 +268,4 @@ async def test_realtime_probe_never_bills_and_leaks_nothing(simulator: RunningSi
     ok_events = stats["keys"][key_id(keys["ok"])]["client_events"]
     assert set(ok_events) == {"session.update"}, ok_events
     assert len(asyncio.all_tasks()) <= tasks_before
-    assert _open_client_sockets(simulator.port) == 0
-
-
-def _open_client_sockets(port: int) -> int:
-    """Established TCP connections from us to the simulator's port, read from /proc."""
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            remote_port = int(fields[2].split(":")[1], 16)
-            if remote_port == port and fields[3] == "01":  # 01: ESTABLISHED
-                count += 1
-    return count
+    assert established_to([simulator.port]) == 0

@@ -5,9 +5,7 @@ the answer: from connecting on the probe's own connection, from the request on a
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,39 +17,13 @@ from exporter.keys import KeySource, SourceKind
 from exporter.probes.rest import RestProber
 from exporter.simulator import RunningSimulator, make_key, start_simulator
 from tests.conftest import require_ipv6_loopback
-from tests.fault_matrix_test import Tls, make_tls
 from tests.harness import LoopbackRelay
-from tests.network_test import PROXY_VARIABLES, TunnelProxy
+from tests.support.proxy import TunnelProxy, no_proxy_from_outside
+from tests.support.tls import Tls, simulator_over_tls, tls
 
+__all__ = ["no_proxy_from_outside", "simulator_over_tls", "tls"]  # fixtures from tests/support
 TIMED_FRESH = {"connect", "tls", "first_byte", "transfer"}
 TIMED_POOLED = {"first_byte", "transfer"}
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
-    return make_tls(tmp_path_factory.mktemp("tls"))
-
-
-async def _tls_simulator(tls: Tls, host: str = "127.0.0.1") -> RunningSimulator:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
-    return await start_simulator(host, 0, context)
-
-
-@pytest.fixture
-async def simulator(tls: Tls) -> AsyncIterator[RunningSimulator]:
-    running = await _tls_simulator(tls)
-    try:
-        yield running
-    finally:
-        await running.close()
-
-
-@pytest.fixture(autouse=True)
-def no_proxy_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
 
 
 def key_config(base_url: str, tls: Tls | None, name: str = "conn") -> KeyConfig:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
@@ -13,17 +12,11 @@ from exporter.config import KeyConfig
 from exporter.keys import KeySource, SourceKind
 from exporter.probes import rest
 from exporter.probes.rest import FRESH_CONNECTION_EVERY, RestProber
-from exporter.simulator import RunningSimulator, make_key, start_simulator
+from exporter.simulator import RunningSimulator, make_key
 from tests.harness import LoopbackRelay
+from tests.support.simulator import simulator
 
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[RunningSimulator]:
-    running = await start_simulator()
-    try:
-        yield running
-    finally:
-        await running.close()
+__all__ = ["simulator"]  # a fixture from tests/support
 
 
 def _config(simulator: RunningSimulator, name: str) -> KeyConfig:
