@@ -130,6 +130,7 @@ def test_runbook_link() -> None:
         (503, "invalid_request_error", "x", "", ("server_error", "server_error")),
         (429, "requests", None, "", ("rate_limited", "rate_limit_exceeded")),
         (None, "tokens", None, "", ("rate_limited", "rate_limit_exceeded")),
+        (None, "requests", None, "", ("rate_limited", "rate_limit_exceeded")),
         (429, None, None, "", ("rate_limited", "rate_limit_exceeded")),
         (
             401,
