@@ -50,6 +50,11 @@ def test_a_rest_only_key_may_time_out_longer_than_the_realtime_interval() -> Non
         ("https://gateway.internal/v1/", "https://gateway.internal/v1"),
         ("https://gateway.internal/team@acme/v1", "https://gateway.internal/team@acme/v1"),
         ("https://gateway.internal/a/b@c/d//", "https://gateway.internal/a/b@c/d"),
+        ("https://gateway.internal/X", "https://gateway.internal/X"),
+        (
+            "https://gateway.internal/v1?via=https://relay@edge",
+            "https://gateway.internal/v1?via=https://relay@edge",
+        ),
     ],
 )
 def test_base_url_trailing_slashes_go_and_an_at_past_the_host_is_kept(
