@@ -28,6 +28,10 @@ KEYS = {  # name -> (scenario, settings); the file holds a simulator key for the
     "no-credit": ("insufficient_quota", {}),
     "throttled": ("rate_limited", {}),
     "flaky": ("server_error", {}),
+    "realtime-only": ("ok", {"probes": ["realtime"]}),
+    "service-account": ("ok", {}),  # made with the sk-svcacct- prefix below
+    # Two permission failures at once: a scope missing on REST, a model refused on Realtime.
+    "restricted-model": ("missing_scopes", {"realtime": {"model": "gpt-no-such-model"}}),
 }
 
 
@@ -44,7 +48,8 @@ def write_checked_config(directory: Path, base_url: str) -> Path:
     keys: list[dict[str, object]] = []
     for name, (scenario, settings) in KEYS.items():
         path = directory / f"{name}.key"
-        path.write_text(make_key(scenario, seed=f"check-{name}") + "\n")
+        prefix = "sk-svcacct-" if name == "service-account" else "sk-proj-"
+        path.write_text(make_key(scenario, prefix=prefix, seed=f"check-{name}") + "\n")
         path.chmod(0o600)
         keys.append({"name": name, "api_key_file": str(path), **settings})
     quoted = directory / "quoted.key"
@@ -52,6 +57,26 @@ def write_checked_config(directory: Path, base_url: str) -> Path:
     quoted.chmod(0o600)
     keys.append({"name": "quoted", "api_key_file": str(quoted)})
     keys.append({"name": "missing", "api_key_env": "CHECK_RENDER_TEST_UNSET"})
+    service = directory / "service.key"
+    service.write_text(f' "{make_key("ok", prefix="sk-svcacct-", seed="check-service")}"\n')
+    service.chmod(0o600)  # a service account key, with two format issues
+    keys.append({"name": "service", "api_key_file": str(service)})
+    odd = directory / "odd.key"
+    odd.write_text(make_key("ok", prefix="ak-", seed="check-odd") + "\n")
+    odd.chmod(0o600)  # no known prefix
+    keys.append({"name": "odd-prefix", "api_key_file": str(odd)})
+    # REST cannot connect, Realtime is told the key is invalid: the verdict is the key's.
+    revoked = directory / "split.key"
+    revoked.write_text(make_key("invalid_api_key", seed="check-split") + "\n")
+    revoked.chmod(0o600)
+    keys.append(
+        {
+            "name": "split-verdict",
+            "api_key_file": str(revoked),
+            "base_url": "http://127.0.0.1:9/v1",
+            "realtime": {"url": base_url.replace("http://", "ws://") + "/realtime"},
+        }
+    )
     config = {
         "defaults": {"base_url": base_url, "timeout": "3s", "probes": ["rest", "realtime"]},
         "keys": keys,
@@ -99,13 +124,31 @@ def test_the_checklist_in_colour(simulator: RunningSimulator, tmp_path: Path) ->
 def test_the_checklist_as_json(simulator: RunningSimulator, tmp_path: Path) -> None:
     code, text = checked(simulator, tmp_path, "json", "never")
     assert code == 1
+    assert text.startswith('{\n  "healthy": false,\n  "keys": [\n    {\n')  # indented by 2
     payload = json.loads(text)
     for key in payload["keys"]:
         for probe in key["probes"].values():
+            # Durations to the tenth of a millisecond, as the text shows them.
+            times = [probe["duration_seconds"], *probe["phases"].values()]
+            assert all(round(seconds, 4) == seconds for seconds in times), probe
             probe["duration_seconds"] = "N"
             probe["phases"] = sorted(probe["phases"])
             probe["request_id"] = "req_ID" if probe["request_id"] else ""
     compare(masked(json.dumps(payload, indent=2) + "\n", tmp_path), "checklist.json")
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_auto_colour_follows_the_terminal(simulator: RunningSimulator, tmp_path: Path) -> None:
+    config = write_checked_config(tmp_path, simulator.base_url)
+    plain, terminal = io.StringIO(), Terminal()
+    run_check(str(config), "text", "auto", plain)
+    run_check(str(config), "text", "auto", terminal)
+    assert "\033[" not in plain.getvalue()
+    assert "\033[32m" in terminal.getvalue() and "\033[31m" in terminal.getvalue()
 
 
 def test_all_healthy_exits_0_and_a_broken_config_2(
