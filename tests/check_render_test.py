@@ -130,6 +130,7 @@ def test_the_checklist_as_json(simulator: RunningSimulator, tmp_path: Path) -> N
         for probe in key["probes"].values():
             # Durations to the tenth of a millisecond, as the text shows them.
             times = [probe["duration_seconds"], *probe["phases"].values()]
+            assert all(isinstance(seconds, float) for seconds in times), probe
             assert all(round(seconds, 4) == seconds for seconds in times), probe
             probe["duration_seconds"] = "N"
             probe["phases"] = sorted(probe["phases"])
