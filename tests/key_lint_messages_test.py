@@ -64,3 +64,8 @@ def test_two_quotes_are_surrounding_quotes(text: str) -> None:
 )
 def test_the_kind_is_read_through_quotes_only(text: str, kind: str) -> None:
     assert key_kind(text) == kind
+
+
+def test_only_quote_characters_make_surrounding_quotes() -> None:
+    issues = lint_key("Xsk-proj-abc defX").issues  # a space sends it through the full lint
+    assert "inner_whitespace" in issues and "surrounding_quotes" not in issues
