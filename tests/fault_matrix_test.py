@@ -241,7 +241,7 @@ def test_every_key_classified_as_expected(matrix: Matrix, measured: Measurements
 def test_metrics_never_wait_for_a_probe_during_faults(measured: Measurements) -> None:
     """Every scrape while probes hang, reset and stream endless bodies is answered, from the
     stored results: none waits for a probe, which would take a probe's whole timeout. How fast
-    scrapes are is a figure of the benchmark (bench/, docs/performance.md), not asserted here:
+    scrapes are is a figure of the benchmark (`python -m bench.faults`), not asserted here:
     a shared machine moves it, and a skip on a busy machine proved nothing."""
     seconds = sorted(measured.scrape_seconds)
     assert not measured.scrape_failures, measured.scrape_failures[:5]
