@@ -51,7 +51,7 @@ def rest_results(url: str) -> dict[str, str]:
     """key -> the REST probe's current result class, from /metrics."""
     import httpx
 
-    from tests.harness import parse_metrics
+    from tests.support.metrics import parse_metrics
 
     samples = parse_metrics(httpx.get(f"{url}/metrics", timeout=5).text)
     results = {}

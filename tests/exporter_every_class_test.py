@@ -31,13 +31,11 @@ from tests.harness import (
 from tests.support.exporter_process import (
     KINDS,
     PREFIXES,
-    SAMPLE_LINE,
-    Scrape,
-    scrape,
     sim_override,
     sim_stats,
     stop_cleanly,
 )
+from tests.support.metrics import SAMPLE_LINE, Scrape, scrape
 from tests.support.waiting import eventually, wait_until
 
 # --- one exporter, one key per result class ------------------------------------------------------

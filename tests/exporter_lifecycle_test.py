@@ -21,10 +21,10 @@ from tests.harness import (
 from tests.support.exporter_process import (
     name_with_offset,
     reload_config,
-    scrape,
     sim_stats,
     stop_cleanly,
 )
+from tests.support.metrics import scrape
 from tests.support.waiting import wait_until
 
 # --- health, readiness, lifecycle, signals --------------------------------------------------------

@@ -20,13 +20,13 @@ from tests.harness import (
 )
 from tests.support.exporter_process import (
     name_with_rest_offset,
-    scrape,
     sim_override,
     sim_root,
     sim_stats,
     stop_cleanly,
     wait_for_a_second_round,
 )
+from tests.support.metrics import scrape
 from tests.support.waiting import wait_until
 
 # --- keys that cannot be sent ---------------------------------------------------------------------

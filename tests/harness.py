@@ -156,16 +156,6 @@ def write_config(
     return path
 
 
-def parse_metrics(text: str) -> dict[str, float]:
-    """`name{labels}` -> value, for exact lookups in assertions."""
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            series, _, value = line.rpartition(" ")
-            samples[series] = float(value)
-    return samples
-
-
 def random_parts(key: str) -> list[str]:
     """What of a simulator key is secret: the padding after `sim--<scenario>--`, which
     outputs may legitimately name; split at line breaks a malformed key carries."""

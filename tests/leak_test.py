@@ -45,11 +45,11 @@ from exporter.state import ProbeResult
 from tests.harness import (
     REPO,
     exporter_command,
-    parse_metrics,
     start_exporter_process,
     start_simulator_process,
     write_config,
 )
+from tests.support.metrics import parse_metrics
 from tests.support.simulator import SimulatorThread
 from tests.support.tls import Tls, tls
 from tests.support.waiting import wait_until

@@ -24,12 +24,12 @@ from tests.harness import (
     write_key,
 )
 from tests.support.exporter_process import (
-    scrape,
     sim_override,
     sim_stats,
     stop_cleanly,
     wait_for_a_second_round,
 )
+from tests.support.metrics import scrape
 from tests.support.waiting import wait_until
 
 REQUEST_ID = re.compile(r"req_[0-9a-f]{32}")

@@ -1,13 +1,11 @@
-"""The exporter and the simulator as processes: reading /metrics, the simulator's control API,
+"""The exporter and the simulator as processes: the simulator's control API, waiting for a round,
 stopping cleanly, key names with a chosen first-run offset."""
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ import pytest
 from exporter.scheduler import first_run_offset
 from exporter.simulator import key_id
 from tests.harness import Process, write_config, write_key
+from tests.support.metrics import Scrape, scrape
 
 PREFIXES = ("sk-proj-", "sk-svcacct-", "sk-admin-", "sk-")
 KINDS = {
@@ -28,55 +27,6 @@ KINDS = {
 
 
 # --- reading /metrics ---------------------------------------------------------------------------
-
-SAMPLE_LINE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?(?P<rest>.*)$")
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-@dataclass(frozen=True)
-class Sample:
-    name: str
-    labels: dict[str, str]
-    value: float
-
-
-class Scrape:
-    """One /metrics body, with lookups by name and a subset of labels."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.samples: list[Sample] = []
-        for line in text.splitlines():
-            if not line or line.startswith("#"):
-                continue
-            match = SAMPLE_LINE.match(line)
-            assert match, f"unparseable sample line {line!r}"
-            labels = dict(_LABEL.findall(match.group("labels") or ""))
-            self.samples.append(Sample(match.group("name"), labels, float(match.group("rest"))))
-
-    def find(self, name: str, **labels: str) -> list[Sample]:
-        return [
-            sample
-            for sample in self.samples
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-        ]
-
-    def value(self, name: str, **labels: str) -> float | None:
-        """The value of the one series matching; None when there is none."""
-        found = self.find(name, **labels)
-        assert len(found) <= 1, f"{name}{labels} matches {len(found)} series: {found}"
-        return found[0].value if found else None
-
-    def result(self, key: str, probe: str) -> str | None:
-        found = [s for s in self.find("openai_probe_result", key=key, probe=probe) if s.value == 1]
-        assert len(found) <= 1, found
-        return found[0].labels["result"] if found else None
-
-
-def scrape(url: str, path: str = "/metrics") -> Scrape:
-    response = httpx.get(f"{url}{path}", timeout=5)
-    assert response.status_code == 200, response.text
-    return Scrape(response.text)
 
 
 # --- the simulator's control API ----------------------------------------------------------------
