@@ -19,9 +19,9 @@ import yaml
 
 from exporter.redaction import redact
 from exporter.simulator.scenarios import SCENARIO_PATTERN
+from tests.support.secrets import assert_no_piece
 
 REPO = Path(__file__).resolve().parent.parent
-PIECE = 12  # no run of this many characters of a key's random part may reach any output
 
 
 def free_port() -> int:
@@ -169,13 +169,7 @@ def assert_no_secret(text: str, keys: list[str], where: str) -> None:
     for key in keys:
         assert key not in text, f"{where} holds a whole key ({redact(key)})"
         assert key.strip() not in text, f"{where} holds a whole key ({redact(key)})"
-        for part in random_parts(key):
-            for start in range(max(1, len(part) - PIECE + 1)):
-                piece = part[start : start + PIECE]
-                if len(piece) == PIECE:
-                    assert piece not in text, (
-                        f"{where} holds {piece!r}, 12 characters of key {redact(key)}"
-                    )
+        assert_no_piece(text, random_parts(key), where, f"key {redact(key)}")
 
 
 async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

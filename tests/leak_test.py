@@ -50,12 +50,12 @@ from tests.harness import (
     write_config,
 )
 from tests.support.metrics import parse_metrics
+from tests.support.secrets import assert_no_piece
 from tests.support.simulator import SimulatorThread
 from tests.support.tls import Tls, tls
 from tests.support.waiting import wait_until
 
 __all__ = ["tls"]  # a fixture from tests/support
-PIECE = 12
 PREFIXES = ("sk-proj-", "sk-svcacct-", "sk-admin-", "sk-", "")
 DECORATIONS = (
     "leading_space",
@@ -137,12 +137,7 @@ def assert_no_leak(text: str, key: Key, where: str) -> None:
     for form in sorted(redacted_forms(key.text), key=len, reverse=True):
         if len(form) > 3:
             text = text.replace(form, "")
-    for part in key.parts:
-        for start in range(len(part) - PIECE + 1):
-            piece = part[start : start + PIECE]
-            assert piece not in text, (
-                f"{where} holds {piece!r}, 12 characters of {key!r}:\n{text[:3000]}"
-            )
+    assert_no_piece(text, key.parts, where, f"{key!r}:\n{text[:3000]}")
 
 
 # --- fixtures -----------------------------------------------------------------------------------
