@@ -4,6 +4,7 @@ later after a 429. Nothing else ever triggers an upstream request."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import heapq
 import itertools
@@ -76,6 +77,10 @@ class ProbeScheduler:
         self._unstarted: list[tuple[float, str, str, KeyConfig]] = []  # offset, name, probe, config
         self._timer: asyncio.TimerHandle | None = None
         self._running: set[asyncio.Task[None]] = set()
+        # A key and probe is probed once at a time: a reload that changes a key while its probe
+        # runs parks the new schedule here (its due time) until that probe ends.
+        self._in_flight: set[tuple[str, str]] = set()
+        self._parked: dict[tuple[str, str], tuple[float, KeyConfig]] = {}
 
     def apply(self, config: Config) -> None:
         """Match the schedule to the configuration; unchanged keys keep their schedule."""
@@ -94,8 +99,12 @@ class ProbeScheduler:
                 offset = first_run_offset(name, probe, key.interval_for(probe), spread)
                 if self._zero is None:
                     self._unstarted.append((offset, name, probe, key))
+                    continue
+                when = asyncio.get_running_loop().time() + offset
+                if (name, probe) in self._in_flight:
+                    self._parked[(name, probe)] = (when, key)
                 else:
-                    self._push(asyncio.get_running_loop().time() + offset, name, probe, key)
+                    self._push(when, name, probe, key)
         self._arm()
 
     def start(self) -> None:
@@ -115,6 +124,7 @@ class ProbeScheduler:
             self._timer = None
         for task in self._running:
             task.cancel()
+        self._parked.clear()
 
     def _push(self, when: float, name: str, probe: str, key: KeyConfig) -> None:
         heapq.heappush(self._due, (when, next(self._sequence), name, probe, key))
@@ -138,9 +148,27 @@ class ProbeScheduler:
             when, _, name, probe, key = heapq.heappop(self._due)
             if self._configs.get(name) is not key:
                 continue  # removed or changed by a reload since it was scheduled
+            if (name, probe) in self._in_flight:
+                self._parked[(name, probe)] = (when, key)  # runs when the probe in flight ends
+                continue
+            self._in_flight.add((name, probe))
             task = loop.create_task(self._run(when, name, probe, key))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
+            task.add_done_callback(functools.partial(self._landed, (name, probe)))
+        self._arm()
+
+    def _landed(self, slot: tuple[str, str], _: asyncio.Task[None]) -> None:
+        """A probe ended: the schedule a reload parked meanwhile may start."""
+        self._in_flight.discard(slot)
+        parked = self._parked.pop(slot, None)
+        if parked is None or self._zero is None:
+            return
+        when, key = parked
+        name, probe = slot
+        if self._configs.get(name) is not key:
+            return  # changed or removed again since it was parked
+        self._push(max(when, asyncio.get_running_loop().time()), name, probe, key)
         self._arm()
 
     async def _run(self, when: float, name: str, probe: str, config: KeyConfig) -> None:

@@ -17,7 +17,7 @@ import yaml
 from exporter.classify import RESULTS, Result, Validity
 from exporter.links import PUBLISHED_RUNBOOK_URL
 from tests.conftest import require_tool
-from tests.runbook_test import RUNBOOK_EN, anchors
+from tests.support.runbook import RUNBOOK_EN, anchors
 
 ROOT = Path(__file__).resolve().parent.parent
 ALERTS = ROOT / "alerts"

@@ -25,6 +25,7 @@ from exporter.config import (
     parse_duration,
 )
 from exporter.keys import DotenvFormat, SourceKind
+from tests.support.secrets import assert_no_piece
 
 REPO = Path(__file__).resolve().parent.parent
 TESTDATA = Path(__file__).resolve().parent / "testdata" / "config"
@@ -40,14 +41,9 @@ def expected_error(path: Path) -> str:
     return first.removeprefix("# error: ").strip()
 
 
-def pieces_of(key: str, size: int = 12) -> list[str]:
-    return [key[i : i + size] for i in range(len(key) - size + 1)]
-
-
 def assert_no_key(text: str, key: str = KEY) -> None:
     assert key not in text
-    leaked = [piece for piece in pieces_of(key) if piece in text]
-    assert not leaked, f"part of the key reached the output: {leaked[0]!r}"
+    assert_no_piece(text, [key], "the output", "the key")
 
 
 # Bad configurations, one per file ----------------------------------------------------------

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+from collections.abc import Iterator
 
 import pytest
+
+from tests.harness import start_simulator_process
 
 
 def require_tool(name: str) -> str:
@@ -32,3 +35,13 @@ def require_ipv6_loopback() -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One simulator for the module; returns its base URL (`http://127.0.0.1:PORT/v1`)."""
+    process, base_url = start_simulator_process(tmp_path_factory.mktemp("simulator"))
+    try:
+        yield base_url
+    finally:
+        process.stop()

@@ -35,7 +35,7 @@ from tests.harness import (
     write_config,
     write_key,
 )
-from tests.runbook_test import RUNBOOK_EN, anchors
+from tests.support.runbook import RUNBOOK_EN, anchors
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

@@ -28,12 +28,12 @@ from tests.harness import (
     Process,
     exporter_command,
     free_port,
-    parse_metrics,
     start_simulator_process,
     wait_http,
     write_config,
     write_key,
 )
+from tests.support.metrics import parse_metrics
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

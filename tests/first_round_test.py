@@ -15,12 +15,12 @@ from exporter.simulator.scenarios import make_key
 from exporter.simulator.state import key_id
 from tests.harness import (
     Process,
-    parse_metrics,
     start_exporter_process,
     start_simulator_process,
     write_config,
     write_key,
 )
+from tests.support.metrics import parse_metrics
 
 FLEET = 100
 READY_WITHIN = 5.0

@@ -20,7 +20,7 @@ from exporter.simulator import make_key
 from exporter.state import StateStore
 from tests.conftest import require_tool
 from tests.harness import start_exporter_process, write_config, write_key
-from tests.metrics_render_test import _fresh_render, _key_samples, _record
+from tests.support.metrics import fresh_render, key_samples, record_random_results
 
 
 def _single_member(body: bytes) -> bytes:
@@ -99,10 +99,10 @@ def test_gzip_body_decodes_to_the_plain_exposition_through_updates() -> None:
 
     async def scrapes() -> None:
         for step in range(300):
-            _record(store, rng, names)
+            record_random_results(store, rng, names)
             if step % 20 == 0:
                 body = b"".join(await _gzip_body(renderer))
-                assert _key_samples(_single_member(body)) == _fresh_render(store), step
+                assert key_samples(_single_member(body)) == fresh_render(store), step
 
     asyncio.run(scrapes())
 
@@ -112,17 +112,17 @@ def test_a_plain_scrape_after_a_gzip_one_says_what_changed_since() -> None:
     rng = random.Random(9)
     renderer.render()
     for step in range(40):
-        _record(store, rng, names)  # one rendering, joined by the next scrape
+        record_random_results(store, rng, names)  # one rendering, joined by the next scrape
         body = b"".join(asyncio.run(_gzip_body(renderer)))
-        assert _key_samples(_single_member(body)) == _fresh_render(store), step
-        assert _key_samples(renderer.render()) == _fresh_render(store), step
+        assert key_samples(_single_member(body)) == fresh_render(store), step
+        assert key_samples(renderer.render()) == fresh_render(store), step
 
 
 def test_a_piece_is_deflated_once_and_kept_until_its_block_changes() -> None:
     store, renderer, names = _fleet(2 * SEGMENT_KEYS)
     rng = random.Random(4)
     for _ in range(200):
-        _record(store, rng, names)
+        record_random_results(store, rng, names)
 
     def missing() -> int:
         snapshot = renderer.gzip_snapshot()
@@ -132,7 +132,7 @@ def test_a_piece_is_deflated_once_and_kept_until_its_block_changes() -> None:
     assert before > 0
     asyncio.run(_gzip_body(renderer))
     assert missing() == 0, "a second scrape deflated again what had not changed"
-    _record(store, rng, names[:1])  # one key of the first segment
+    record_random_results(store, rng, names[:1])  # one key of the first segment
     renderer.render_parts()
     changed = missing()
     assert 0 < changed < before / 2, (changed, before)
@@ -142,13 +142,13 @@ def test_a_piece_of_a_block_that_changed_meanwhile_is_not_kept() -> None:
     store, renderer, names = _fleet(SEGMENT_KEYS)
     rng = random.Random(6)
     for _ in range(50):
-        _record(store, rng, names)
+        record_random_results(store, rng, names)
     snapshot = renderer.gzip_snapshot()
     body = GzipBody()
     for index, block in enumerate(snapshot.blocks):
         snapshot.pieces[index] = body.piece(block, snapshot.pieces[index])
     for _ in range(10):  # probes finish while the scrape yields the loop
-        _record(store, rng, names)
+        record_random_results(store, rng, names)
     renderer.render_parts()
     renderer.keep_pieces(snapshot)
 

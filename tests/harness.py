@@ -19,9 +19,9 @@ import yaml
 
 from exporter.redaction import redact
 from exporter.simulator.scenarios import SCENARIO_PATTERN
+from tests.support.secrets import assert_no_piece
 
 REPO = Path(__file__).resolve().parent.parent
-PIECE = 12  # no run of this many characters of a key's random part may reach any output
 
 
 def free_port() -> int:
@@ -156,16 +156,6 @@ def write_config(
     return path
 
 
-def parse_metrics(text: str) -> dict[str, float]:
-    """`name{labels}` -> value, for exact lookups in assertions."""
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            series, _, value = line.rpartition(" ")
-            samples[series] = float(value)
-    return samples
-
-
 def random_parts(key: str) -> list[str]:
     """What of a simulator key is secret: the padding after `sim--<scenario>--`, which
     outputs may legitimately name; split at line breaks a malformed key carries."""
@@ -179,13 +169,7 @@ def assert_no_secret(text: str, keys: list[str], where: str) -> None:
     for key in keys:
         assert key not in text, f"{where} holds a whole key ({redact(key)})"
         assert key.strip() not in text, f"{where} holds a whole key ({redact(key)})"
-        for part in random_parts(key):
-            for start in range(max(1, len(part) - PIECE + 1)):
-                piece = part[start : start + PIECE]
-                if len(piece) == PIECE:
-                    assert piece not in text, (
-                        f"{where} holds {piece!r}, 12 characters of key {redact(key)}"
-                    )
+        assert_no_piece(text, random_parts(key), where, f"key {redact(key)}")
 
 
 async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

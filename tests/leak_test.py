@@ -9,42 +9,54 @@ window can match anything by chance (hypothesis' own shrinking towards `AAAA...`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import json
 import logging
 import os
 import random
+import re
+import shlex
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from websockets.asyncio.client import connect
 
 from exporter.check import check_keys, render_json, render_text
 from exporter.classify import Result
+from exporter.cli import build_parser
 from exporter.config import Config, ConfigError, KeyConfig, RealtimeSettings, parse_config
 from exporter.keys import KeySource, SourceKind, lint_key
 from exporter.links import DEFAULT_LINKS
 from exporter.logs import setup_logging
-from exporter.redaction import redact, scrub
+from exporter.probes.realtime import RealtimeProber
+from exporter.probes.rest import RestProber
+from exporter.redaction import redact
 from exporter.service import Exporter
 from exporter.simulator import RunningSimulator
 from exporter.simulator.scenarios import KEY_CHARSET
+from exporter.state import ProbeResult
 from exporter.status_page import status_page
-from tests.fault_matrix_test import SimulatorThread, Tls, make_tls
 from tests.harness import (
+    REPO,
     exporter_command,
     start_exporter_process,
     start_simulator_process,
     write_config,
 )
+from tests.support.metrics import parse_metrics
+from tests.support.secrets import assert_no_piece
+from tests.support.simulator import SimulatorThread
+from tests.support.tls import Tls, tls
+from tests.support.waiting import wait_until
 
-PIECE = 12
+__all__ = ["tls"]  # a fixture from tests/support
 PREFIXES = ("sk-proj-", "sk-svcacct-", "sk-admin-", "sk-", "")
 DECORATIONS = (
     "leading_space",
@@ -126,20 +138,10 @@ def assert_no_leak(text: str, key: Key, where: str) -> None:
     for form in sorted(redacted_forms(key.text), key=len, reverse=True):
         if len(form) > 3:
             text = text.replace(form, "")
-    for part in key.parts:
-        for start in range(len(part) - PIECE + 1):
-            piece = part[start : start + PIECE]
-            assert piece not in text, (
-                f"{where} holds {piece!r}, 12 characters of {key!r}:\n{text[:3000]}"
-            )
+    assert_no_piece(text, key.parts, where, f"{key!r}:\n{text[:3000]}")
 
 
 # --- fixtures -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
-    return make_tls(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="module")
@@ -322,33 +324,34 @@ def test_generated_keys_leak_nothing_anywhere(
         prefixes=PREFIXES[:-1], decorations=("inner_cr", "inner_lf", "trailing_crlf", "inner_tab")
     ).filter(lambda key: not key.sendable)
 )
-def test_library_errors_quoting_the_header_are_scrubbed(
+def test_errors_the_probers_raise_on_a_header_they_cannot_send_are_scrubbed(
     simulators: tuple[RunningSimulator, RunningSimulator], key: Key
 ) -> None:
-    """h11 and websockets quote the whole header in their errors: scrub must hide it."""
+    """The probers themselves handed a key the runner's lint would stop: aiohttp (pooled), the
+    exporter's own connection (fresh) and websockets (the upgrade) refuse the header, and
+    websockets quotes it whole; each prober's result must hold no piece of it."""
     plain, _ = simulators
-    headers = {"Authorization": f"Bearer {key.text}"}
+    plain.reset()  # the module's other tests used it: count from here
+    config = KeyConfig(
+        name="leak", source=KeySource(SourceKind.ENV, "UNUSED"), base_url=plain.base_url
+    )
 
-    async def errors() -> list[BaseException]:
-        raised: list[BaseException] = []
-        async with httpx.AsyncClient() as client:
-            try:
-                await client.get(f"{plain.base_url}/models", headers=headers)
-            except httpx.HTTPError as error:
-                raised.append(error)
+    async def results() -> dict[str, ProbeResult]:
+        rest = RestProber()
         try:
-            websocket = await connect(f"{plain.realtime_url}?model=x", additional_headers=headers)
-            await websocket.close()
-        except Exception as error:  # websockets.InvalidHeaderValue, as of websockets 17
-            raised.append(error)
-        return raised
+            return {
+                "pooled REST": await rest.probe_through(config, key.text, fresh=False),
+                "fresh REST": await rest.probe_through(config, key.text, fresh=True),
+                "Realtime": await RealtimeProber().probe(config, key.text),
+            }
+        finally:
+            await rest.aclose()
 
-    raised = asyncio.run(errors())
-    assert len(raised) == 2, raised
-    quoted = [str(error) for error in raised]
-    assert any(key.parts[-1][-PIECE:] in text for text in quoted)  # they do quote the key
-    for error in raised:
-        assert_no_leak(scrub(f"{type(error).__name__}: {error}", [key.text]), key, "scrub")
+    for where, result in asyncio.run(results()).items():
+        assert not result.healthy and result.message, (where, result)
+        assert_no_leak(repr(result), key, where)
+    totals = plain.stats()["totals"]
+    assert (totals["rest_requests"], totals["realtime_sessions"]) == (0, 0), totals
 
 
 # --- configuration errors -----------------------------------------------------------------------
@@ -452,7 +455,54 @@ def test_config_check_never_quotes_a_misplaced_key(tmp_path: Path, where: str) -
 # --- the exporter process: arguments, file modes ------------------------------------------------
 
 
-def test_keys_never_in_process_arguments_and_world_readable_file_flagged(tmp_path: Path) -> None:
+def _shipped_command_lines() -> dict[str, list[str]]:
+    """The arguments every shipped way of running the exporter passes it: the Kubernetes
+    manifests, the compose services built from this image, the image's ENTRYPOINT, the scripts."""
+    found: dict[str, list[str]] = {}
+    for manifest in sorted((REPO / "deploy" / "kubernetes").rglob("*.yaml")):
+        for document in yaml.safe_load_all(manifest.read_text()):
+            pod = ((document or {}).get("spec") or {}).get("template", {}).get("spec", {})
+            for container in pod.get("containers", []):
+                where = f"{manifest.relative_to(REPO)} {container['name']}"
+                found[where] = [*container.get("command", []), *container.get("args", [])]
+                assert not container.get("env"), f"{where}: configured by file, not environment"
+    compose = yaml.safe_load((REPO / "deploy" / "compose" / "compose.yaml").read_text())
+    for name, service in compose["services"].items():
+        if service.get("image") == "openai-key-exporter:local":
+            found[f"compose {name}"] = list(service.get("command", []))
+    dockerfile = (REPO / "Dockerfile").read_text()
+    entrypoint = re.search(r"^ENTRYPOINT (\[.*\])$", dockerfile, re.MULTILINE)
+    assert entrypoint, "the Dockerfile has no ENTRYPOINT in exec form"
+    found["Dockerfile ENTRYPOINT"] = json.loads(entrypoint.group(1))[1:]
+    for script in sorted((REPO / "scripts").glob("*.sh")):
+        for line in script.read_text().splitlines():
+            if "openai-key-exporter " in line and not line.lstrip().startswith("#"):
+                command = shlex.split(line.split("openai-key-exporter ", 1)[1])
+                found[f"{script.relative_to(REPO)}"] = [arg for arg in command if arg != "$@"]
+    return found
+
+
+def test_no_shipped_command_line_carries_a_key() -> None:
+    """A process's arguments are readable by every user of the machine (/proc/PID/cmdline):
+    no shipped deployment passes a key, or anything that expands to one, as an argument."""
+    command_lines = _shipped_command_lines()
+    assert {"compose exporter", "Dockerfile ENTRYPOINT", "scripts/demo.sh"} <= set(command_lines)
+    assert sum("deploy/kubernetes" in where for where in command_lines) >= 2, command_lines
+    parser = build_parser()
+    for where, arguments in command_lines.items():
+        for argument in arguments:
+            assert "sk-" not in argument, f"{where}: {argument!r} looks like a key"
+            # $(VAR) is expanded by Kubernetes, ${VAR} and $VAR by compose and the shell.
+            assert "$" not in argument, f"{where}: {argument!r} expands a variable"
+        with contextlib.redirect_stderr(io.StringIO()):
+            parsed = parser.parse_args(arguments)  # exits on an argument the CLI does not take
+        assert not [name for name in vars(parsed) if "api_key" in name], where
+    # No flag of the CLI takes a key: only files and environment variables do.
+    flags = [flag for action in parser._actions for flag in action.option_strings]
+    assert flags and not [flag for flag in flags if "key" in flag and "key-file" not in flag]
+
+
+def test_keys_never_reach_outputs_and_a_world_readable_file_is_flagged(tmp_path: Path) -> None:
     simulator, base_url = start_simulator_process(tmp_path)
     keys = {prefix or "none": _fixed_key(prefix, f"process-{prefix}") for prefix in PREFIXES}
     entries: list[dict[str, object]] = []
@@ -470,24 +520,28 @@ def test_keys_never_in_process_arguments_and_world_readable_file_flagged(tmp_pat
     exporter, url = start_exporter_process(
         config, tmp_path, "--log.level", "debug", env={**env, "OPENAI_API_KEY": keys["sk-"].text}
     )
+
+    def second_round_recorded() -> bool:
+        """Every key probed twice both ways, as the exporter itself counts: its debug lines
+        of a second round are written."""
+        samples = parse_metrics(httpx.get(f"{url}/metrics", timeout=5).text)
+        counts = [
+            value
+            for series, value in samples.items()
+            if series.startswith("openai_probe_requests_total{")
+        ]
+        return len(counts) == 2 * len(keys) and min(counts) >= 2
+
     try:
-        assert exporter.popen is not None
-        with open(f"/proc/{exporter.popen.pid}/cmdline", "rb") as handle:
-            cmdline = handle.read().decode(errors="replace")
+        wait_until(second_round_recorded, 30, "a second round of every key")
         metrics = httpx.get(f"{url}/metrics", timeout=5).text
         landing = httpx.get(f"{url}/", timeout=5).text
-        time.sleep(2.5)  # a second round: debug lines too
     finally:
         exporter.stop()
         simulator.stop()
     log = exporter.output()
     for key in keys.values():
-        for where, text in {
-            "the command line": cmdline,
-            "/metrics": metrics,
-            "/": landing,
-            "the log": log,
-        }.items():
+        for where, text in {"/metrics": metrics, "/": landing, "the log": log}.items():
             assert_no_leak(text, key, where)
     readable = 'openai_key_format_issue{key="sk-proj--file",issue="file_readable_by_others"} 1'
     assert readable in metrics

@@ -13,12 +13,12 @@ import httpx
 from exporter.simulator import key_id, make_key
 from tests.harness import (
     assert_no_secret,
-    parse_metrics,
     start_exporter_process,
     start_simulator_process,
     write_config,
     write_key,
 )
+from tests.support.metrics import parse_metrics
 
 LIVE = {"probes": ["rest", "live"], "live": {"model": "gpt-live-1", "interval": "2s"}}
 

@@ -5,49 +5,9 @@ from __future__ import annotations
 import random
 
 from exporter.classify import Result
-from exporter.metrics import FAMILIES, SEGMENT_KEYS, ExporterMetrics, MetricsRenderer, render_key
+from exporter.metrics import SEGMENT_KEYS, ExporterMetrics, MetricsRenderer, render_key
 from exporter.state import KeyIdentity, ProbeResult, StateStore
-
-
-def _key_samples(body: bytes) -> list[str]:
-    return [
-        line
-        for line in body.decode().splitlines()
-        if line.startswith("openai_")
-        and not line.startswith(("openai_key_exporter_", "openai_probe_latency_seconds"))
-    ]
-
-
-def _fresh_render(store: StateStore) -> list[str]:
-    """What a renderer that re-renders everything from scratch would say."""
-    blocks = [render_key(state) for state in store.states()]
-    return [
-        line
-        for index in range(len(FAMILIES))
-        for block in blocks
-        for line in block[index].decode().splitlines()
-    ]
-
-
-def _record(store: StateStore, rng: random.Random, names: list[str]) -> None:
-    name = rng.choice(names)
-    state = store.get(name)
-    assert state is not None
-    result = rng.choice(list(Result))
-    store.record(
-        name,
-        KeyIdentity(fingerprint=f"sk-...{rng.randrange(10)}", kind="project"),
-        ProbeResult(
-            probe=rng.choice(list(state.probes)),
-            result=result,
-            duration=rng.random(),
-            phases={"connect": rng.random(), "first_byte": rng.random()},
-            http_status=rng.choice([200, 401, 429, 101]),
-            error_code=result.value,
-            ratelimit={"limit_requests": 500} if rng.random() < 0.3 else {},
-            close_code=rng.choice([None, 1000, 1011]),
-        ),
-    )
+from tests.support.metrics import fresh_render, key_samples, record_random_results
 
 
 def test_incremental_render_matches_a_fresh_render_through_updates_and_reloads() -> None:
@@ -58,15 +18,15 @@ def test_incremental_render_matches_a_fresh_render_through_updates_and_reloads()
     store.subscribe(renderer.update)
     store.configure({name: ("rest", "realtime") if len(name) % 2 else ("rest",) for name in names})
     for step in range(1500):
-        _record(store, rng, names)
+        record_random_results(store, rng, names)
         if step % 50 == 0:  # scrapes between bursts of probes
-            assert _key_samples(renderer.render()) == _fresh_render(store), step
+            assert key_samples(renderer.render()) == fresh_render(store), step
         if step % 400 == 399:  # a reload drops some keys and adds new ones
             kept = [name for name in names if rng.random() < 0.7]
             names = kept + [f"new-{step}-{index}" for index in range(SEGMENT_KEYS // 2)]
             store.configure({name: ("rest",) for name in names})
             renderer.retain(set(names))
-            assert _key_samples(renderer.render()) == _fresh_render(store), step
+            assert key_samples(renderer.render()) == fresh_render(store), step
 
 
 def test_each_family_appears_once_with_its_header_before_its_samples() -> None:
@@ -77,7 +37,7 @@ def test_each_family_appears_once_with_its_header_before_its_samples() -> None:
     store.configure({name: ("rest", "realtime") for name in names})
     rng = random.Random(1)
     for _ in range(300):
-        _record(store, rng, names)
+        record_random_results(store, rng, names)
     seen: list[str] = []
     for line in renderer.render().decode().splitlines():
         if line.startswith("# TYPE "):
@@ -93,11 +53,11 @@ def test_removed_keys_disappear_and_an_idle_scrape_changes_nothing() -> None:
     renderer = MetricsRenderer(ExporterMetrics())
     store.subscribe(renderer.update)
     store.configure({"a": ("rest",), "b": ("rest",)})
-    first = _key_samples(renderer.render())
-    assert _key_samples(renderer.render()) == first
+    first = key_samples(renderer.render())
+    assert key_samples(renderer.render()) == first
     store.configure({"b": ("rest",)})
     renderer.retain({"b"})
-    samples = _key_samples(renderer.render())
+    samples = key_samples(renderer.render())
     assert samples and not any('key="a"' in line for line in samples)
 
 

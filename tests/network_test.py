@@ -13,13 +13,11 @@ What the probes do with proxy variables (aiohttp 3.14, websockets 17, Linux), as
 
 from __future__ import annotations
 
-import asyncio
 import os
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -33,22 +31,19 @@ from exporter.runner import ProbeRunner
 from exporter.simulator import RunningSimulator, make_key
 from exporter.state import ProbeResult, StateStore
 from tests.conftest import require_ipv6_loopback
-from tests.fault_matrix_test import SimulatorThread, Tls, make_tls, probe_results
 from tests.harness import (
-    LoopbackRelay,
     Process,
     exporter_command,
     free_port,
     wait_http,
     write_config,
 )
+from tests.support.metrics import probe_results
+from tests.support.proxy import TunnelProxy, no_proxy_from_outside
+from tests.support.simulator import SimulatorThread
+from tests.support.tls import Tls, make_tls, tls
 
-PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
-    return make_tls(tmp_path_factory.mktemp("tls"))
+__all__ = ["no_proxy_from_outside", "tls"]  # fixtures from tests/support
 
 
 @pytest.fixture(scope="module")
@@ -70,14 +65,6 @@ def plain_simulator() -> Iterator[RunningSimulator]:
         yield thread.simulator
     finally:
         thread.close()
-
-
-@pytest.fixture(autouse=True)
-def no_proxy_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only the proxy variables a test sets count, whatever the machine's environment holds."""
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
 
 
 def key_config(base_url: str, timeout: float = 2.0, ca_file: Path | None = None) -> KeyConfig:
@@ -142,34 +129,6 @@ async def test_the_corporate_root_adds_to_trust_and_checks_names(
 
 
 # --- proxies ------------------------------------------------------------------------------------
-
-
-class TunnelProxy(LoopbackRelay):
-    """An HTTP proxy on loopback: CONNECT tunnels and absolute-form requests, each recorded."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.requests: list[str] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def connect_upstream(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        head = await reader.readuntil(b"\r\n\r\n")
-        method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
-        self.requests.append(f"{method} {target}")
-        if method == "CONNECT":
-            host, _, port = target.rpartition(":")
-            upstream = await asyncio.open_connection(host.strip("[]"), int(port))
-            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            return upstream
-        url = urlsplit(target)
-        up_reader, up_writer = await asyncio.open_connection(url.hostname, url.port)
-        up_writer.write(head)  # absolute-form: HTTP/1.1 servers must accept it
-        return up_reader, up_writer
 
 
 @pytest.fixture

@@ -24,10 +24,11 @@ from exporter.probes.rest import RestProber, probe_rest
 from exporter.simulator import SCENARIOS, RunningSimulator, make_key
 from exporter.simulator.rest import REST_BEHAVIOURS
 from exporter.state import ProbeResult
-from tests.fault_matrix_test import Tls, established_to
-from tests.rest_connection_test import no_proxy_from_outside, simulator, tls
+from tests.support.proxy import no_proxy_from_outside
+from tests.support.sockets import established_to
+from tests.support.tls import Tls, simulator_over_tls, tls
 
-__all__ = ["no_proxy_from_outside", "simulator", "tls"]  # fixtures, shared with that module
+__all__ = ["no_proxy_from_outside", "simulator_over_tls", "tls"]  # fixtures from tests/support
 MODELS = json.dumps({"object": "list", "data": [{"id": "gpt-realtime", "object": "model"}]})
 TIMEOUT_S = 1.0
 # Scenarios whose argument is a delay in ms; the rest take none.

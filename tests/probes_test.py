@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
+import yarl
 
 from exporter.classify import Result
 from exporter.config import KeyConfig, RealtimeSettings
 from exporter.keys import KeySource, SourceKind
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
-from exporter.simulator import RunningSimulator, key_id, make_key, start_simulator
+from exporter.simulator import RunningSimulator, key_id, make_key
+from tests.harness import LoopbackRelay
+from tests.support.simulator import simulator
+from tests.support.sockets import established_to
+
+__all__ = ["simulator"]  # a fixture from tests/support
 
 PROBE_TIMEOUT = 2.0  # generous: a loaded CI machine must not turn a verdict into a timeout
 
@@ -77,15 +81,6 @@ REALTIME_EXPECTED: dict[str, tuple[Result, int, int | None]] = {
 }
 
 
-@pytest.fixture
-async def simulator() -> AsyncIterator[RunningSimulator]:
-    running = await start_simulator()
-    try:
-        yield running
-    finally:
-        await running.close()
-
-
 def key_config(simulator: RunningSimulator, **overrides: object) -> KeyConfig:
     settings: dict[str, object] = {
         "name": "test",
@@ -146,14 +141,46 @@ async def test_rest_probe_timing_includes_server_delay(simulator: RunningSimulat
     assert 0.29 <= result.phases["first_byte"] < 0.6
 
 
-async def test_rest_probe_sends_organization_and_project(simulator: RunningSimulator) -> None:
-    prober = RestProber()
-    config = key_config(simulator, organization="org-abc", project="proj_abc")
+class HeadRecorder(LoopbackRelay):
+    """Forwards to the simulator and keeps the request head each connection opens with."""
+
+    def __init__(self, upstream_port: int) -> None:
+        super().__init__()
+        self.upstream_port = upstream_port
+        self.heads: list[dict[str, str]] = []
+
+    async def connect_upstream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")[1:]
+        fields = (line.split(":", 1) for line in lines if ":" in line)
+        self.heads.append({name.strip().lower(): value.strip() for name, value in fields})
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        up_writer.write(head)
+        return up_reader, up_writer
+
+
+@pytest.mark.parametrize("path", ["pooled REST", "fresh REST", "Realtime upgrade"])
+async def test_every_probe_sends_organization_and_project(
+    simulator: RunningSimulator, path: str
+) -> None:
+    recorder = await HeadRecorder(yarl.URL(simulator.base_url).port or 0).start()
+    base_url = f"http://127.0.0.1:{recorder.port}/v1"
+    config = key_config(simulator, base_url=base_url, organization="org-abc", project="proj_abc")
+    rest = RestProber()
     try:
-        result = await prober.probe(config, make_key("ok"))
+        if path == "Realtime upgrade":
+            result = await RealtimeProber().probe(config, make_key("ok"))
+        else:
+            result = await rest.probe_through(config, make_key("ok"), fresh=path == "fresh REST")
     finally:
-        await prober.aclose()
-    assert result.result is Result.OK
+        await rest.aclose()
+        await recorder.close()
+    assert result.result is Result.OK, result
+    assert len(recorder.heads) == 1, recorder.heads
+    assert recorder.heads[0]["openai-organization"] == "org-abc"
+    assert recorder.heads[0]["openai-project"] == "proj_abc"
 
 
 async def test_rest_probe_connection_refused_is_classified() -> None:
@@ -241,20 +268,4 @@ async def test_realtime_probe_never_bills_and_leaks_nothing(simulator: RunningSi
     ok_events = stats["keys"][key_id(keys["ok"])]["client_events"]
     assert set(ok_events) == {"session.update"}, ok_events
     assert len(asyncio.all_tasks()) <= tasks_before
-    assert _open_client_sockets(simulator.port) == 0
-
-
-def _open_client_sockets(port: int) -> int:
-    """Established TCP connections from us to the simulator's port, read from /proc."""
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            remote_port = int(fields[2].split(":")[1], 16)
-            if remote_port == port and fields[3] == "01":  # 01: ESTABLISHED
-                count += 1
-    return count
+    assert established_to([simulator.port]) == 0

@@ -5,9 +5,7 @@ the answer: from connecting on the probe's own connection, from the request on a
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,41 +15,15 @@ from exporter.classify import Result
 from exporter.config import KeyConfig
 from exporter.keys import KeySource, SourceKind
 from exporter.probes.rest import RestProber
-from exporter.simulator import RunningSimulator, make_key, start_simulator
+from exporter.simulator import RunningSimulator, key_id, make_key, start_simulator
 from tests.conftest import require_ipv6_loopback
-from tests.fault_matrix_test import Tls, make_tls
 from tests.harness import LoopbackRelay
-from tests.network_test import PROXY_VARIABLES, TunnelProxy
+from tests.support.proxy import TunnelProxy, no_proxy_from_outside
+from tests.support.tls import Tls, simulator_over_tls, tls
 
+__all__ = ["no_proxy_from_outside", "simulator_over_tls", "tls"]  # fixtures from tests/support
 TIMED_FRESH = {"connect", "tls", "first_byte", "transfer"}
 TIMED_POOLED = {"first_byte", "transfer"}
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
-    return make_tls(tmp_path_factory.mktemp("tls"))
-
-
-async def _tls_simulator(tls: Tls, host: str = "127.0.0.1") -> RunningSimulator:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
-    return await start_simulator(host, 0, context)
-
-
-@pytest.fixture
-async def simulator(tls: Tls) -> AsyncIterator[RunningSimulator]:
-    running = await _tls_simulator(tls)
-    try:
-        yield running
-    finally:
-        await running.close()
-
-
-@pytest.fixture(autouse=True)
-def no_proxy_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
 
 
 def key_config(base_url: str, tls: Tls | None, name: str = "conn") -> KeyConfig:
@@ -98,10 +70,9 @@ async def test_a_fresh_probe_times_connect_and_tls_apart(
     assert result.phases["tls"] > 0
     assert result.phases["first_byte"] > 0
     # The duration is the whole probe on its own connection: connect, TLS, request and answer
-    # (and the few microseconds between the handshake and the request leaving).
+    # (and the few microseconds between the handshake and the request leaving), inside the call.
     phases = sum(result.phases[phase] for phase in TIMED_FRESH)
-    assert phases <= result.duration < phases + 0.005
-    assert result.duration <= wall
+    assert phases <= result.duration <= wall
 
 
 async def test_pooled_probes_share_one_connection_and_fresh_ones_never(
@@ -136,14 +107,18 @@ async def test_the_duration_ends_with_the_last_byte_of_the_body(
     config = key_config(simulator.base_url, tls)
     try:
         for fresh in (True, False):
+            wall = time.perf_counter()
             result = await prober.probe_through(config, make_key("drip", 400), fresh=fresh)
+            wall = time.perf_counter() - wall
             assert result.result is Result.OK, result
-            assert result.phases["first_byte"] < 0.2, result.phases
-            assert 0.3 <= result.phases["transfer"] < 0.6, result.phases
+            # The first piece comes at once, the last one 0.9 x 400 ms later: the transfer holds
+            # the wait between them (lower bounds only: a busy machine only makes them longer).
+            assert result.phases["transfer"] >= 0.3, result.phases
+            assert result.phases["first_byte"] < result.phases["transfer"], result.phases
             answer = result.phases["first_byte"] + result.phases["transfer"]
             if fresh:  # its own connection: connect and TLS are in the duration too
                 answer += result.phases["connect"] + result.phases["tls"]
-                assert answer <= result.duration < answer + 0.005
+                assert answer <= result.duration <= wall
             else:
                 assert result.duration == pytest.approx(answer, abs=1e-6)
     finally:
@@ -158,10 +133,15 @@ async def test_a_server_delay_is_the_first_byte_phase(
     try:
         await prober.probe_through(config, make_key("ok"), fresh=False)  # a warm connection
         for fresh in (False, True):
-            result = await prober.probe_through(config, make_key("slow", 200), fresh=fresh)
+            key = make_key("slow", 200, seed=f"first-byte-{fresh}")
+            wall = time.perf_counter()
+            result = await prober.probe_through(config, key, fresh=fresh)
+            wall = time.perf_counter() - wall
             assert result.result is Result.OK, result
-            assert 0.2 <= result.duration < 0.3, result
-            assert 0.2 <= result.phases["first_byte"] <= result.duration, result.phases
+            # The simulator's own record of the wait: the first byte came after it, not sooner.
+            ((arrived, woke, _),) = simulator.stats()["keys"][key_id(key)]["rest_answer_times"]
+            assert woke - arrived >= 0.2
+            assert woke - arrived <= result.phases["first_byte"] <= result.duration <= wall
     finally:
         await prober.aclose()
 

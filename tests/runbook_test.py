@@ -9,13 +9,7 @@ from pathlib import Path
 import pytest
 
 from exporter.classify import RESULTS
-
-ROOT = Path(__file__).resolve().parent.parent
-RUNBOOK_EN = ROOT / "docs" / "runbook.md"
-RUNBOOK_FR = ROOT / "docs" / "runbook.fr.md"
-RUNBOOKS = [RUNBOOK_EN, RUNBOOK_FR]
-
-_ANCHOR = re.compile(r'^<a id="([a-z0-9-]+)"></a>$')
+from tests.support.runbook import _ANCHOR, RUNBOOK_EN, RUNBOOK_FR, RUNBOOKS, anchors
 
 # Sections the alerts and the dashboards link to beyond the result classes.
 ALERT_ANCHORS = {
@@ -41,15 +35,6 @@ SECTION_PARTS = {
 }
 # Sections that are not the troubleshooting of one alert or class.
 GENERAL_SECTIONS = {"checklist", "by-hand", "alerts"}
-
-
-def anchors(path: Path) -> list[str]:
-    """The `<a id="...">` anchors of a runbook, in order."""
-    return [
-        match.group(1)
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if (match := _ANCHOR.match(line.strip()))
-    ]
 
 
 def sections(path: Path) -> dict[str, str]:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
+from exporter.cli import shard_filter
+from exporter.config import Config, KeyConfig
+from exporter.keys import KeySource, SourceKind
 from exporter.sharding import is_mine, ordinal_from_hostname, resolve_shard, shard_for
 
+KEY = KeyConfig(name="", source=KeySource(SourceKind.ENV, "UNUSED"))
 NAMES = [f"team-{i % 37}/key-{i}" for i in range(10_000)]
 
 
@@ -40,8 +45,19 @@ def test_adding_a_shard_moves_about_one_share(total: int) -> None:
 
 
 def test_adding_keys_moves_none() -> None:
-    before = {name: shard_for(name, 7) for name in NAMES[:5000]}
-    assert all(shard_for(name, 7) == shard for name, shard in before.items())
+    """Each replica's filter over a configuration, before and after keys are added among the
+    others: every original key stays on the replica that had it."""
+    original = NAMES[::2]  # the added keys fall between the original ones, not only at the end
+
+    def served(names: list[str]) -> list[set[str]]:
+        config = Config(keys=tuple(replace(KEY, name=name) for name in names), source="test")
+        return [{key.name for key in shard_filter(index, 7)(config).keys} for index in range(7)]
+
+    before, after = served(original), served(NAMES)
+    assert all(before), "every replica holds some of the original keys"
+    for index in range(7):
+        assert before[index] == after[index] & set(original), index
+    assert set().union(*after) == set(NAMES)
 
 
 def test_assignment_is_stable_across_processes() -> None:

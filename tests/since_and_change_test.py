@@ -17,12 +17,12 @@ from exporter.state import KeyIdentity, ProbeResult, StateStore
 from tests.conftest import require_tool
 from tests.harness import (
     assert_no_secret,
-    parse_metrics,
     start_exporter_process,
     start_simulator_process,
     write_config,
     write_key,
 )
+from tests.support.metrics import parse_metrics
 
 
 def _result(result: Result, started_at: float) -> ProbeResult:

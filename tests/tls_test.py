@@ -21,9 +21,9 @@ from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
 from exporter.probes.tls import CaFileUnreadable, tls_context
 from exporter.simulator import RunningSimulator, make_key, start_simulator
-from tests.rest_connection_test import no_proxy_from_outside
+from tests.support.proxy import no_proxy_from_outside
 
-__all__ = ["no_proxy_from_outside"]  # a fixture, shared with that module
+__all__ = ["no_proxy_from_outside"]  # a fixture from tests/support
 
 
 def server_context(ca: trustme.CA) -> ssl.SSLContext:

@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import bcrypt
 import httpx
@@ -330,11 +331,27 @@ async def test_file_changes_apply_without_restart_and_broken_files_are_ignored(
         assert "$2b$" not in errors[0]
 
 
-def test_watcher_checks_at_most_once_per_interval(tmp_path: Path, pki: Pki) -> None:
+def test_watcher_checks_at_most_once_per_interval(
+    tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not read again before the interval has passed, and read again once it has (the
+    watcher's clock is a fake one the test moves on)."""
+    now = [1000.0]
+    monkeypatch.setattr(webconfig, "time", SimpleNamespace(monotonic=lambda: now[0]))
     path = write_config(tmp_path / "web.yml", users_yaml(alice="s3cret"))
     watcher = WebConfigWatcher(path, check_interval_seconds=3600)
     write_config(tmp_path / "web.yml", users_yaml(alice="s3cret", bob="hunter2"))
+    now[0] += 3599
     assert watcher.config.basic_auth_usernames == ("alice",)
+    now[0] += 1
+    assert watcher.config.basic_auth_usernames == ("alice", "bob")
+    write_config(tmp_path / "web.yml", users_yaml(carol="s3cret"))
+    now[0] += 3599
+    assert watcher.config.basic_auth_usernames == ("alice", "bob")  # the interval starts again
+    now[0] += 1
+    assert watcher.config.basic_auth_usernames == ("carol",)
+    with pytest.raises(WebConfigError):
+        WebConfigWatcher(str(tmp_path / "missing.yml"))
     with pytest.raises(WebConfigError):
         WebConfigWatcher(str(tmp_path / "missing.yml"))
 

@@ -1,17 +1,13 @@
-"""The exporter as a real process against the simulator as a real process, on loopback: every
-result class in /metrics, the probe budget, retries, rotation, reloads, signals and secrecy."""
+"""One exporter process, one key per result class, against the simulator process: every
+result class in /metrics, every metric, the probe budget, promtool, the landing page."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
-import os
 import re
-import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,171 +16,26 @@ import httpx
 import pytest
 
 from exporter import __version__
-from exporter.redaction import redact
-from exporter.scheduler import first_run_offset
-from exporter.simulator import key_id, make_key
+from exporter.simulator import make_key
+from exporter.simulator.openai_shapes import RATE_LIMIT_REQUESTS, RATE_LIMIT_TOKENS
+from exporter.simulator.state import RATE_WINDOW_S
 from tests.conftest import require_tool
 from tests.harness import (
     Process,
     assert_no_secret,
     start_exporter_process,
-    start_simulator_process,
-    wait_http,
     write_config,
     write_key,
 )
-
-PREFIXES = ("sk-proj-", "sk-svcacct-", "sk-admin-", "sk-")
-KINDS = {
-    "sk-proj-": "project",
-    "sk-svcacct-": "service_account",
-    "sk-admin-": "admin",
-    "sk-": "user",
-}
-
-
-# --- reading /metrics ---------------------------------------------------------------------------
-
-_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?(?P<rest>.*)$")
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-@dataclass(frozen=True)
-class Sample:
-    name: str
-    labels: dict[str, str]
-    value: float
-
-
-class Scrape:
-    """One /metrics body, with lookups by name and a subset of labels."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.samples: list[Sample] = []
-        for line in text.splitlines():
-            if not line or line.startswith("#"):
-                continue
-            match = _SAMPLE.match(line)
-            assert match, f"unparseable sample line {line!r}"
-            labels = dict(_LABEL.findall(match.group("labels") or ""))
-            self.samples.append(Sample(match.group("name"), labels, float(match.group("rest"))))
-
-    def find(self, name: str, **labels: str) -> list[Sample]:
-        return [
-            sample
-            for sample in self.samples
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-        ]
-
-    def value(self, name: str, **labels: str) -> float | None:
-        """The value of the one series matching; None when there is none."""
-        found = self.find(name, **labels)
-        assert len(found) <= 1, f"{name}{labels} matches {len(found)} series: {found}"
-        return found[0].value if found else None
-
-    def result(self, key: str, probe: str) -> str | None:
-        found = [s for s in self.find("openai_probe_result", key=key, probe=probe) if s.value == 1]
-        assert len(found) <= 1, found
-        return found[0].labels["result"] if found else None
-
-
-def scrape(url: str, path: str = "/metrics") -> Scrape:
-    response = httpx.get(f"{url}{path}", timeout=5)
-    assert response.status_code == 200, response.text
-    return Scrape(response.text)
-
-
-def eventually(check: Callable[[], None], timeout: float = 15.0, every: float = 0.25) -> None:
-    """Run an assertion until it passes: probes on a loaded machine can answer late once."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            check()
-            return
-        except AssertionError:
-            if time.monotonic() >= deadline:
-                raise
-        time.sleep(every)
-
-
-def wait_until(
-    check: Callable[[], Any],
-    timeout: float,
-    what: str,
-    every: float = 0.1,
-    log: Process | None = None,
-) -> Any:
-    """Poll `check` until it returns something truthy; fail with `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    tail = f"\nexporter log tail:\n{log.output()[-3000:]}" if log else ""
-    pytest.fail(f"{what}: not within {timeout}s (last: {last!r}){tail}")
-
-
-# --- the simulator's control API ----------------------------------------------------------------
-
-
-def sim_root(base_url: str) -> str:
-    return base_url.removesuffix("/v1")
-
-
-def sim_stats(base_url: str, key: str) -> dict[str, Any]:
-    stats = httpx.get(f"{sim_root(base_url)}/_sim/stats", timeout=5).json()
-    return dict(stats["keys"].get(key_id(key), {}))
-
-
-def sim_override(base_url: str, key: str, scenario: str | None, arg: int | None = None) -> None:
-    response = httpx.post(
-        f"{sim_root(base_url)}/_sim/override",
-        json={"key": key, "scenario": scenario, "arg": arg},
-        timeout=5,
-    )
-    assert response.status_code == 200, response.text
-
-
-# --- secrecy ------------------------------------------------------------------------------------
-
-
-# --- processes ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One simulator for the module; returns its base URL (`http://127.0.0.1:PORT/v1`)."""
-    process, base_url = start_simulator_process(tmp_path_factory.mktemp("simulator"))
-    try:
-        yield base_url
-    finally:
-        process.stop()
-
-
-def stop_cleanly(process: Process, within: float = 5.0) -> float:
-    """SIGTERM; the process must exit 0 within `within` seconds. Returns how long it took."""
-    assert process.popen is not None
-    started = time.monotonic()
-    process.signal(signal.SIGTERM)
-    try:
-        code = process.popen.wait(within)
-    except subprocess.TimeoutExpired:
-        process.stop()
-        pytest.fail(f"no exit within {within}s of SIGTERM:\n{process.output()[-3000:]}")
-    assert code == 0, f"exit code {code} after SIGTERM:\n{process.output()[-3000:]}"
-    return time.monotonic() - started
-
-
-def name_with_rest_offset(prefix: str, interval: float, high: float) -> str:
-    for index in range(10_000):
-        name = f"{prefix}-{index}"
-        if first_run_offset(name, "rest", interval) < high:
-            return name
-    raise AssertionError(f"no name with a REST first-run offset under {high}")
-
+from tests.support.exporter_process import (
+    KINDS,
+    PREFIXES,
+    sim_override,
+    sim_stats,
+    stop_cleanly,
+)
+from tests.support.metrics import SAMPLE_LINE, Scrape, scrape
+from tests.support.waiting import eventually, wait_until
 
 # --- one exporter, one key per result class ------------------------------------------------------
 
@@ -500,10 +351,34 @@ def test_realtime_closes_and_ratelimit_gauges(every_class: Running) -> None:
         "openai_ratelimit_remaining_tokens",
     )
     for name in ratelimit:
-        value = metrics.value(name, key="ok")
-        assert value is not None and value > 0, name
         assert metrics.value(name, key="no-ratelimit-headers") is None, name
+    # The simulator's exact headers: its fixed limits, and remaining requests as the limit less
+    # the key's REST requests of the last minute when it answered.
+    for key in ("ok", "rate"):
+        assert metrics.value("openai_ratelimit_limit_requests", key=key) == RATE_LIMIT_REQUESTS
+        assert metrics.value("openai_ratelimit_limit_tokens", key=key) == RATE_LIMIT_TOKENS
+        assert metrics.value("openai_ratelimit_remaining_tokens", key=key) == RATE_LIMIT_TOKENS
     assert metrics.value("openai_ratelimit_remaining_requests", key="rate") == 0
+
+    def remaining_and_request_times() -> tuple[float, list[float]] | None:
+        """The gauge, with the key's request times, read while no request of it arrived."""
+        before = sim_stats(every_class.base_url, every_class.keys["ok"])
+        value = scrape(every_class.url).value("openai_ratelimit_remaining_requests", key="ok")
+        after = sim_stats(every_class.base_url, every_class.keys["ok"])
+        if value is None or before["rest_requests"] != after["rest_requests"]:
+            return None
+        return value, list(after["rest_request_times"])
+
+    remaining, times = wait_until(remaining_and_request_times, 20, "a quiet moment of key ok")
+
+    def expected(last: float) -> set[float]:
+        used = sum(1 for when in times if last - RATE_WINDOW_S <= when <= last)
+        return {RATE_LIMIT_REQUESTS - used, RATE_LIMIT_REQUESTS - used + 1}  # the window's edge
+
+    # The exporter shows the last answer, or the one before while the last is on its way.
+    candidates = set().union(*(expected(last) for last in times[-2:]))
+    assert remaining in candidates, (remaining, len(times))
+    assert remaining < RATE_LIMIT_REQUESTS
 
 
 def test_last_run_and_last_success_timestamps(every_class: Running) -> None:
@@ -691,7 +566,7 @@ def test_no_sample_timestamps_and_help_on_every_metric(every_class: Running) -> 
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
-        match = _SAMPLE.match(line)
+        match = SAMPLE_LINE.match(line)
         assert match, line
         tokens = match.group("rest").split()
         assert len(tokens) == 1, f"sample with a timestamp or junk: {line!r}"
@@ -735,377 +610,3 @@ def test_no_key_in_metrics_landing_page_or_debug_logs(every_class: Running) -> N
     log = every_class.process.output()
     assert "level=debug" in log, "the exporter ran with --log.level debug"
     assert_no_secret(log, keys, "the logfmt log")
-
-
-# --- keys that cannot be sent ---------------------------------------------------------------------
-
-
-def test_malformed_key_never_reaches_openai(tmp_path: Path) -> None:
-    """A key with an inner CR or LF, or non-ASCII, is reported and never sent anywhere."""
-    simulator, base_url = start_simulator_process(tmp_path)
-    try:
-        good = make_key("ok", seed="malformed")
-        keys = {
-            "inner-cr": "sk-proj-abc\rdef" + good[15:],
-            "inner-lf": good[:50] + "\n" + good[50:],
-            "non-ascii": good[:50] + "é" + good[51:],
-        }
-        entries = [
-            {"name": name, "api_key_file": str(write_key(tmp_path, name, key))}
-            for name, key in keys.items()
-        ]
-        config = write_config(tmp_path / "config.yml", base_url, entries)
-        exporter, url = start_exporter_process(config, tmp_path, "--log.level", "debug")
-        try:
-            time.sleep(1.5)  # several retries (retry_interval 1s) for each key
-            metrics = scrape(url)
-            for name in keys:
-                for probe in ("rest", "realtime"):
-                    assert metrics.result(name, probe) == "key_malformed", (name, probe)
-                    assert metrics.value("openai_probe_requests_total", key=name, probe=probe) == 0
-                    assert (
-                        metrics.value("openai_probe_http_status_code", key=name, probe=probe) == 0
-                    )
-                assert metrics.value("openai_key_valid", key=name) == 0
-            issues = {
-                s.labels["key"]: s.labels["issue"]
-                for s in metrics.find("openai_key_format_issue")
-                if s.labels["issue"] in {"line_break", "non_ascii"}
-            }
-            assert issues == {
-                "inner-cr": "line_break",
-                "inner-lf": "line_break",
-                "non-ascii": "non_ascii",
-            }
-            totals = httpx.get(f"{sim_root(base_url)}/_sim/stats", timeout=5).json()["totals"]
-            assert (totals["rest_requests"], totals["realtime_sessions"]) == (0, 0), totals
-            assert_no_secret(metrics.text + exporter.output(), list(keys.values()), "output")
-        finally:
-            stop_cleanly(exporter)
-    finally:
-        simulator.stop()
-
-
-# --- when probes happen ---------------------------------------------------------------------------
-
-
-def at_least(count: int, times: list[float]) -> list[float] | None:
-    return times if len(times) >= count else None
-
-
-def request_times(base_url: str, key: str) -> list[float]:
-    return list(sim_stats(base_url, key).get("rest_request_times", []))
-
-
-def test_quick_reprobe_after_failure_and_retry_after(simulator: str, tmp_path: Path) -> None:
-    """retry_interval 1s with interval 10s: a failing key is probed again ~1s later, and back on
-    its 10s interval once healthy. A 429 with retry-after 4 holds the next request 4s."""
-    retrying_name = name_with_rest_offset("retrying", 10.0, 0.5)
-    retrying = make_key("server_error", seed="retrying")
-    limited = make_key("rate_limited", 4, seed="limited")
-    entries = [
-        {"name": retrying_name, "api_key_file": str(write_key(tmp_path, "retrying", retrying))},
-        {
-            "name": "limited",
-            "api_key_file": str(write_key(tmp_path, "limited", limited)),
-            "interval": "2s",
-        },
-    ]
-    config = write_config(
-        tmp_path / "config.yml", simulator, entries, interval="10s", probes=("rest",)
-    )
-    exporter, url = start_exporter_process(config, tmp_path, wait_ready=False)
-    try:
-        first = wait_until(lambda: request_times(simulator, retrying), 5, "first probe", every=0.02)
-        sim_override(simulator, retrying, "ok")  # the quick retry, due 1s later, finds it healthy
-        times = wait_until(
-            lambda: at_least(3, request_times(simulator, retrying)),
-            14,
-            "the retry and then the next regular probe",
-            log=exporter,
-        )
-        assert len(first) == 1
-        retry_gap, regular_gap = times[1] - times[0], times[2] - times[1]
-        assert 0.95 <= retry_gap <= 2.5, f"retry {retry_gap:.2f}s after the failure"
-        assert 9.0 <= regular_gap <= 11.5, f"next probe {regular_gap:.2f}s after the recovery"
-        metrics = scrape(url)
-        assert metrics.result(retrying_name, "rest") == "ok"
-        assert (
-            metrics.value("openai_probe_consecutive_failures", key=retrying_name, probe="rest") == 0
-        )
-        assert metrics.value("openai_probe_errors_total", key=retrying_name, probe="rest") == 1
-
-        limited_times = request_times(simulator, limited)
-        assert len(limited_times) >= 3, limited_times
-        gaps = [b - a for a, b in itertools.pairwise(limited_times)]
-        assert min(gaps) >= 3.95, f"a request {min(gaps):.2f}s after a 429 with retry-after 4"
-        assert max(gaps) <= 6.5, f"{max(gaps):.2f}s between probes of a key limited for 4s"
-
-        def agree() -> bool:
-            sent = sim_stats(simulator, limited)["rest_requests"]
-            return (
-                scrape(url).value("openai_probe_requests_total", key="limited", probe="rest")
-                == sent
-            )
-
-        wait_until(agree, 5, "requests_total agrees with the simulator", every=0.05)
-        assert scrape(url).result("limited", "rest") == "rate_limited"
-    finally:
-        stop_cleanly(exporter)
-        sim_override(simulator, retrying, None)
-
-
-# --- key rotation on disk -------------------------------------------------------------------------
-
-
-def replace_file(path: Path, text: str) -> None:
-    """Swap the file's content atomically, as a secret mount or `mv` does."""
-    temporary = path.with_suffix(".new")
-    temporary.write_text(text)
-    temporary.chmod(0o600)
-    os.replace(temporary, path)
-
-
-def test_key_rotation_on_disk(simulator: str, tmp_path: Path) -> None:
-    old = make_key("invalid_api_key", prefix="sk-svcacct-", seed="rotation")
-    new = make_key("ok", prefix="sk-proj-", seed="rotation")
-    path = write_key(tmp_path, "rotating", old)
-    config = write_config(
-        tmp_path / "config.yml", simulator, [{"name": "rotating", "api_key_file": str(path)}]
-    )
-    exporter, url = start_exporter_process(config, tmp_path)
-    try:
-        assert exporter.popen is not None
-        pid = exporter.popen.pid
-        metrics = scrape(url)
-        assert metrics.value("openai_key_valid", key="rotating") == 0
-        old_print, new_print = redact(old), redact(new)
-        assert metrics.find("openai_key_info", key="rotating", fingerprint=old_print)
-        replace_file(path, new + "\n")
-
-        def rotated() -> bool:
-            metrics = scrape(url)
-            return (
-                metrics.result("rotating", "rest") == "ok"
-                and metrics.result("rotating", "realtime") == "ok"
-                and metrics.value("openai_key_valid", key="rotating") == 1
-            )
-
-        wait_until(rotated, 6, "the new key is probed", log=exporter)
-        metrics = scrape(url)
-        (info,) = metrics.find("openai_key_info", key="rotating")
-        assert info.labels == {"key": "rotating", "fingerprint": new_print, "kind": "project"}
-        assert old_print not in metrics.text
-        assert exporter.popen.poll() is None and exporter.popen.pid == pid
-        assert exporter.output().count("msg=starting") == 1
-        assert sim_stats(simulator, new)["rest_requests"] >= 1
-    finally:
-        stop_cleanly(exporter)
-
-
-# --- health, readiness, lifecycle, signals --------------------------------------------------------
-
-
-def test_health_readiness_and_sigterm(simulator: str, tmp_path: Path) -> None:
-    # A first round takes milliseconds for one key: an answer 2.5 s late keeps it unready a while.
-    name = "late"
-    key = make_key("slow", 2500, seed="late")
-    config = write_config(
-        tmp_path / "config.yml",
-        simulator,
-        [{"name": name, "api_key_file": str(write_key(tmp_path, "late", key))}],
-        interval="5s",
-        timeout="4s",
-    )
-    started = time.monotonic()
-    exporter, url = start_exporter_process(config, tmp_path, wait_ready=False)
-    try:
-        assert time.monotonic() - started < 10
-        assert httpx.get(f"{url}/-/healthy", timeout=5).status_code == 200
-        not_ready = httpx.get(f"{url}/-/ready", timeout=5)
-        assert not_ready.status_code == 503, not_ready.text
-        reload = httpx.post(f"{url}/-/reload", timeout=5)
-        assert reload.status_code == 403, "reload must need --web.enable-lifecycle"
-        assert "--web.enable-lifecycle" in reload.text
-        wait_http(f"{url}/-/ready", 200, timeout=8, process=exporter)
-        assert scrape(url).result(name, "rest") == "ok"
-    finally:
-        took = stop_cleanly(exporter)
-    assert took < 3, f"SIGTERM took {took:.1f}s"
-
-
-def test_sigterm_with_probes_in_flight_exits_cleanly(simulator: str, tmp_path: Path) -> None:
-    """Stopping while probes hang: exit 0 at once, and no error logged for the cancelled ones."""
-    entries = [
-        {
-            "name": f"hang-{index}",
-            "api_key_file": str(
-                write_key(tmp_path, f"hang-{index}", make_key("hang", seed=str(index)))
-            ),
-        }
-        for index in range(4)
-    ]
-    config = write_config(tmp_path / "config.yml", simulator, entries, timeout="1900ms")
-    exporter, _ = start_exporter_process(config, tmp_path, wait_ready=False)
-    time.sleep(2.0)
-    took = stop_cleanly(exporter)
-    assert took < 3, f"SIGTERM took {took:.1f}s"
-    errors = [line for line in exporter.output().splitlines() if "level=error" in line]
-    assert not errors, "\n".join(line[:400] for line in errors)
-
-
-def reload_config(directory: Path, base_url: str, keys: dict[str, str]) -> Path:
-    entries = [
-        {"name": name, "api_key_file": str(write_key(directory, name, key))}
-        for name, key in keys.items()
-    ]
-    return write_config(directory / "config.yml", base_url, entries)
-
-
-def test_reload_by_http_and_sighup(simulator: str, tmp_path: Path) -> None:
-    keys = {
-        name: make_key(scenario, prefix=prefix, seed=f"reload-{name}")
-        for name, scenario, prefix in (
-            ("kept", "ok", "sk-proj-"),
-            ("removed", "ok", "sk-admin-"),
-            ("added", "ok", "sk-"),
-            ("added-by-hup", "invalid_api_key", "sk-svcacct-"),
-        )
-    }
-    config = reload_config(tmp_path, simulator, {k: keys[k] for k in ("kept", "removed")})
-    exporter, url = start_exporter_process(
-        config,
-        tmp_path,
-        "--web.enable-lifecycle",
-        "--web.telemetry-path",
-        "/probe-metrics",
-        "--log.level",
-        "debug",
-        "--log.format",
-        "json",
-    )
-    path = "/probe-metrics"
-    try:
-        assert httpx.get(f"{url}/metrics", timeout=5).status_code == 404
-        assert f'href="{path}"' in httpx.get(f"{url}/", timeout=5).text
-        wait_until(
-            lambda: (
-                (
-                    scrape(url, path).value("openai_probe_requests_total", key="kept", probe="rest")
-                    or 0
-                )
-                >= 2
-            ),
-            6,
-            "kept probed twice",
-        )
-        before = scrape(url, path)
-        kept = {
-            probe: (
-                before.value("openai_probe_requests_total", key="kept", probe=probe),
-                before.value("openai_probe_latency_seconds_count", probe=probe),
-            )
-            for probe in ("rest", "realtime")
-        }
-
-        # POST /-/reload: one key removed, one added, one unchanged.
-        reload_config(tmp_path, simulator, {k: keys[k] for k in ("kept", "added")})
-        response = httpx.post(f"{url}/-/reload", timeout=5)
-        assert response.status_code == 200, response.text
-        # Ready once the first round is done: a key added later does not take the pod out.
-        ready = httpx.get(f"{url}/-/ready", timeout=5)
-        assert ready.status_code == 200, f"/-/ready after a reload that added a key: {ready.text}"
-        after = scrape(url, path)
-        assert not [s for s in after.samples if s.labels.get("key") == "removed"]
-        for probe, (requests, count) in kept.items():
-            assert requests is not None and count is not None
-            now_requests = after.value("openai_probe_requests_total", key="kept", probe=probe)
-            # The exporter-wide histogram keeps what the removed key counted.
-            now_count = after.value("openai_probe_latency_seconds_count", probe=probe)
-            assert now_requests is not None and now_requests >= requests, (probe, now_requests)
-            assert now_count is not None and now_count >= count, (probe, now_count)
-        wait_until(lambda: scrape(url, path).result("added", "rest") == "ok", 5, "added is probed")
-        assert scrape(url, path).value("openai_key_exporter_keys") == 2
-
-        # A broken configuration is refused; the old keys keep being probed.
-        (tmp_path / "config.yml").write_text("keys: [this is: not valid\n")
-        response = httpx.post(f"{url}/-/reload", timeout=5)
-        assert response.status_code == 500
-        assert "config.yml" in response.text
-        broken = scrape(url, path)
-        assert broken.value("openai_key_exporter_config_last_reload_successful") == 0
-        requests = broken.value("openai_probe_requests_total", key="kept", probe="rest") or 0
-        wait_until(
-            lambda: (
-                (
-                    scrape(url, path).value("openai_probe_requests_total", key="kept", probe="rest")
-                    or 0
-                )
-                > requests
-            ),
-            5,
-            "kept is still probed",
-        )
-        assert scrape(url, path).result("added", "rest") == "ok"
-
-        # SIGHUP with a fixed configuration: back to 1, a key removed and one added.
-        reload_config(tmp_path, simulator, {k: keys[k] for k in ("kept", "added-by-hup")})
-        exporter.signal(signal.SIGHUP)
-        wait_until(
-            lambda: (
-                scrape(url, path).value("openai_key_exporter_config_last_reload_successful") == 1
-            ),
-            5,
-            "reload after SIGHUP",
-        )
-        wait_until(
-            lambda: scrape(url, path).value("openai_key_valid", key="added-by-hup") == 0,
-            5,
-            "added-by-hup probed",
-        )
-        final = scrape(url, path)
-        assert not [s for s in final.samples if s.labels.get("key") in {"removed", "added"}]
-        final_requests = final.value("openai_probe_requests_total", key="kept", probe="rest")
-        assert final_requests is not None and final_requests > requests
-    finally:
-        stop_cleanly(exporter)
-    lines = exporter.output().splitlines()
-    records = [json.loads(line) for line in lines if line.strip()]
-    assert {record["level"] for record in records} >= {"debug", "info", "error"}
-    assert any("reload" in record["msg"] for record in records)
-    assert_no_secret(exporter.output(), list(keys.values()), "the JSON log")
-
-
-# --- secrecy across every prefix and log format ---------------------------------------------------
-
-
-@pytest.mark.parametrize("log_format", ["logfmt", "json"])
-def test_no_key_or_piece_of_one_in_any_output(
-    simulator: str, tmp_path: Path, log_format: str
-) -> None:
-    scenarios = ("ok", "invalid_api_key", "server_error", "rt_unknown_close", "non_json")
-    keys: dict[str, str] = {}
-    for prefix in PREFIXES:
-        short = prefix.strip("-").replace("-", "_")
-        for scenario in scenarios:
-            keys[f"{short}.{scenario}"] = make_key(scenario, prefix=prefix, seed=log_format)
-        base = make_key("ok", prefix=prefix, seed=f"{log_format}-variants")
-        keys[f"{short}.inner-cr"] = base[:30] + "\r" + base[30:]
-        keys[f"{short}.quoted"] = f'"{base}"'
-        keys[f"{short}.trailing-space"] = base + " "
-    config = reload_config(tmp_path, simulator, keys)
-    exporter, url = start_exporter_process(
-        config, tmp_path, "--log.level", "debug", "--log.format", log_format
-    )
-    try:
-        time.sleep(2.5)  # a second round, so the debug lines for unchanged results are logged
-        outputs = {
-            "/metrics": scrape(url).text,
-            "the landing page": httpx.get(f"{url}/", timeout=5).text,
-        }
-    finally:
-        stop_cleanly(exporter)
-    outputs["the log"] = exporter.output()
-    assert "debug" in outputs["the log"]
-    for where, text in outputs.items():
-        assert_no_secret(text, list(keys.values()), where)
