@@ -48,6 +48,7 @@ _PERMISSION_RESULTS = {
 _MODEL_RESULTS = {Result.MODEL_NOT_FOUND, Result.API_SHAPE_RETIRED}
 _NO_KEY = "no key was read from its source"
 _FORMAT = "Format: no stray spaces, quotes or line breaks"
+_RESTART = "Application restarted after the key's last change"
 
 
 @dataclass
@@ -236,7 +237,7 @@ def _checklist(key: KeyConfig, report: KeyReport, links: Links) -> list[Item]:
         return (
             items
             + [_not_checked(item.item, item.probe, _NO_KEY) for item in _probe_items(key, report)]
-            + [_restart_item(key, report, links)]
+            + [_not_checked(_RESTART, "source", _NO_KEY)]
         )
     items = [Item(read_item, PASS, "", "source")]
     kind_text = (
@@ -309,7 +310,7 @@ def _credit_item(report: KeyReport, results: dict[str, Result]) -> Item:
 def _restart_item(key: KeyConfig, report: KeyReport, links: Links) -> Item:
     """The application reads its key once: after a change it must be restarted. The exporter
     cannot see the application's processes, so this is never checked: it says what it implies."""
-    title = "Application restarted after the key's last change"
+    title = _RESTART
     if report.key_changed_at is None:
         return _not_checked(title, "source", "the key's value was never read")
     source = key.source.describe()
@@ -356,7 +357,8 @@ def render_text(reports: list[KeyReport], colour: bool, links: Links = DEFAULT_L
         if worst is not None and report.root_cause and RESULTS[worst].validity.value == "invalid":
             # The root cause before the rejection it explains.
             lines.append(f"  cause: {printable(report.root_cause)}")
-            lines.append(f"  read first: {links.runbook('key-format-issue')}")
+            if worst is not Result.KEY_MISSING:  # nothing was read: its own section says it all
+                lines.append(f"  read first: {links.runbook('key-format-issue')}")
         if worst is not None:
             lines.append(f"  result: {worst.value} ({RESULTS[worst].summary})")
             lines.append(f"  read: {links.for_result(worst)}")

@@ -220,13 +220,18 @@ class _Fields:
             raise self.error(
                 name,
                 f"holds what looks like an API key ({redact(pasted.group())})",
-                "keep keys out of the configuration: put the key in a file or variable and"
+                _NAME_FIX
+                if name == "name"  # the operator meant a name: say what a name is for
+                else "keep keys out of the configuration: put the key in a file or variable and"
                 " point api_key_file or api_key_env at it",
             )
         try:
             return convert(value)
         except (TypeError, ValueError) as problem:
             raise self.error(name, str(problem), fix) from None
+
+
+_NAME_FIX = "the name is a public label in metrics: name the key by its use, such as web"
 
 
 def _string(value: object) -> str:
@@ -596,7 +601,7 @@ def parse_config(text: str, file: str) -> Config:
             raise fields.error(
                 "name",
                 "looks like an API key",
-                "the name is a public label in metrics: name the key by its use, such as web",
+                _NAME_FIX,
             )
         if not _KEY_NAME.match(name):
             raise fields.error(

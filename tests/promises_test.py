@@ -52,7 +52,9 @@ DEMO_RESULTS = {
     ("revoked", "realtime"): "invalid_api_key",
     ("restricted", "rest"): "insufficient_permissions",
     ("realtime-denied", "realtime"): "model_not_found",
-    ("no-credit", "rest"): "insufficient_quota",
+    ("no-credit", "rest"): "ok",  # no free call sees credit
+    ("no-credit", "inference"): "insufficient_quota",  # the opt-in billed probe does
+    ("live-no-credit", "live"): "insufficient_quota",
     ("throttled", "rest"): "rate_limited",
     ("flaky-upstream", "rest"): "server_error",
     ("missing", "rest"): "key_missing",
@@ -87,10 +89,12 @@ def test_quick_mode_probes_the_environment_key_with_no_config_file(
     try:
         metrics = scrape(url)
         assert metrics.result("default", "rest") == "ok"
-        assert metrics.result("default", "realtime") is None  # REST only, as the default
+        assert metrics.result("default", "realtime") == "ok"  # both probes, as the default
+        assert metrics.result("default", "inference") is None  # billed: never unless listed
         assert metrics.value("openai_key_exporter_keys") == 1
         stats = sim_stats(simulator, key)
-        assert stats["rest_requests"] >= 1 and stats["realtime_sessions"] == 0
+        assert stats["rest_requests"] >= 1 and stats["realtime_sessions"] >= 1
+        assert stats.get("responses_requests", 0) == 0
     finally:
         stop_cleanly(exporter)
     assert "environment (OPENAI_API_KEY, OPENAI_BASE_URL)" in exporter.output()
@@ -118,11 +122,11 @@ def test_shard_info_and_only_the_shards_keys(simulator: str, tmp_path: Path) -> 
     assert metrics.value("openai_key_exporter_keys") == len(mine)
 
 
-def test_a_healthy_key_with_both_probes_is_30_series_of_about_2_kb(
+def test_a_healthy_key_with_both_probes_is_34_series_of_about_2_5_kb(
     simulator: str, tmp_path: Path
 ) -> None:
-    """README: 'A healthy key with both probes is 30 series (2.2 KB of exposition).' The name
-    is as long as the benchmark's (`bench-00000`), whose fleets the figure comes from."""
+    """README: 'A healthy key with both probes is 34 series (about 2.5 KB of exposition).' The
+    name is as long as the benchmark's (`bench-00000`), whose fleets the figure comes from."""
     key = make_key("ok", seed="thirty-series")
     name = "bench-00000"
     entries = [{"name": name, "api_key_file": str(write_key(tmp_path, name, key))}]
@@ -133,9 +137,9 @@ def test_a_healthy_key_with_both_probes_is_30_series_of_about_2_kb(
     finally:
         stop_cleanly(exporter)
     lines = [line for line in metrics.text.splitlines() if f'key="{name}"' in line]
-    assert len(lines) == 30, "\n".join(lines)
+    assert len(lines) == 34, "\n".join(lines)
     size = sum(len(line) + 1 for line in lines)
-    assert 2.1 * 1024 <= size <= 2.3 * 1024, size
+    assert 2.4 * 1024 <= size <= 2.6 * 1024, size
 
 
 def test_key_result_changed_is_logged_once_per_change_with_the_request_id(
@@ -177,4 +181,4 @@ def test_key_result_changed_is_logged_once_per_change_with_the_request_id(
     ids = [record.get("request_id", "") for record in changes]
     assert all(REQUEST_ID.fullmatch(request_id) for request_id in ids), ids
     assert len(set(ids)) == 3
-    assert changes[1]["runbook"] == "key-invalid"
+    assert changes[1]["runbook"] == f"{url}/runbook#key-invalid"  # --web.external-url's default

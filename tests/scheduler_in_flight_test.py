@@ -12,7 +12,7 @@ import pytest
 from exporter.classify import Result
 from exporter.config import Config, KeyConfig
 from exporter.keys import KeySource, SourceKind
-from exporter.scheduler import ProbeScheduler, first_run_offset
+from exporter.scheduler import ProbeScheduler, first_round_spread, first_run_offset
 from exporter.state import KeyIdentity, ProbeResult, StateStore
 from tests.support.virtual_clock import run_virtual
 
@@ -64,7 +64,7 @@ def test_a_changed_key_waits_for_its_probe_in_flight() -> None:
         scheduler = ProbeScheduler(runner)  # type: ignore[arg-type]
         scheduler.apply(Config(keys=(key("k"),), source="test"))
         scheduler.start()
-        offset = first_run_offset("k", "rest", 5.0)
+        offset = first_run_offset("k", "rest", 5.0, first_round_spread(1))  # one new probe
         await asyncio.sleep(offset + 0.5)  # the first probe is running
         assert runner.running["k"] == 1
         changed = key("k", timeout=3.5)
@@ -109,7 +109,7 @@ def test_a_key_removed_and_added_back_mid_probe_waits_too() -> None:
         scheduler = ProbeScheduler(runner)  # type: ignore[arg-type]
         scheduler.apply(Config(keys=(key("k"),), source="test"))
         scheduler.start()
-        await asyncio.sleep(first_run_offset("k", "rest", 5.0) + 0.1)
+        await asyncio.sleep(first_run_offset("k", "rest", 5.0, first_round_spread(1)) + 0.1)
         scheduler.apply(Config(keys=(), source="test"))
         scheduler.apply(Config(keys=(key("k"),), source="test"))
         await asyncio.sleep(12)

@@ -27,6 +27,10 @@ FACTS: dict[str, Any] = json.loads(
 )
 
 
+# Errors only a billed call gets: OpenAI never sent them to GET /v1/models.
+BILLED_ONLY = {"insufficient_quota"}
+
+
 def assert_message(message: str, fact: dict[str, Any]) -> None:
     if "message" in fact:
         assert message == fact["message"]
@@ -44,7 +48,17 @@ async def test_rest_error_bodies_and_headers(
 ) -> None:
     fact = FACTS["rest_errors"][scenario]
     headers = {} if scenario == "no_key" else auth(make_key(scenario))
-    response = await client.get(f"{sim.base_url}/models", headers=headers)
+    if scenario in BILLED_ONLY:
+        # Not seen on /models (the facts): a free call answers as usual, a billed one refuses.
+        listed = await client.get(f"{sim.base_url}/models", headers=headers)
+        assert listed.status_code == 200
+        response = await client.post(
+            f"{sim.base_url}/responses",
+            headers=headers,
+            json={"model": "gpt-4.1-nano", "input": "ping", "max_output_tokens": 16},
+        )
+    else:
+        response = await client.get(f"{sim.base_url}/models", headers=headers)
     assert response.status_code == fact["status"]
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
