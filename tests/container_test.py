@@ -296,6 +296,14 @@ def test_passes_its_own_healthcheck(built: Built, exporter: Container) -> None:
     assert failing.returncode != 0, failing
 
 
+def test_build_secret_stays_out_of_the_image(built: Built, exporter: Container) -> None:
+    """The CA bundle pip trusted in the build was mounted for that step only."""
+    assert not any(item.startswith("PIP_CERT=") for item in built.config["Env"])
+    assert exporter.exec("test", "-e", "/run/secrets/pip_cert").returncode != 0
+    history = podman("image", "history", "--no-trunc", "--format={{.CreatedBy}}", IMAGE).stdout
+    assert CA_BUNDLE.read_text(errors="replace")[-200:] not in history
+
+
 def test_runs_debians_python_and_trusts_the_public_roots(exporter: Container) -> None:
     result = exporter.exec(
         "python",
