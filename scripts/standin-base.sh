@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes the stand-in for the Dockerfile's production base (debian:bookworm-slim) and prints its
+# Makes the stand-in for the Dockerfile's production base (debian:<release>-slim) and prints its
 # podman image reference, for `podman build --build-arg BASE_IMAGE=<it>` where no registry can be
 # reached. Needs root, debootstrap, podman and Debian's archive.
 #
@@ -12,18 +12,26 @@
 #
 # Cached: the root file system's tarball under $OPENAI_KEY_EXPORTER_TEST_CACHE (default
 # /var/cache/openai-key-exporter-tests), and the image in podman's store, both keyed by what
-# they are made from (this script, debootstrap's version, the architecture). Delete the cache
-# directory to take a newer point release.
+# they are made from (this script, the release, debootstrap's version, the architecture). For a
+# newer point release, delete the cache directory and `podman rmi` the image.
 set -euo pipefail
+script=$(readlink -f "${BASH_SOURCE[0]}")
+cd "$(dirname "$script")/.."
 
-SUITE=bookworm
+# The release of the production base: ARG BASE_IMAGE=debian:<release>-slim@sha256:...
+SUITE=$(sed -n 's/^ARG BASE_IMAGE=debian:\([a-z]*\)[-@].*/\1/p' Dockerfile)
+[ -n "$SUITE" ] || {
+  echo "Dockerfile: ARG BASE_IMAGE names no debian:<release> image to stand in for" >&2
+  exit 1
+}
 MIRROR=http://deb.debian.org/debian
 SECURITY_MIRROR=http://deb.debian.org/debian-security
 CACHE=${OPENAI_KEY_EXPORTER_TEST_CACHE:-/var/cache/openai-key-exporter-tests}
 
 arch=$(dpkg --print-architecture)
 key=$({
-  cat "${BASH_SOURCE[0]}"
+  cat "$script"
+  echo "$SUITE"
   dpkg-query -W -f '${Version}\n' debootstrap
   echo "$arch"
 } | sha256sum | cut -c1-16)
@@ -106,5 +114,9 @@ if [ ! -s "$tarball" ]; then
   mv "$work/rootfs.tar" "$tarball"
 fi
 
-podman import --change 'CMD ["bash"]' "$tarball" "$image" >/dev/null
+podman import --quiet --change 'CMD ["bash"]' "$tarball" "$image" >/dev/null
+# What older versions of this script made is never used again.
+find "$CACHE" -maxdepth 1 -name 'standin-*.tar' ! -path "$tarball" -delete
+podman images --format '{{.Repository}}:{{.Tag}}' "${image%:*}" | grep -vxF "$image" |
+  xargs -r podman rmi >/dev/null 2>&1 || true
 echo "$image"

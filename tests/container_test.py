@@ -85,6 +85,16 @@ def image_id(reference: str) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
+def remove_older_build_stages(base: str) -> None:
+    """Each build leaves its build stage untagged, as podman's layer cache for the next build:
+    keep the newest only, so that runs do not pile them up."""
+    dangling = podman(
+        "images", "--quiet", "--sort=created", "--filter=dangling=true", f"--filter=since={base}"
+    ).stdout.split()
+    for stale in dangling[1:]:
+        podman("rmi", stale, check=False)
+
+
 @dataclass(frozen=True)
 class Built:
     base: str
@@ -124,6 +134,7 @@ def built() -> Built:
     current = image_id(IMAGE)
     if previous and previous != current:
         podman("rmi", previous, check=False)  # the last run's image, now untagged
+    remove_older_build_stages(base)
     (inspected,) = json.loads(podman("image", "inspect", IMAGE).stdout)
     return Built(
         base,
@@ -318,6 +329,14 @@ def test_runs_debians_python_and_trusts_the_public_roots(exporter: Container) ->
     assert recent_enough == "True"
     # ca-certificates: the probes verify api.openai.com against these.
     assert int(roots) > 100, result.stdout
+
+
+def test_standin_is_the_production_bases_release(built: Built, exporter: Container) -> None:
+    release = exporter.exec("sh", "-c", ". /etc/os-release && echo $ID $VERSION_CODENAME")
+    assert release.returncode == 0, release.stderr
+    distribution, codename = release.stdout.split()
+    production = built.spec.base_image_default  # debian:bookworm-slim@sha256:...
+    assert production.startswith(f"{distribution}:{codename}-"), (production, release.stdout)
 
 
 def test_stops_within_seconds_on_sigterm(built: Built, mounts: Path) -> None:
