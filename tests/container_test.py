@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from exporter.simulator.scenarios import make_key
 from tests.conftest import require_tool
@@ -49,8 +50,7 @@ RUN_FLAGS = [
     "--ulimit=nofile=1024:1024",
     "--ulimit=nproc=4096:4096",
 ]
-# As deploy/README.md runs it, and as the compose stack does.
-HARDENING = ["--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges"]
+COMPOSE_FILE = REPO / "deploy" / "compose" / "compose.yaml"
 CONFIG_IN_CONTAINER = "/etc/openai-key-exporter/config.yml"
 KEYS_IN_CONTAINER = "/etc/openai-key-exporter/keys"
 MAX_IMAGE_BYTES = 250_000_000
@@ -64,6 +64,18 @@ def require_root() -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def hardening() -> list[str]:
+    """The compose exporter's own restrictions, as podman flags: the image runs here as the
+    stack runs it (deploy/README.md's `docker run` adds --read-only and --cap-drop ALL too).
+    Its user is left out on purpose: the image's own USER is what is under test."""
+    service = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))["services"]["exporter"]
+    flags = ["--read-only"] if service.get("read_only") else []
+    flags += [f"--cap-drop={capability}" for capability in service.get("cap_drop", [])]
+    flags += [f"--security-opt={option}" for option in service.get("security_opt", [])]
+    assert "--read-only" in flags, "compose.yaml's exporter no longer runs read-only"
+    return flags
 
 
 def podman(
@@ -204,7 +216,7 @@ def start_container(built: Built, mounts: Path) -> Container:
         "--detach",
         f"--name={name}",
         *RUN_FLAGS,
-        *HARDENING,
+        *hardening(),
         # The listen address moves off 10077 (host networking, shared machine), so the health
         # check follows it, as deploy/README.md says.
         f"--env=HEALTHCHECK_URL=http://127.0.0.1:{port}/-/healthy",
