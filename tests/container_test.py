@@ -368,6 +368,60 @@ def test_stops_within_seconds_on_sigterm(built: Built, mounts: Path) -> None:
         podman("rm", "--force", "--time=0", container.name, check=False)
 
 
+def test_check_command_prints_the_checklist(
+    built: Built, mounts: Path, exporter: Container
+) -> None:
+    """`docker run --rm IMAGE check`, as deploy/README.md shows it: exit 1 (a key is revoked)."""
+    result = podman(
+        "run",
+        "--rm",
+        *RUN_FLAGS,
+        *hardening(),
+        f"--volume={mounts / 'config.yml'}:{CONFIG_IN_CONTAINER}:ro",
+        f"--volume={mounts / 'keys'}:{KEYS_IN_CONTAINER}:ro",
+        IMAGE,
+        "check",
+        f"--config.file={CONFIG_IN_CONTAINER}",
+        "--color=never",
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "working" in result.stdout and "revoked" in result.stdout, result.stdout
+    assert_no_secret(result.stdout + result.stderr, exporter.keys, "the check output")
+
+
+def test_demo_runs_read_only_with_a_tmpfs(built: Built) -> None:
+    """`docker run --rm --read-only --tmpfs /tmp IMAGE demo`, as deploy/README.md shows it."""
+    port = free_port()
+    name = f"openai-key-exporter-demo-test-{os.getpid()}-{port}"
+    podman(
+        "run",
+        "--detach",
+        f"--name={name}",
+        *RUN_FLAGS,
+        *hardening(),
+        "--tmpfs=/tmp",
+        IMAGE,
+        "demo",
+        f"--web.listen-address=127.0.0.1:{port}",
+    )
+    try:
+        try:
+            wait_http(f"http://127.0.0.1:{port}/-/healthy", timeout=60)
+        except AssertionError as error:
+            logs = podman("logs", name, check=False)
+            raise AssertionError(f"{error}\n{logs.stdout}{logs.stderr}") from None
+        wait_for_samples(
+            f"http://127.0.0.1:{port}",
+            {
+                'openai_probe_result{key="prod",probe="rest",result="ok"}': 1,
+                'openai_probe_result{key="revoked",probe="rest",result="invalid_api_key"}': 1,
+            },
+        )
+    finally:
+        podman("rm", "--force", "--time=0", name, check=False)
+
+
 def test_standin_script_is_cached(built: Built) -> None:
     """The second call reuses the image made for the first: the debootstrap cost is paid once."""
     started = time.monotonic()
