@@ -42,11 +42,11 @@ IMAGE = "localhost/openai-key-exporter:container-test"
 # pip in the build stage trusts this bundle: on these machines it holds the CA of the proxy that
 # intercepts package downloads. Passed as a build secret, so it never lands in the image.
 CA_BUNDLE = Path(os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt")
-# The machine's own limits: runc cannot raise a container's above them.
 RUNTIME = ["--runtime", "runc"]
 RUN_FLAGS = [
     *RUNTIME,
     "--network=host",
+    # The machine's own limits: runc cannot give a container more than its caller has.
     "--ulimit=nofile=1024:1024",
     "--ulimit=nproc=4096:4096",
 ]
@@ -231,7 +231,9 @@ def start_container(built: Built, mounts: Path) -> Container:
     try:
         wait_http(f"{container.url}/-/healthy", timeout=60)
     except AssertionError as error:
-        raise AssertionError(f"{error}\ncontainer log:\n{container.logs()}") from None
+        logs = container.logs()
+        podman("rm", "--force", "--time=0", name, check=False)
+        raise AssertionError(f"{error}\ncontainer log:\n{logs}") from None
     return container
 
 
