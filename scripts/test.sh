@@ -11,6 +11,11 @@ command -v amtool >/dev/null || debian+=(prometheus-alertmanager)
 command -v prometheus-blackbox-exporter >/dev/null || debian+=(prometheus-blackbox-exporter)
 command -v curl >/dev/null || debian+=(curl)  # tests read gzipped /metrics as curl does
 command -v chromium >/dev/null || debian+=(chromium)  # reads the status page as a browser does
+# tests/container_test.py builds and runs the Dockerfile: podman with the runc runtime, on a
+# Debian base that debootstrap makes (cached under /var/cache/openai-key-exporter-tests).
+command -v podman >/dev/null || debian+=(podman)
+command -v runc >/dev/null || debian+=(runc)
+command -v debootstrap >/dev/null || debian+=(debootstrap)
 apt_install "${debian[@]}"
 # kubectl (for `kubectl kustomize` of deploy/kubernetes) is not in Debian's own archive: install it
 # when an apt source has it; otherwise that test skips outside CI and fails in CI.
