@@ -20,6 +20,7 @@ class Validity(enum.Enum):
 class Result(enum.StrEnum):
     OK = "ok"
     INVALID_API_KEY = "invalid_api_key"
+    KEY_REVOKED = "key_revoked"  # only with an admin key: rejected and absent from the inventory
     ACCOUNT_DEACTIVATED = "account_deactivated"
     INSUFFICIENT_PERMISSIONS = "insufficient_permissions"
     MISMATCHED_ORGANIZATION = "mismatched_organization"
@@ -50,6 +51,11 @@ RESULTS: dict[Result, ResultInfo] = {
     Result.OK: ResultInfo(Validity.VALID, "", "OpenAI accepted the key"),
     Result.INVALID_API_KEY: ResultInfo(
         Validity.INVALID, "key-invalid", "OpenAI rejected the key (wrong, revoked or deleted)"
+    ),
+    Result.KEY_REVOKED: ResultInfo(
+        Validity.INVALID,
+        "key-revoked",
+        "OpenAI rejected the key and the organization no longer lists it (deleted or revoked)",
     ),
     Result.ACCOUNT_DEACTIVATED: ResultInfo(
         Validity.INVALID, "key-invalid", "the key belongs to a deactivated account"

@@ -137,10 +137,23 @@ class KeyConfig:
         return base
 
 
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """The optional `admin:` block: an sk-admin- key read only by exporter/inventory.py, for the
+    organization's key inventory; it is never probed as a monitored key."""
+
+    source: KeySource
+    projects: tuple[str, ...] = ()  # empty: every project the admin key can list
+    interval: float = 600.0
+    timeout: float = 30.0
+    base_url: str = DEFAULT_BASE_URL
+
+
 @dataclass(frozen=True)
 class Config:
     keys: tuple[KeyConfig, ...]
     source: str  # the file it came from, or a description of the defaults used
+    admin: AdminConfig | None = None  # None: no inventory, nothing of it runs
 
 
 def parse_duration(text: object, maximum: float = MAX_INTERVAL_S) -> float:
@@ -584,7 +597,7 @@ def parse_config(text: str, file: str) -> Config:
         detail = getattr(problem, "problem", None)
         what = f": {detail}" if detail else ""
         raise ConfigError(f"{file}: not valid YAML{where}{what} (fix the syntax)") from None
-    top = _Fields(data, "", file, {"defaults", "keys"})
+    top = _Fields(data, "", file, {"defaults", "keys", "admin"})
     defaults_fields = _Fields(top.data.get("defaults"), "defaults", file, _SETTING_FIELDS)
     defaults = _settings(defaults_fields, KeyConfig(name="", source=_NO_SOURCE))
     raw_keys = top.data.get("keys")
@@ -619,7 +632,53 @@ def parse_config(text: str, file: str) -> Config:
         source = _key_source(fields)
         inherited = KeyConfig(name=name, source=source, **defaults)
         keys.append(KeyConfig(name=name, source=source, **_settings(fields, inherited)))
-    return Config(keys=tuple(keys), source=file)
+    admin = _admin_config(top, file, keys) if top.has("admin") else None
+    return Config(keys=tuple(keys), source=file, admin=admin)
+
+
+_ADMIN_FIELDS = {"api_key_env", "api_key_file", "projects", "interval", "timeout", "base_url"}
+
+
+def _admin_config(top: _Fields, file: str, keys: list[KeyConfig]) -> AdminConfig:
+    fields = _Fields(top.data.get("admin"), "admin", file, _ADMIN_FIELDS)
+    source = _key_source(fields)  # dotenv is refused above, as an unknown field of admin
+    for index, key in enumerate(keys):
+        if key.source.kind is source.kind and key.source.location == source.location:
+            # Probing an admin key as a project key would only ever say "rejected".
+            raise fields.error(
+                source.kind.value,
+                f"{source.location} is also the source of keys[{index}] ({key.name})",
+                "an admin key is never probed: remove it from keys, or point admin at the"
+                " admin key's own variable or file",
+            )
+    interval = fields.get("interval", parse_duration, 600.0, _DURATION_FIX)
+    timeout = fields.get("timeout", _timeout, 30.0, _TIMEOUT_FIX)
+    if timeout > interval:
+        raise fields.error(
+            "timeout",
+            f"{timeout:g}s is longer than the interval ({interval:g}s)",
+            "make the timeout shorter than the interval",
+        )
+    return AdminConfig(
+        source=source,
+        projects=fields.get("projects", _project_list, (), "list project IDs (proj_...)"),
+        interval=interval,
+        timeout=timeout,
+        base_url=fields.get("base_url", _url, DEFAULT_BASE_URL, "use an https:// URL"),
+    )
+
+
+_PROJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def _project_list(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("must be a non-empty list of project IDs")
+    for project in value:
+        if not isinstance(project, str) or not _PROJECT_ID.match(project):
+            # Quoted: the ID goes in a URL path, so only ID characters are accepted.
+            raise ValueError(f"{quoted(project)} is not a project ID")
+    return tuple(dict.fromkeys(_owned(project) for project in value))
 
 
 _NO_SOURCE = KeySource(SourceKind.ENV, "OPENAI_API_KEY")

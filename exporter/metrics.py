@@ -7,7 +7,7 @@ import math
 import platform
 import time
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import (
@@ -482,6 +482,8 @@ class MetricsRenderer:
         self._segments: list[_Segment] = []
         self._dirty: dict[int, _Segment] = {}
         self._parts: list[bytes] | None = None  # the keys' samples, shared until a change
+        # Exporter-wide samples rendered elsewhere when their data changes (the key inventory).
+        self.extra_exposition: Callable[[], bytes] = bytes
 
     def update(self, state: KeyState) -> None:
         segment = self._segment_of.get(state.name)
@@ -543,7 +545,11 @@ class MetricsRenderer:
         return [*self._parts, *self._exporter_wide()]
 
     def _exporter_wide(self) -> list[bytes]:
-        return [render_latency(self._latency), generate_latest(self._exporter_metrics.registry)]
+        return [
+            render_latency(self._latency),
+            self.extra_exposition(),
+            generate_latest(self._exporter_metrics.registry),
+        ]
 
     def render(self) -> bytes:
         return b"".join(self.render_parts())

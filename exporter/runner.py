@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -29,6 +30,10 @@ class Prober(Protocol):
     async def aclose(self) -> None: ...
 
 
+# Reads a rejection against the organization's key inventory (exporter/inventory.py).
+RejectionCheck = Callable[[KeyConfig, str, ProbeResult], ProbeResult]
+
+
 class ProbeRunner:
     def __init__(
         self, store: StateStore, probers: dict[str, Prober], links: Links = DEFAULT_LINKS
@@ -36,6 +41,7 @@ class ProbeRunner:
         self.store = store
         self.probers = probers
         self.links = links
+        self.rejection_check: RejectionCheck | None = None
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_PROBES)
 
     async def run(self, config: KeyConfig, probe: str) -> ProbeResult:
@@ -48,6 +54,9 @@ class ProbeRunner:
             result = await self._probe(config, probe, reading, lint)
         # The run's start, taken here: openai_probe_last_run_timestamp_seconds says when it began.
         result = replace(result, started_at=started)
+        if self.rejection_check is not None and result.result is Result.INVALID_API_KEY:
+            assert reading.key is not None  # a rejection means the key was sent
+            result = self.rejection_check(config, reading.key, result)
         previous_state = self.store.get(config.name)
         previous = None
         previous_probe = previous_state.probe(probe) if previous_state is not None else None

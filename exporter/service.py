@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 
 from exporter.config import Config, ConfigError, config_from_environment, load_config
+from exporter.inventory import KeyInventory
 from exporter.links import DEFAULT_LINKS, Links
 from exporter.metrics import ExporterMetrics, MetricsRenderer
 from exporter.probes.inference import InferenceProber, log_cost
@@ -54,6 +55,10 @@ class Exporter:
             links,
         )
         self.scheduler = ProbeScheduler(self.runner)
+        # The optional admin key's inventory: its own schedule, its own exposition block.
+        self.inventory = KeyInventory()
+        self.runner.rejection_check = self.inventory.explain_rejection
+        self.renderer.extra_exposition = self.inventory.exposition
         self.config: Config | None = None
         self.state_file = StateFile(storage_path, self.store) if storage_path else None
         self._saving: asyncio.Task[None] | None = None
@@ -77,6 +82,7 @@ class Exporter:
         self.store.configure({key.name: key.probes for key in config.keys})
         self.renderer.retain(names)
         self.scheduler.apply(config)
+        self.inventory.apply(config)
         self.metrics.config_loaded(True, len(config.keys))
         # The billed probes say what they cost, at each (re)load.
         log_cost(config.keys)
@@ -102,12 +108,14 @@ class Exporter:
 
     def start(self) -> None:
         self.scheduler.start()
+        self.inventory.start()
         if self.state_file is not None:
             self._saving = asyncio.get_running_loop().create_task(self.state_file.run())
 
     async def stop(self) -> None:
         # Probes cancelled here still end their sessions: aclose waits for that, bounded.
         self.scheduler.shutdown()
+        await self.inventory.stop()
         if self._saving is not None:
             self._saving.cancel()
         if self.state_file is not None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.simulator import live, realtime, responses, rest
+from exporter.simulator import admin, live, realtime, responses, rest
 from exporter.simulator.scenarios import SCENARIOS
 from exporter.simulator.state import SimulatorState, key_id
 from exporter.simulator.timing import ARRIVALS, ArrivalClock
@@ -94,6 +94,7 @@ class RunningSimulator:
         self.realtime_url = f"{'wss' if tls else 'ws'}://{url_host}:{port}/v1/realtime"
         self.live_url = f"{'wss' if tls else 'ws'}://{url_host}:{port}/v1/live/sessions"
         self._closed = False
+        self.admin: admin.AdminDirectory = runner.app[admin.ADMIN]  # the Admin API's organization
 
     def stats(self) -> dict[str, Any]:
         """The same document as GET /_sim/stats."""
@@ -155,12 +156,15 @@ def build_app(state: SimulatorState, handlers: set[asyncio.Task[Any]]) -> web.Ap
     app = web.Application(middlewares=[track_handler])
     app.on_response_prepare.append(_edge_headers)
     app[rest.STATE] = state
+    app[admin.ADMIN] = admin.AdminDirectory()
     app[ARRIVALS] = {}
     app.router.add_get("/v1/models", rest.handle_models)
     app.router.add_get("/v1/models/{model}", rest.handle_models)
     app.router.add_get("/v1/realtime", realtime.handle_realtime)
     app.router.add_post("/v1/responses", responses.handle_responses)
     app.router.add_get("/v1/live/sessions", live.handle_live)
+    app.router.add_get("/v1/organization/projects", admin.handle_projects)
+    app.router.add_get("/v1/organization/projects/{project_id}/api_keys", admin.handle_api_keys)
     app.router.add_route("*", "/v1/{tail:.*}", rest.handle_unknown_path)
     app.router.add_get("/_sim/stats", _get_stats)
     app.router.add_post("/_sim/reset", _post_reset)
