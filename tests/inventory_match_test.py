@@ -75,7 +75,10 @@ def test_a_key_no_longer_than_the_visible_parts_matches_nothing() -> None:
     ("owner", "expected"),
     [
         ({"type": "user", "user": {"name": "Ann", "email": "ann@example.com"}}, ("user", "Ann")),
-        ({"type": "service_account", "service_account": {"name": "bot"}}, ("service_account", "bot")),
+        (
+            {"type": "service_account", "service_account": {"name": "bot"}},
+            ("service_account", "bot"),
+        ),
         ({"type": "service_account", "name": "flat"}, ("service_account", "flat")),  # unconfirmed
         ({"type": "robot", "robot": {"name": "r"}}, ("other", "r")),
         ({"type": "user", "user": {"name": "n" * 500}}, ("user", "n" * 64)),
