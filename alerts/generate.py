@@ -74,6 +74,11 @@ LATENCY_FOR_SECONDS = 15 * 60
 # within seconds of a restart; this covers the gap until then. A fixed key's resolved comes
 # this much later.
 KEEP_FIRING_SECONDS = 2 * 60
+# Before a key's expires_at (admin key inventory): a warning with days to rotate, then a page.
+EXPIRY_WARNING_DAYS = 7
+EXPIRY_CRITICAL_SECONDS = 24 * 3600
+# The inventory runs every 10 minutes by default: 30 minutes is three failed passes.
+INVENTORY_FAILING_FOR_SECONDS = 30 * 60
 # Days before a watched model's shutdown_date: a warning with weeks to move, then a page.
 SHUTDOWN_WARNING_DAYS = 30
 SHUTDOWN_CRITICAL_DAYS = 7
@@ -158,6 +163,20 @@ CLASS_ALERTS: tuple[Alert, ...] = (
         for_seconds=0,
         matches=(Match(("invalid_api_key", "account_deactivated")),),
         finding_first=True,
+    ),
+    Alert(
+        name="OpenAIKeyRevoked",
+        severity="critical",
+        anchor="key-revoked",
+        summary="OpenAI rejects an API key that the organization no longer lists.",
+        description=(
+            "OpenAI rejected key {{ $labels.key }} on the {{ $labels.probe }} probe on "
+            + _FAILED_IN_A_ROW
+            + ", and no entry of the organization's key list (admin key inventory) matches it: "
+            "it was deleted or revoked, or belongs to another organization. Create a new key."
+        ),
+        for_seconds=0,
+        matches=(Match(("key_revoked",)),),
     ),
     Alert(
         name="OpenAIKeyMissingOrMalformed",
@@ -371,6 +390,53 @@ def _other_alerts(sel: str) -> tuple[Alert, ...]:
                 f") < {SHUTDOWN_CRITICAL_DAYS * _DAY}\n"
                 f"unless on (key, model) (max by (key, model) (openai_model_listed{{{sel}}}) == 0)"
             ),
+        ),
+        Alert(
+            name="OpenAIKeyExpiresSoon",
+            severity="warning",
+            anchor="key-expiring",
+            summary=f"An API key expires within {EXPIRY_WARNING_DAYS} days.",
+            description=(
+                "Key {{ $labels.key }} expires in {{ $value | humanizeDuration }} (its entry "
+                "in the organization's key list): create its replacement and roll it out "
+                "before then."
+            ),
+            for_seconds=10 * 60,
+            expr=(
+                "(\n"
+                f"  max by (key) (openai_key_expires_timestamp_seconds{{{sel}}}) - time()\n"
+                f") < {EXPIRY_WARNING_DAYS * _DAY} > {EXPIRY_CRITICAL_SECONDS}"
+            ),
+        ),
+        Alert(
+            name="OpenAIKeyExpiresImminent",
+            severity="critical",
+            anchor="key-expiring",
+            summary="An API key expires within 24 hours.",
+            description=(
+                "Key {{ $labels.key }} expires in {{ $value | humanizeDuration }} (negative: "
+                "the date has passed). Every request made with it fails from then on."
+            ),
+            for_seconds=10 * 60,
+            expr=(
+                "(\n"
+                f"  max by (key) (openai_key_expires_timestamp_seconds{{{sel}}}) - time()\n"
+                f") < {EXPIRY_CRITICAL_SECONDS}"
+            ),
+        ),
+        Alert(
+            name="OpenAIKeyInventoryFailing",
+            severity="warning",
+            anchor="inventory-failing",
+            summary="The admin key's inventory of the organization's keys is failing.",
+            description=(
+                "The key inventory pass of {{ $labels.instance }} has failed for {for} "
+                "(see openai_admin_probe_result): revoked keys are reported as invalid_api_key "
+                "and expiry dates are not refreshed until it works again."
+            ),
+            for_seconds=INVENTORY_FAILING_FOR_SECONDS,
+            expr=f"openai_admin_probe_success{{{sel}}} == 0",
+            per_key=False,
         ),
         Alert(
             name="OpenAIKeyFormatIssue",
