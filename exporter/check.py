@@ -14,6 +14,7 @@ from typing import TextIO
 from exporter.causes import finding_sentence, plain_cause, root_finding
 from exporter.classify import RESULTS, Result
 from exporter.config import Config, ConfigError, KeyConfig
+from exporter.inventory import KeyInventory
 from exporter.keys import SourceKind, read_key
 from exporter.links import DEFAULT_LINKS, Links
 from exporter.logs import printable
@@ -109,6 +110,7 @@ class KeyReport:
     key_changed_at: str | None = None  # when the key's value last changed in its source
     root_cause: str = ""  # a format finding that probably explains a rejection, named first
     models: list[ModelReport] = field(default_factory=list)
+    inventory: str | None = None  # the admin key's inventory facts; None without an admin key
 
 
 async def check_keys(config: Config, links: Links = DEFAULT_LINKS) -> list[KeyReport]:
@@ -121,6 +123,12 @@ async def check_keys(config: Config, links: Links = DEFAULT_LINKS) -> list[KeyRe
         "inference": InferenceProber(),
     }
     runner = ProbeRunner(store, probers)
+    inventory = KeyInventory()
+    inventory.apply(config)
+    if config.admin is not None:
+        # First, so that a rejection is read against the list: revoked, or a wrong copy.
+        await inventory.run_pass()
+        runner.rejection_check = inventory.explain_rejection
     try:
         await asyncio.gather(
             *(runner.run(key, probe) for key in config.keys for probe in key.probes)
@@ -132,6 +140,7 @@ async def check_keys(config: Config, links: Links = DEFAULT_LINKS) -> list[KeyRe
         state = store.get(key.name)
         assert state is not None
         reports.append(_report(key, state, links))
+        reports[-1].inventory = inventory.describe(key.name)
     return reports
 
 
@@ -359,6 +368,8 @@ def render_text(reports: list[KeyReport], colour: bool, links: Links = DEFAULT_L
             lines.append(f"  cause: {printable(report.root_cause)}")
             if worst is not Result.KEY_MISSING:  # nothing was read: its own section says it all
                 lines.append(f"  read first: {links.runbook('key-format-issue')}")
+        if report.inventory is not None:
+            lines.append(f"  inventory: {printable(report.inventory)}")
         if worst is not None:
             lines.append(f"  result: {worst.value} ({RESULTS[worst].summary})")
             lines.append(f"  read: {links.for_result(worst)}")
@@ -389,9 +400,16 @@ def render_json(reports: list[KeyReport]) -> str:
     payload = {
         "healthy": all(report.healthy for report in reports),
         "not_checked": sum(not item.checked for report in reports for item in report.checklist),
-        "keys": [asdict(report) for report in reports],
+        "keys": [_without_absent_inventory(asdict(report)) for report in reports],
     }
     return json.dumps(payload, indent=2) + "\n"
+
+
+def _without_absent_inventory(report: dict[str, object]) -> dict[str, object]:
+    """Without an admin key the JSON document stays as it was."""
+    if report.get("inventory") is None:
+        report.pop("inventory", None)
+    return report
 
 
 def run_check(

@@ -25,6 +25,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -466,6 +467,34 @@ class KeyInventory:
             " (mistyped, truncated, or an old copy)",
         )
 
+    def describe(self, name: str, now: float | None = None) -> str | None:
+        """The inventory's facts on one key, for a person (the check command); None without
+        an admin key."""
+        if self.admin is None:
+            return None
+        match = self.state.matches.get(name)
+        if self.state.index is None or match is None:
+            result = self.state.result.value if self.state.result else "no pass yet"
+            return f"not checked: the key inventory failed ({result}: {self.state.message})"
+        if not match.entries:
+            return "not listed in the organization's key list (deleted, revoked, or another organization's)"
+        entry = match.entry
+        if entry is None:
+            where = ", ".join(f"{e.redacted_value} in {e.project}" for e in match.entries)
+            return f"{len(match.entries)} listed entries show this key's head and tail ({where}): not guessed"
+        now = time.time() if now is None else now
+        facts = [f"listed in {entry.project} as {entry.redacted_value}"]
+        if entry.created_at is not None:
+            facts.append(f"created {_date(entry.created_at)}")
+        if entry.expires_at is not None:
+            days = (entry.expires_at - now) / 86400
+            facts.append(f"expires {_date(entry.expires_at)} ({days:.1f} days left)")
+        else:
+            facts.append("no expiry")
+        owner = f" {entry.owner_name}" if entry.owner_name else ""
+        facts.append(f"owner {entry.owner_type}{owner}")
+        return ", ".join(facts)
+
     def exposition(self) -> bytes:
         return self._exposition
 
@@ -515,6 +544,10 @@ _FAMILIES = {
         "API keys listed in each project, monitored by this exporter or not.",
     ),
 }
+
+
+def _date(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="minutes")
 
 
 def _escape(value: str) -> str:
