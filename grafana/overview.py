@@ -6,6 +6,7 @@ from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
 
 from grafana import panels, runbook
+from grafana.inventory import inventory_panels
 from grafana.panels import (
     COLOR_BACKGROUND,
     instant_query,
@@ -391,6 +392,7 @@ def build(runbook_url: str = runbook.RUNBOOK_URL) -> dashboard_builders.Dashboar
         ("Latency", latency_panels()),
         ("Failures", failure_panels()),
         ("Rate limits and probe budget", budget_panels()),
+        ("Key inventory (admin key)", inventory_panels()),
     )
     for title, section in sections:
         board = board.with_row(panels.row(title))

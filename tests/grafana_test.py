@@ -68,12 +68,33 @@ EXPORTED_METRICS = frozenset(
         "openai_model_listed",
         "openai_model_shutdown_timestamp_seconds",
         "openai_key_exporter_build_info",
+        # The key inventory, with an admin key (exporter/inventory.py)
+        "openai_admin_probe_success",
+        "openai_admin_last_success_timestamp_seconds",
+        "openai_admin_probe_result",
+        "openai_admin_requests_total",
+        "openai_key_inventory_listed",
+        "openai_key_inventory_matches",
+        "openai_key_created_timestamp_seconds",
+        "openai_key_expires_timestamp_seconds",
+        "openai_key_owner_info",
+        "openai_project_api_keys",
     }
 )
 HISTOGRAMS = frozenset({"openai_probe_latency_seconds"})
 # Aggregated over every key an exporter holds, so without a `key` label: a key matcher on them
 # would select nothing. Per-key latency is openai_probe_duration_seconds.
-UNKEYED_METRICS = frozenset({"openai_probe_latency_seconds"})
+UNKEYED_METRICS = frozenset(
+    {
+        "openai_probe_latency_seconds",
+        # the admin key's inventory: one per exporter, and per project
+        "openai_admin_probe_success",
+        "openai_admin_last_success_timestamp_seconds",
+        "openai_admin_probe_result",
+        "openai_admin_requests_total",
+        "openai_project_api_keys",
+    }
+)
 _SELECTOR = re.compile(r"\b(openai_[a-z_]+)\{([^}]*)\}")
 _METRIC = re.compile(r"\b(openai_[a-z_]+)\b")
 _ANCHOR = re.compile(r'<a\s+id="([^"]+)"\s*>\s*</a>')
@@ -439,6 +460,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         ]
         (workdir / f"{READABLE_BY_OTHERS}.key").chmod(0o644)
         config = write_config(workdir / "exporter.yml", base_url, keys, timeout="2s")
+        _add_inventory(config, workdir, base_url)
         exporter, exporter_url = start_exporter_process(config, workdir)
         processes.append(exporter)
         prometheus_config = workdir / "prometheus.yml"
@@ -482,6 +504,35 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         for process in reversed(processes):
             process.stop()
+
+
+def _add_inventory(config: Path, workdir: Path, base_url: str) -> None:
+    """An admin key, and the simulator's organization listing every key (so each keeps its
+    result class: a listed key is never key_revoked), one with an expiry, and a key in another
+    project that nobody watches."""
+    from exporter.simulator.scenarios import make_key
+
+    root = base_url.removesuffix("/v1")
+    entries = [("proj_live", make_key(*scenario), None) for scenario in LIVE_KEYS.values()]
+    entries[0] = ("proj_live", entries[0][1], int(time.time()) + 20 * 86400)
+    entries.append(("proj_other", make_key("ok", seed="nobody-watches"), None))
+    for project, key, expires_at in entries:
+        response = httpx.post(
+            f"{root}/_sim/admin/keys",
+            json={"project": project, "key": key, "expires_at": expires_at},
+        )
+        assert response.status_code == 201, response.text
+    admin_key = workdir / "admin.key"
+    admin_key.write_text("sk-admin-" + "grafanaLive0" * 12 + "\n")
+    admin_key.chmod(0o600)
+    document = yaml.safe_load(config.read_text())
+    document["admin"] = {
+        "api_key_file": str(admin_key),
+        "base_url": base_url,
+        "interval": "5s",
+        "timeout": "2s",
+    }
+    config.write_text(yaml.safe_dump(document, sort_keys=False))
 
 
 def live_queries() -> list[tuple[Query, str]]:

@@ -3,7 +3,8 @@
 A key selects its scenario by its text: `sim--<scenario>[--<arg>]--` anywhere in the bearer
 token (`make_key` builds one); any other key is unknown to it, as to OpenAI. `SCENARIOS` says
 what each scenario does. Control API beside /v1: `GET /_sim/stats`, `POST /_sim/reset`,
-`POST /_sim/override` (`{"key", "scenario", "arg"}`) and `DELETE /_sim/override`.
+`POST /_sim/override` (`{"key", "scenario", "arg"}`), `DELETE /_sim/override` and
+`POST /_sim/admin/keys` (a key the Admin API lists: exporter/simulator/admin.py).
 
     async with await start_simulator() as simulator:
         httpx.get(f"{simulator.base_url}/models", headers={"Authorization": f"Bearer {key}"})

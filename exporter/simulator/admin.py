@@ -185,3 +185,26 @@ async def handle_api_keys(request: web.Request) -> web.StreamResponse:
     if not known:
         return json_error(404, f"No such project: {project}", "invalid_request_error", "not_found")
     return _page(request, entries)
+
+
+async def post_admin_key(request: web.Request) -> web.StreamResponse:
+    """Control API `POST /_sim/admin/keys`: list a key, as
+    `{"project": "proj_a", "key": "sk-...", "expires_at": null, "owner_name": "bot"}`."""
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return web.json_response({"error": "body must be a JSON object"}, status=400)
+    project, key = body.get("project"), body.get("key")
+    expires_at, owner_name = body.get("expires_at"), body.get("owner_name", "deploy-bot")
+    if not isinstance(project, str) or not project or not isinstance(key, str) or not key:
+        return web.json_response({"error": "project and key must be non-empty strings"}, status=400)
+    if expires_at is not None and (not isinstance(expires_at, int) or isinstance(expires_at, bool)):
+        return web.json_response({"error": "expires_at must be null or an integer"}, status=400)
+    if not isinstance(owner_name, str):
+        return web.json_response({"error": "owner_name must be a string"}, status=400)
+    entry_id = request.app[ADMIN].add_key(
+        project, key, expires_at=expires_at, owner_name=owner_name
+    )
+    return web.json_response({"id": entry_id}, status=201)

@@ -170,6 +170,7 @@ def build_app(state: SimulatorState, handlers: set[asyncio.Task[Any]]) -> web.Ap
     app.router.add_post("/_sim/reset", _post_reset)
     app.router.add_post("/_sim/override", _post_override)
     app.router.add_delete("/_sim/override", _delete_overrides)
+    app.router.add_post("/_sim/admin/keys", admin.post_admin_key)
     return app
 
 
