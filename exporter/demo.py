@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -16,6 +17,7 @@ from exporter.config import ConfigError
 from exporter.links import Links, default_external_url
 from exporter.service import Exporter
 from exporter.simulator import make_key, start_simulator
+from exporter.simulator.admin import AdminDirectory
 
 log = logging.getLogger("exporter.demo")
 
@@ -38,7 +40,23 @@ DEMO_KEYS: dict[str, tuple[str, dict[str, object]]] = {
     "paid": ("ok", {"probes": ["rest", "realtime", "inference"]}),
     "throttled": ("rate_limited", {}),
     "flaky-upstream": ("server_error", {}),
+    # The key inventory (admin key): a key whose value in its source is a wrong copy of a
+    # listed key, and two keys that expire soon; `revoked` above is listed nowhere.
+    "mistyped": ("invalid_api_key", {}),
+    "expires-this-week": ("ok", {}),
+    "expires-tomorrow": ("ok", {}),
 }
+# How the demo organization lists each key (exporter/simulator/admin.py): (project, days to
+# its expiry or None); a key absent here is deleted (key_revoked when OpenAI rejects it).
+DEMO_INVENTORY: dict[str, tuple[str, float | None]] = {
+    "prod": ("proj_voice", None),
+    "voice-live": ("proj_voice", 90.0),
+    "mistyped": ("proj_voice", None),
+    "expires-this-week": ("proj_voice", 5.0),
+    "expires-tomorrow": ("proj_voice", 0.5),
+    "paid": ("proj_batch", None),
+}
+DEMO_UNMONITORED = {"proj_voice": 2, "proj_batch": 3}  # keys nobody watches, per project
 
 
 def write_demo_config(directory: Path, base_url: str) -> Path:
@@ -54,6 +72,9 @@ def write_demo_config(directory: Path, base_url: str) -> Path:
     dotenv.chmod(0o600)
     keys.append({"name": "dotenv-quoted", "dotenv": str(dotenv), "dotenv_format": "literal"})
     keys.append({"name": "missing", "api_key_env": "OPENAI_DEMO_KEY_THAT_IS_NOT_SET"})
+    admin_key = directory / "admin.key"
+    admin_key.write_text(make_key("ok", prefix="sk-admin-", seed="demo-admin") + "\n")
+    admin_key.chmod(0o600)
     config = {
         "defaults": {
             "base_url": base_url,
@@ -63,14 +84,33 @@ def write_demo_config(directory: Path, base_url: str) -> Path:
             "realtime": {"interval": "30s"},
         },
         "keys": keys,
+        "admin": {
+            "api_key_file": str(admin_key),
+            "base_url": base_url,
+            "interval": "1m",
+            "timeout": "10s",
+        },
     }
     path = directory / "demo.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 
+def fill_demo_organization(admin: AdminDirectory, now: float | None = None) -> None:
+    """The simulator's organization as the demo's admin key lists it."""
+    now = time.time() if now is None else now
+    for name, (project, days) in DEMO_INVENTORY.items():
+        scenario = DEMO_KEYS[name][0]
+        expires_at = None if days is None else int(now + days * 86400)
+        admin.add_key(project, make_key(scenario, seed=name), name=name, expires_at=expires_at)
+    for project, count in DEMO_UNMONITORED.items():
+        for index in range(count):
+            admin.add_key(project, make_key("ok", seed=f"unwatched-{project}-{index}"))
+
+
 async def _demo(listen_address: tuple[str | None, int]) -> None:
     simulator = await start_simulator()
+    fill_demo_organization(simulator.admin)
     with tempfile.TemporaryDirectory(prefix="openai-key-exporter-demo-") as directory:
         config_path = write_demo_config(Path(directory), simulator.base_url)
         host, port = listen_address
