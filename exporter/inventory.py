@@ -18,6 +18,7 @@ Exposition (rendered once per pass, joined to every scrape as is):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 import logging
@@ -29,6 +30,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import yarl
+from aiohttp.helpers import get_env_proxy_for_url
 
 from exporter.classify import Result
 from exporter.config import AdminConfig, Config, KeyConfig
@@ -172,6 +175,12 @@ class AdminClient:
         self._headers = {"Authorization": f"Bearer {admin_key}"}
         self._admin_key = admin_key
         self.requests = 0
+        # HTTP(S)_PROXY and NO_PROXY, read once per pass as the REST probe reads them; never
+        # ~/.netrc (aiohttp's trust_env), whose credentials must not meet the admin key.
+        self._proxy: yarl.URL | None = None
+        self._proxy_auth: aiohttp.BasicAuth | None = None
+        with contextlib.suppress(LookupError):  # no proxy for this URL
+            self._proxy, self._proxy_auth = get_env_proxy_for_url(yarl.URL(config.base_url))
 
     async def project_ids(self) -> list[str]:
         if self._config.projects:
@@ -220,7 +229,13 @@ class AdminClient:
         self.requests += 1
         try:
             async with asyncio.timeout(self._config.timeout):
-                async with self._session.get(url, params=params, headers=self._headers) as answer:
+                async with self._session.get(
+                    url,
+                    params=params,
+                    headers=self._headers,
+                    proxy=self._proxy,
+                    proxy_auth=self._proxy_auth,
+                ) as answer:
                     body = await answer.content.read(MAX_PAGE_BYTES + 1)
                     return answer.status, answer.headers, body
         except TimeoutError:
@@ -387,7 +402,13 @@ class KeyInventory:
 
     async def _run(self) -> None:
         while (admin := self.admin) is not None:
-            await self.run_pass()
+            try:
+                await self.run_pass()
+            except Exception as error:  # a bug must not end the schedule: the next pass runs
+                log.error(
+                    "key inventory pass crashed",
+                    extra={"fields": {"error": scrub(f"{type(error).__name__}: {error}")}},
+                )
             await asyncio.sleep(admin.interval)
 
     async def run_pass(self) -> AdminResult:
@@ -428,7 +449,7 @@ class KeyInventory:
                 f"{admin.source.describe()} holds a {lint.kind} key ({lint.fingerprint}),"
                 " not an sk-admin- key",
             )
-        async with aiohttp.ClientSession(trust_env=True) as session:
+        async with aiohttp.ClientSession(trust_env=False) as session:
             client = AdminClient(session, admin, reading.key.strip())
             try:
                 return await take_inventory(client), client.requests
