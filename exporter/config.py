@@ -641,7 +641,11 @@ _ADMIN_FIELDS = {"api_key_env", "api_key_file", "projects", "interval", "timeout
 
 def _admin_config(top: _Fields, file: str, keys: list[KeyConfig]) -> AdminConfig:
     fields = _Fields(top.data.get("admin"), "admin", file, _ADMIN_FIELDS)
-    source = _key_source(fields)  # dotenv is refused above, as an unknown field of admin
+    given = [name for name in ("api_key_env", "api_key_file") if fields.has(name)]
+    if len(given) != 1:  # dotenv is refused above, as an unknown field of admin
+        problem = "no key source" if not given else "both api_key_env and api_key_file"
+        raise fields.error("", problem, "set exactly one of api_key_env, api_key_file")
+    source = _key_source(fields)
     for index, key in enumerate(keys):
         if key.source.kind is source.kind and key.source.location == source.location:
             # Probing an admin key as a project key would only ever say "rejected".

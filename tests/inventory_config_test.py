@@ -39,7 +39,10 @@ def test_admin_block_is_read_with_defaults(tmp_path: Path) -> None:
             "  api_key_env: A\n  dotenv: .env\n",
             "c.yml: admin.dotenv: unknown field (remove it, or use one of: api_key_env,",
         ),
-        ("  projects: [p]\n", "c.yml: admin: no key source (set exactly one of"),
+        (
+            "  projects: [p]\n",
+            "c.yml: admin: no key source (set exactly one of api_key_env, api_key_file)",
+        ),
         (
             "  api_key_env: A\n  interval: 1m\n  timeout: 2m\n",
             "c.yml: admin.timeout: 120s is longer than the interval (60s)"
