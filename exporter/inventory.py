@@ -24,7 +24,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -191,7 +191,7 @@ class AdminClient:
         path = f"organization/projects/{project}/api_keys"
         return [_entry(project, item) async for item in self._pages(path)]
 
-    async def _pages(self, path: str) -> Any:
+    async def _pages(self, path: str) -> AsyncIterator[Mapping[str, Any]]:
         after: str | None = None
         for _ in range(MAX_PAGES):
             page = await self._get(path, after)
