@@ -36,7 +36,7 @@ from aiohttp.helpers import get_env_proxy_for_url
 from exporter.classify import Result
 from exporter.config import AdminConfig, Config, KeyConfig
 from exporter.keys import key_kind, lint_key, read_key
-from exporter.redaction import redact, scrub
+from exporter.redaction import SECRETS, redact, scrub
 from exporter.state import ProbeResult
 
 log = logging.getLogger("exporter.inventory")
@@ -372,6 +372,8 @@ class KeyInventory:
         previous = self.admin
         self._config = config
         if config.admin != previous:
+            if config.admin is None:
+                SECRETS.forget(ADMIN_KEY_NAME)  # no longer held: nothing to scrub
             self._stop()
             self.state = InventoryState(requests_total=self.state.requests_total)
             if config.admin is not None and self._running:
