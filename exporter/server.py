@@ -74,13 +74,16 @@ def create_app(
 
     async def landing(_: web.Request) -> web.Response:
         page = status_page(exporter, telemetry_path, links)
-        return web.Response(text=page, content_type="text/html", headers=_NO_STORE)
+        headers = {**_PAGE_HEADERS, **_NO_STORE}
+        return web.Response(text=page, content_type="text/html", headers=headers)
 
     def runbook_page(language: str) -> Handler:
         body = runbook.page(language)
 
         async def serve_runbook(_: web.Request) -> web.Response:
-            return web.Response(body=body, content_type="text/html", charset="utf-8")
+            return web.Response(
+                body=body, content_type="text/html", charset="utf-8", headers=_PAGE_HEADERS
+            )
 
         return serve_runbook
 
@@ -98,6 +101,17 @@ def create_app(
 
 # The status page is live: a cached copy would show a state that is no longer true.
 _NO_STORE = {"Cache-Control": "no-store"}
+# The HTML pages load nothing and run no script: a browser is told so, so an injected tag would
+# do nothing. Headers from --web.config.file's http_server_config.headers replace these.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 class _InFlight:
