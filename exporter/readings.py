@@ -61,6 +61,6 @@ def readings(values: Mapping[str, float]) -> Readings:
     return Readings(values) if values else NO_READINGS
 
 
-def counted(counts: Readings, name: str) -> Readings:
+def incremented(counts: Readings, name: str) -> Readings:
     """`counts` with one more `name`: counts are readings too, exact as doubles up to 2**53."""
     return Readings({**counts, name: counts.get(name, 0.0) + 1})

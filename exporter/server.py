@@ -69,7 +69,7 @@ def create_app(
             return web.Response(
                 status=403, text="Lifecycle API is not enabled (--web.enable-lifecycle)\n"
             )
-        ok, message = exporter.reload()
+        ok, message = exporter.reload_or_keep_last_good()
         return web.Response(status=200 if ok else 500, text=message + "\n")
 
     async def landing(_: web.Request) -> web.Response:
