@@ -13,7 +13,7 @@ from exporter.classify import Result
 from exporter.config import KeyConfig
 from exporter.keys import KeyLint, KeyReading, change_time, lint_key, read_key, value_digest
 from exporter.links import DEFAULT_LINKS, Links
-from exporter.redaction import scrub
+from exporter.redaction import SECRETS, scrub
 from exporter.result import ProbeResult
 from exporter.state import KeyIdentity, ProbeState, StateStore
 
@@ -45,7 +45,10 @@ class ProbeRunner:
 
     async def run(self, config: KeyConfig, probe: str) -> ProbeResult:
         read_at = time.time()
-        reading = read_key(config.name, config.source)
+        reading = read_key(config.source)
+        # Before anything can print it: every log line, error message and scrubbed text of the
+        # process must find this key (and no longer the one it replaces) from here on.
+        SECRETS.remember(config.name, reading.key or "")
         lint = lint_key(reading.key) if reading.key is not None else None
         identity = _identity(reading, lint)
         async with self._slots:
