@@ -567,29 +567,30 @@ class MetricsRenderer:
         return snapshot
 
     @staticmethod
-    def keep_pieces(snapshot: GzipSnapshot) -> None:
-        """Keep the pieces a gzip scrape made, for the blocks that have not changed since."""
-        for (segment, index), position in zip(snapshot.homes, snapshot.new_at, strict=True):
-            if segment.families[index] is snapshot.blocks[position]:
-                segment.deflated[index] = snapshot.pieces[position]
+    def keep_pieces(snapshot: GzipSnapshot, pieces: list[bytes]) -> None:
+        """Keep the gzip pieces a scrape made for `snapshot` (one per block, in order) in the
+        segments whose blocks have not changed since; the renderer alone writes its segments."""
+        for position, segment, family in snapshot.deflated_here:
+            if segment.families[family] is snapshot.blocks[position]:
+                segment.deflated[family] = pieces[position]
 
 
 class GzipSnapshot:
-    """A gzip scrape's blocks in order, taken at once; `pieces` has None where a block still
-    needs deflating (the scrape fills them in, and the segments keep those still current)."""
+    """A gzip scrape's blocks in order, taken at once, and the pieces kept for them: `pieces`
+    has None where the block still needs deflating. Read-only for the scrape."""
 
-    __slots__ = ("blocks", "homes", "new_at", "pieces")
+    __slots__ = ("blocks", "deflated_here", "pieces")
 
     def __init__(self) -> None:
         self.blocks: list[bytes] = []
         self.pieces: list[bytes | None] = []
-        # for each block this scrape deflates: its segment and family, and its position here
-        self.homes: list[tuple[_Segment, int]] = []
-        self.new_at: list[int] = []
+        # the blocks this scrape deflates that a segment can keep: position in `blocks`,
+        # segment, family
+        self.deflated_here: list[tuple[int, _Segment, int]] = []
 
     def add(self, block: bytes, piece: bytes | None, home: tuple[_Segment, int] | None) -> None:
         if piece is None and home is not None:
-            self.homes.append(home)
-            self.new_at.append(len(self.blocks))
+            segment, family = home
+            self.deflated_here.append((len(self.blocks), segment, family))
         self.blocks.append(block)
         self.pieces.append(piece)

@@ -119,19 +119,16 @@ async def _gzip_body(renderer: MetricsRenderer) -> list[bytes]:
     letting probes run every SCRAPE_STEP_SECONDS."""
     snapshot = renderer.gzip_snapshot()
     body = GzipBody()
-    pieces = [GZIP_HEADER]
+    pieces: list[bytes] = []
     loop = asyncio.get_running_loop()
     held_since = loop.time()
-    for index, (block, kept) in enumerate(zip(snapshot.blocks, snapshot.pieces, strict=True)):
-        piece = body.piece(block, kept)
-        snapshot.pieces[index] = piece
-        pieces.append(piece)
+    for block, kept in zip(snapshot.blocks, snapshot.pieces, strict=True):
+        pieces.append(body.piece(block, kept))
         if loop.time() - held_since >= SCRAPE_STEP_SECONDS:
             await asyncio.sleep(0)
             held_since = loop.time()
-    renderer.keep_pieces(snapshot)
-    pieces.append(body.end())
-    return pieces
+    renderer.keep_pieces(snapshot, pieces)
+    return [GZIP_HEADER, *pieces, body.end()]
 
 
 async def _stream(

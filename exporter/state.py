@@ -254,9 +254,6 @@ class StateStore:
     def get(self, name: str) -> KeyState | None:
         return self._keys.get(name)
 
-    def names(self) -> set[str]:
-        return set(self._keys)
-
     @property
     def ready(self) -> bool:
         """True once the first round is done; keys a reload adds later do not take it back,

@@ -160,10 +160,6 @@ class WebConfig:
         default_factory=_no_users, repr=False, hash=False, compare=False
     )
 
-    @property
-    def basic_auth_usernames(self) -> tuple[str, ...]:
-        return tuple(sorted(self.basic_auth_users))
-
 
 # --- reading the YAML the way Go's yaml.v2 UnmarshalStrict does ----------------------------
 
