@@ -18,7 +18,6 @@ import pytest
 import trustme
 from aiohttp import web
 
-from exporter import webconfig
 from exporter.webconfig import (
     WebConfig,
     WebConfigError,
@@ -28,6 +27,8 @@ from exporter.webconfig import (
     load_web_config,
     ssl_context,
 )
+from exporter.webconfig import tls as web_tls
+from exporter.webconfig import watcher as web_watcher
 from tests.conftest import require_tool
 
 TESTDATA = Path(__file__).parent / "testdata" / "web-config"
@@ -337,7 +338,7 @@ def test_watcher_checks_at_most_once_per_interval(
     """Not read again before the interval has passed, and read again once it has (the
     watcher's clock is a fake one the test moves on)."""
     now = [1000.0]
-    monkeypatch.setattr(webconfig, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(web_watcher, "time", SimpleNamespace(monotonic=lambda: now[0]))
     path = write_config(tmp_path / "web.yml", users_yaml(alice="s3cret"))
     watcher = WebConfigWatcher(path, check_interval_seconds=3600)
     write_config(tmp_path / "web.yml", users_yaml(alice="s3cret", bob="hunter2"))
@@ -390,7 +391,7 @@ async def test_bcrypt_runs_once_per_credentials(
 async def test_certificate_files_reread_on_new_handshake(
     tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(webconfig, "RELOAD_CHECK_INTERVAL_SECONDS", 0.0)
+    monkeypatch.setattr(web_tls, "RELOAD_CHECK_INTERVAL_SECONDS", 0.0)
     path = write_config(tmp_path / "web.yml", TLS_SERVER)
     async with running_server(WebConfigWatcher(path)) as base:
         assert (await get(f"{base}/metrics", client_context(pki.ca))).status_code == 200
