@@ -244,9 +244,9 @@ def _string(value: object) -> str:
 def _owned(text: str) -> str:
     """A copy of a string the YAML parser made, so that the parser's memory can all be freed.
 
-    The parser's strings sit among its short-lived nodes and marks; each one kept held on to a
-    block of them. Copying the names and paths a configuration keeps freed 7 MiB at 10,000
-    keys (measured on the process's resident memory, bench/NOTES.md).
+    The parser's strings sit among its short-lived nodes and marks, and each one kept holds a
+    block of them: a configuration keeps only copies, so what parsing allocated is freed once
+    the file is read (the memory row of docs/performance.md; history in bench/NOTES.md).
     """
     return text.encode().decode()  # libyaml refuses lone surrogates: always encodable
 

@@ -491,8 +491,7 @@ class MetricsRenderer:
         segment.pending[state.name] = render_key(state)
         if len(segment.pending) >= JOIN_AFTER:
             # Joined now rather than at the next scrape: renderings waiting for a scrape would
-            # be a second copy of the exposition when scrapes are rare (a first round of
-            # 10,000 keys with no scrape held 22 MB of them).
+            # be a second copy of the exposition when scrapes are rare; at most JOIN_AFTER wait.
             segment.join()
             self._dirty.pop(id(segment), None)
             self._parts = None
@@ -526,7 +525,8 @@ class MetricsRenderer:
     def _key_parts(self) -> list[bytes]:
         self._join_dirty()
         parts: list[bytes] = []
-        # Segments by family, transposed by zip: a loop over 3,000 blocks in Python was 0.8 ms.
+        # Segments by family, transposed by zip in C: the cost of a scrape stays out of Python's
+        # loop over every segment.
         columns = zip(*(segment.families for segment in self._segments), strict=True)
         for family, blocks in zip(FAMILIES, columns, strict=False):
             samples = list(filter(None, blocks))

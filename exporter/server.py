@@ -115,8 +115,8 @@ class _InFlight:
 
 async def _gzip_body(renderer: MetricsRenderer) -> list[bytes]:
     """The exposition gzipped, as pieces: blocks deflated by an earlier scrape are reused, the
-    others deflated now, on the loop (threads kept their own malloc arenas: 10 MiB more RSS),
-    letting probes run every SCRAPE_STEP_SECONDS."""
+    others deflated now, on the loop (not in a thread: see bench/NOTES.md), which it lets probes
+    use every SCRAPE_STEP_SECONDS. The pieces made go back to the renderer, which keeps them."""
     snapshot = renderer.gzip_snapshot()
     body = GzipBody()
     pieces: list[bytes] = []

@@ -62,7 +62,7 @@ class ProbeState:
                 for phase in carried
                 if phase in previous and phase not in result.phases
             }
-            if kept:  # in the stored result itself: a second mapping per key was 1 MB at 10,000
+            if kept:  # in the stored result itself: one mapping per probe, not a second one
                 result = replace(result, phases={**kept, **result.phases})
         if self.last is None or self.last.result is not result.result or self.result_since is None:
             self.result_since = result.started_at
@@ -89,8 +89,8 @@ class ProbeState:
 class LatencyHistogram:
     """Durations of every probe of one kind that sent a request, over all keys.
 
-    Not per key: at 10,000 keys a per-key histogram was 11 series per key and probe, 43 % of
-    the exposition; a key's own latency is its duration gauge.
+    Not per key: a histogram per key would be 11 series per key and probe, most of the
+    exposition at 10,000 keys; a key's own latency is its duration gauge.
     """
 
     bucket_counts: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
@@ -108,8 +108,8 @@ class LatencyHistogram:
 @dataclass(slots=True)
 class KeyState:
     name: str
-    # A field per kind of probe (PROBE_KINDS), None when not configured: a dict per key was
-    # 2 MB at 10,000.
+    # A field per kind of probe (PROBE_KINDS), None when not configured: slots, not a dict per
+    # key (the memory row of docs/performance.md).
     rest: ProbeState | None = None
     realtime: ProbeState | None = None
     live: ProbeState | None = None

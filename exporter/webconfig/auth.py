@@ -63,7 +63,7 @@ class _CredentialCache:
 
 
 def _bcrypt_matches(password: bytes, hashed: bytes) -> bool:
-    import bcrypt  # here: only basic auth needs it, 0.4 MiB of memory otherwise
+    import bcrypt  # here: only basic auth needs it; without it, it is never loaded
 
     try:
         return bool(bcrypt.checkpw(password, hashed))
