@@ -37,7 +37,7 @@ from exporter.classify import Result
 from exporter.config import AdminConfig, Config, KeyConfig
 from exporter.keys import key_kind, lint_key, read_key
 from exporter.redaction import SECRETS, redact, scrub
-from exporter.state import ProbeResult
+from exporter.result import ProbeResult
 
 log = logging.getLogger("exporter.inventory")
 
@@ -347,7 +347,7 @@ def match_keys(index: InventoryIndex, keys: Iterable[KeyConfig]) -> dict[str, Ke
     """Each monitored key's entries, read from its source as the probes read it."""
     matches: dict[str, KeyMatch] = {}
     for key in keys:
-        value = read_key(key.name, key.source).key
+        value = read_key(key.source).key  # used only here, for its head and tail
         found = index.matches(value.strip(), key.project) if value else []
         matches[key.name] = KeyMatch(tuple(found))
     return matches
@@ -438,7 +438,8 @@ class KeyInventory:
         return self.state.result
 
     async def _take(self, admin: AdminConfig) -> tuple[InventoryIndex, int]:
-        reading = read_key(ADMIN_KEY_NAME, admin.source)  # also registered for scrubbing
+        reading = read_key(admin.source)
+        SECRETS.remember(ADMIN_KEY_NAME, reading.key or "")  # scrubbed from every output
         if reading.key is None:
             raise AdminCallFailed(AdminResult.KEY_MISSING, reading.problem)
         lint = lint_key(reading.key)

@@ -17,7 +17,7 @@ async def test_the_demo_shows_every_inventory_case(tmp_path: Path) -> None:
     async with await start_simulator() as simulator:
         fill_demo_organization(simulator.admin)
         exporter = Exporter(str(write_demo_config(tmp_path, simulator.base_url)))
-        config = exporter.load()
+        config = exporter.read_and_switch()
         try:
             assert await exporter.inventory.run_pass() is AdminResult.OK
             keys = {key.name: key for key in config.keys}

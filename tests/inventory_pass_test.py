@@ -193,7 +193,7 @@ async def test_a_rejected_key_is_revoked_or_mistyped_by_the_inventory(
     keys = {"listed": listed, "mistyped": mistyped, "deleted": deleted}
     path = _write_config(tmp_path, simulator.base_url, keys, {})
     exporter = Exporter(str(path))
-    config = exporter.load()
+    config = exporter.read_and_switch()
     try:
         by_name = {key.name: key for key in config.keys}
         # Before any pass: nothing is known, nothing changes.
