@@ -11,7 +11,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http import HttpProcessingError  # aiohttp.http's public name for the parser's error
 
 from exporter.classify import Result, caused_by_tls, classify_openai_error
 from exporter.keys import lint_key
