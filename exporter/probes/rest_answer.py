@@ -183,7 +183,7 @@ def from_response(
 
 
 def _request_id(text: str, key: str) -> str:
-    # OpenAI's own shape costs nothing; anything else is scrubbed before it is cut (36 us), so
+    # OpenAI's own shape is kept as sent; anything else is scrubbed before it is cut, so
     # that a server echoing the key leaves no piece of it.
     if _OPENAI_REQUEST_ID.fullmatch(text):
         return text
