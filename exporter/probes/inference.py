@@ -13,12 +13,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
-import yarl
-from aiohttp.helpers import get_env_proxy_for_url
 
 from exporter.classify import Result
 from exporter.config import KeyConfig
-from exporter.probes.rest import USER_AGENT, auth_headers
+from exporter.probes.common import USER_AGENT, Target, auth_headers
 from exporter.probes.rest_answer import (
     classify_exception,
     failure,
@@ -137,7 +135,7 @@ class InferenceProber:
     def __init__(self) -> None:
         self._sessions: dict[str | None, tuple[ssl.SSLContext, aiohttp.ClientSession]] = {}
         self._retired: list[aiohttp.ClientSession] = []
-        self._proxies: dict[str, tuple[yarl.URL, yarl.URL | None, aiohttp.BasicAuth | None]] = {}
+        self._targets: dict[str, Target] = {}
 
     def _session(self, ca_file: str | None) -> aiohttp.ClientSession:
         context = tls_context(ca_file)
@@ -157,31 +155,26 @@ class InferenceProber:
         self._sessions[ca_file] = (context, session)
         return session
 
-    def _target(self, base_url: str) -> tuple[yarl.URL, yarl.URL | None, aiohttp.BasicAuth | None]:
-        target = self._proxies.get(base_url)
+    def _target(self, base_url: str) -> Target:
+        target = self._targets.get(base_url)
         if target is None:
-            url = yarl.URL(f"{base_url}/responses")
-            try:
-                proxy, proxy_auth = get_env_proxy_for_url(url)
-            except LookupError:
-                proxy, proxy_auth = None, None
-            target = self._proxies[base_url] = (url, proxy, proxy_auth)
+            target = self._targets[base_url] = Target.of(f"{base_url}/responses")
         return target
 
     async def probe(self, config: KeyConfig, key: str) -> ProbeResult:
-        url, proxy, proxy_auth = self._target(config.base_url)
         session = self._session(config.tls_ca_file)
         clock = ProbeClock()  # phases are not timed here: duration only
         started = time.perf_counter()
         try:
+            target = self._target(config.base_url)  # ValueError: a URL yarl cannot read
             async with asyncio.timeout(config.timeout):
                 async with session.post(
-                    url,
+                    target.url,
                     json=request_body(config.inference.model),
                     headers=auth_headers(config, key),
                     allow_redirects=False,
-                    proxy=proxy,
-                    proxy_auth=proxy_auth,
+                    proxy=target.proxy,
+                    proxy_auth=target.proxy_auth,
                 ) as response:
                     body, oversize = await read_capped(response.content)
                     status, headers = response.status, response.headers

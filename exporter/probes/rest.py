@@ -1,22 +1,16 @@
-"""REST probe: `GET {base_url}/models`, timed by phase, its answer classified."""
+"""REST probe: `GET {base_url}/models` through aiohttp's client, timed by phase, classified."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import ssl
 import time
-from dataclasses import dataclass
-from typing import Any, cast
 
 import aiohttp
-import yarl
-from aiohttp.client_proto import ResponseHandler
-from aiohttp.helpers import get_env_proxy_for_url
 
 from exporter.config import KeyConfig
 from exporter.models import watched_models
-from exporter.probes.own_connection import probe_on_own_connection
+from exporter.probes.common import USER_AGENT, Target, auth_headers, sendable
 from exporter.probes.rest_answer import (
     classify_exception,
     failure,
@@ -24,83 +18,11 @@ from exporter.probes.rest_answer import (
     read_capped,
     timed_out,
 )
-from exporter.probes.rest_timing import CLOCK, ProbeClock, TimedResponseHandler
+from exporter.probes.rest_timing import CLOCK, ProbeClock, probe_tracing
 from exporter.probes.tls import tls_context
 from exporter.result import ProbeResult
 
 FRESH_CONNECTION_EVERY = 10  # reuse keeps probes cheap; a fresh one keeps connect/TLS measured
-USER_AGENT = "openai-key-exporter"
-
-
-def auth_headers(config: KeyConfig, key: str) -> dict[str, str]:
-    # The wire drops whitespace at the end of a header value; some clients refuse to send it.
-    headers = {"Authorization": f"Bearer {key}".rstrip(" \t")}
-    if config.organization:
-        headers["OpenAI-Organization"] = config.organization
-    if config.project:
-        headers["OpenAI-Project"] = config.project
-    return headers
-
-
-class _TimedConnector(aiohttp.TCPConnector):
-    """A TCPConnector that opens TCP first and starts TLS on it after, timing both apart.
-
-    aiohttp itself starts TLS on an open connection for HTTPS through a proxy; the same path
-    serves direct connections here, so the handshake is timed alone in both cases.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        timed = functools.partial(TimedResponseHandler, loop=self._loop)
-        self._factory = cast("functools.partial[ResponseHandler]", timed)
-
-    async def _create_connection(
-        self,
-        req: aiohttp.ClientRequest,
-        traces: list[Any],
-        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (aiohttp's signature)
-    ) -> ResponseHandler:
-        clock = CLOCK.get()
-        if clock is not None:
-            clock.connect_started = time.perf_counter()  # DNS is part of connect
-        return await super()._create_connection(req, traces, timeout)
-
-    async def _wrap_create_connection(
-        self, *args: Any, **kwargs: Any
-    ) -> tuple[asyncio.Transport, ResponseHandler]:
-        sslcontext = kwargs.pop("ssl", None)
-        kwargs.pop("server_hostname", None)
-        # The TCP leg needs no HTTP protocol: TLS gets a new one, as in aiohttp's proxy path.
-        factory = args[0] if sslcontext is None else asyncio.Protocol
-        transport, protocol = await super()._wrap_create_connection(factory, *args[1:], **kwargs)
-        clock = CLOCK.get()
-        if clock is not None:
-            clock.tcp_done = time.perf_counter()
-        if sslcontext is None:
-            return transport, protocol
-        client_error = kwargs.get("client_error", aiohttp.ClientConnectorError)
-        tls_transport, tls_protocol = await self._start_tls_connection(
-            transport, kwargs["req"], kwargs["timeout"], client_error
-        )
-        return tls_transport, tls_protocol  # type: ignore[return-value]
-
-    async def _start_tls_connection(
-        self,
-        underlying_transport: asyncio.Transport,
-        req: aiohttp.ClientRequest,
-        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (aiohttp's signature)
-        client_error: type[Exception] = aiohttp.ClientConnectorError,
-    ) -> tuple[asyncio.BaseTransport, ResponseHandler]:
-        clock = CLOCK.get()
-        if clock is not None:
-            clock.tls_started = time.perf_counter()
-        connection = await super()._start_tls_connection(
-            underlying_transport, req, timeout, client_error
-        )
-        if clock is not None:
-            clock.tls_done = time.perf_counter()
-        return connection
-
 
 _NO_AIOHTTP_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=None)  # asyncio.timeout rules
 
@@ -108,11 +30,11 @@ _NO_AIOHTTP_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=None)  # as
 class RestProber:
     """Holds the connection pools; one probe at a time per key is the scheduler's job.
 
-    Probes go through aiohttp, whose C HTTP parser costs a fifth of httpx's CPU per request,
-    which is what lets one process probe thousands of keys on time. Most share a pool of
-    kept-alive connections; every FRESH_CONNECTION_EVERY-th probe of a key opens its own, whose
-    TCP connect and TLS handshake are timed apart: those phases come from these probes. Such a
-    probe goes through own_connection.py, or through aiohttp's client when a proxy carries it.
+    Probes go through aiohttp, whose C HTTP parser keeps a probe's CPU low enough for one
+    process to probe thousands of keys on time. Most share a pool of kept-alive connections;
+    every FRESH_CONNECTION_EVERY-th probe of a key (and its first) goes through a session that
+    opens a new connection per request and closes it after the answer: connect and tls are
+    timed on those probes only.
     """
 
     def __init__(self) -> None:
@@ -122,7 +44,7 @@ class RestProber:
         ] = {}
         self._retired: list[aiohttp.ClientSession] = []  # their roots were rotated away
         self._probe_count: dict[str, int] = {}
-        self._targets: dict[str, _Target] = {}
+        self._targets: dict[str, Target] = {}
 
     def _session(self, ca_file: str | None, fresh: bool) -> aiohttp.ClientSession:
         context = tls_context(ca_file)
@@ -134,11 +56,11 @@ class RestProber:
             self._retired.append(held[1])
         if fresh:
             # Closed after each answer, and resolved every time: connect includes DNS.
-            connector = _TimedConnector(
+            connector = aiohttp.TCPConnector(
                 ssl=context, limit=256, force_close=True, use_dns_cache=False
             )
         else:
-            connector = _TimedConnector(
+            connector = aiohttp.TCPConnector(
                 ssl=context,
                 limit=256,
                 limit_per_host=0,
@@ -147,13 +69,14 @@ class RestProber:
             )
         session = aiohttp.ClientSession(
             connector=connector,
-            trust_env=False,  # the proxy comes from _Target, resolved once per URL
+            trust_env=False,  # the proxy comes from Target, resolved once per URL
             # Probes are independent: no cookie from one key's answer goes with another's.
             cookie_jar=aiohttp.DummyCookieJar(),
             timeout=_NO_AIOHTTP_TIMEOUT,
             auto_decompress=True,
             skip_auto_headers={"User-Agent"},
             headers={"User-Agent": USER_AGENT},
+            trace_configs=[probe_tracing()],
         )
         self._sessions[ca_file, fresh] = (context, session)
         return session
@@ -165,22 +88,16 @@ class RestProber:
         return await self.probe_through(config, key, fresh=count == 0)
 
     async def probe_through(self, config: KeyConfig, key: str, *, fresh: bool) -> ProbeResult:
-        """One probe on a connection of its own (connect and TLS timed), or through the pool."""
+        """One probe on a new connection (connect and TLS timed), or on a pooled one."""
         target = self._targets.get(config.base_url)
         if target is None:
             try:
-                target = _Target.of(config.base_url)
+                target = Target.of(f"{config.base_url}/models")
             except ValueError as error:  # a URL yarl cannot read: as if the request failed
                 return failure(
                     ProbeClock(), time.perf_counter(), fresh, *classify_exception(error, key)
                 )
             self._targets[config.base_url] = target
-        if fresh and target.proxy is None:
-            context = tls_context(config.tls_ca_file) if target.url.scheme == "https" else None
-            headers = {"User-Agent": USER_AGENT, **auth_headers(config, key)}
-            return await probe_on_own_connection(
-                target.url, headers, context, config.timeout, key, watched_models(config)
-            )
         session = self._session(config.tls_ca_file, fresh)
         return await probe_rest(session, config, key, target, fresh=fresh)
 
@@ -196,50 +113,30 @@ class RestProber:
         self._retired.clear()
 
 
-@dataclass(frozen=True, slots=True)
-class _Target:
-    """The URL a probe asks for, parsed once, and the proxy the environment names for it."""
-
-    url: yarl.URL
-    proxy: yarl.URL | None = None
-    proxy_auth: aiohttp.BasicAuth | None = None
-
-    @classmethod
-    def of(cls, base_url: str) -> _Target:
-        url = yarl.URL(f"{base_url}/models")
-        # HTTP(S)_PROXY and NO_PROXY, read as websockets reads them, once per URL: aiohttp's
-        # trust_env would read the environment and ~/.netrc in a thread for every request.
-        try:
-            proxy, proxy_auth = get_env_proxy_for_url(url)
-        except LookupError:
-            return cls(url)
-        return cls(url, proxy, proxy_auth)
-
-
 async def probe_rest(
     session: aiohttp.ClientSession,
     config: KeyConfig,
     key: str,
-    target: _Target | None = None,
+    target: Target,
     *,
     fresh: bool = False,
 ) -> ProbeResult:
-    """One probe through `session`; connect and tls reported when `fresh` (its own connection)."""
-    if target is None:
-        target = _Target.of(config.base_url)
+    """One probe through `session`; connect and tls reported when `fresh` (a new connection)."""
     clock = ProbeClock()
-    token = CLOCK.set(clock)
+    token = CLOCK.set(clock)  # the TLS handshake of a connection opened here stamps it
     started = time.perf_counter()
     try:
         async with asyncio.timeout(config.timeout):
             async with session.get(
                 target.url,
-                headers=auth_headers(config, key),
+                headers=sendable(auth_headers(config, key)),
                 allow_redirects=False,
                 proxy=target.proxy,
                 proxy_auth=target.proxy_auth,
+                trace_request_ctx=clock,
             ) as response:
                 body, oversize = await read_capped(response.content)
+                finished = clock.last = time.perf_counter()
                 status, headers = response.status, response.headers
     except TimeoutError as error:
         return timed_out(error, clock, started, fresh, config.timeout, key)
@@ -247,7 +144,6 @@ async def probe_rest(
         return failure(clock, started, fresh, *classify_exception(error, key))
     finally:
         CLOCK.reset(token)
-    finished = clock.last if clock.last is not None else time.perf_counter()
     began = clock.sent if clock.sent is not None else started
     if fresh and clock.connect_started is not None:
         began = clock.connect_started

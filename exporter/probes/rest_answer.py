@@ -11,7 +11,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http import HttpProcessingError  # aiohttp.http's public name for the parser's error
 
 from exporter.classify import Result, caused_by_tls, classify_openai_error
 from exporter.keys import lint_key
@@ -183,7 +183,7 @@ def from_response(
 
 
 def _request_id(text: str, key: str) -> str:
-    # OpenAI's own shape costs nothing; anything else is scrubbed before it is cut (36 us), so
+    # OpenAI's own shape is kept as sent; anything else is scrubbed before it is cut, so
     # that a server echoing the key leaves no piece of it.
     if _OPENAI_REQUEST_ID.fullmatch(text):
         return text

@@ -11,6 +11,8 @@ import ssl
 import time
 from dataclasses import dataclass
 
+from exporter.probes.rest_timing import TimedSSLObject
+
 log = logging.getLogger("exporter.tls")
 
 RETRY_FAILED_S = 30.0  # a CA file that could not be read is tried again this often
@@ -71,7 +73,7 @@ def _read_again(ca_file: str, identity: _FileIdentity | None, held: _Held | None
         if held is not None and held.context is not None and digest == held.digest:
             _BY_FILE[ca_file] = _Held(identity, digest, held.context)  # touched, not changed
             return held.context
-        context = ssl.create_default_context()
+        context = _new_context()
         context.load_verify_locations(cafile=ca_file)
     except OSError as error:  # gone, unreadable, or PEM cut short (ssl.SSLError is an OSError)
         if held is None or held.identity != identity or held.failed_at is None:
@@ -98,7 +100,14 @@ def _read_again(ca_file: str, identity: _FileIdentity | None, held: _Held | None
 
 @functools.cache
 def _system_roots() -> ssl.SSLContext:
-    return ssl.create_default_context()
+    return _new_context()
+
+
+def _new_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    # A REST probe's connect and tls phases are told apart by the handshake's own stamps.
+    context.sslobject_class = TimedSSLObject
+    return context
 
 
 def _identity(path: str) -> _FileIdentity | None:

@@ -1,0 +1,63 @@
+"""What every probe of OpenAI shares: who it says it is, the key's headers, the proxy it goes by."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from dataclasses import dataclass
+
+import aiohttp
+import yarl
+
+from exporter.config import KeyConfig
+
+USER_AGENT = "openai-key-exporter"
+# Control characters but tab, and DEL: what aiohttp refuses in a header (RFC 9110 5.5).
+_FORBIDDEN_IN_HEADERS = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def auth_headers(config: KeyConfig, key: str) -> dict[str, str]:
+    # The wire drops whitespace at the end of a header value; some clients refuse to send it.
+    headers = {"Authorization": f"Bearer {key}".rstrip(" \t")}
+    if config.organization:
+        headers["OpenAI-Organization"] = config.organization
+    if config.project:
+        headers["OpenAI-Project"] = config.project
+    return headers
+
+
+def sendable(headers: dict[str, str]) -> dict[str, str]:
+    """`headers`, or ValueError before any connection opens: aiohttp would connect first."""
+    for name, value in headers.items():
+        if _FORBIDDEN_IN_HEADERS.search(value):
+            raise ValueError(f"the {name} header holds a control character: it cannot be sent")
+    return headers
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The URL an HTTP probe asks for, parsed once, and the proxy the environment names for it."""
+
+    url: yarl.URL
+    proxy: yarl.URL | None = None
+    proxy_auth: aiohttp.BasicAuth | None = None
+
+    @classmethod
+    def of(cls, url: str) -> Target:
+        """Raises ValueError for a URL yarl cannot read."""
+        parsed = yarl.URL(url)
+        # HTTP(S)_PROXY and NO_PROXY, read as websockets reads them (urllib), once per URL:
+        # aiohttp's trust_env would read the environment and ~/.netrc in a thread per request.
+        host = parsed.raw_host
+        if host is None or urllib.request.proxy_bypass(host):
+            return cls(parsed)
+        named = urllib.request.getproxies().get(parsed.scheme)
+        if not named:
+            return cls(parsed)
+        proxy = yarl.URL(named)
+        if (
+            proxy.scheme != "http"
+        ):  # aiohttp speaks to a proxy in plain HTTP only; it ignores others
+            return cls(parsed)
+        auth = aiohttp.BasicAuth.from_url(proxy)
+        return cls(parsed, proxy.with_user(None), auth)
