@@ -18,7 +18,7 @@ from aiohttp.helpers import get_env_proxy_for_url
 
 from exporter.classify import Result
 from exporter.config import KeyConfig
-from exporter.probes.rest import USER_AGENT, auth_headers
+from exporter.probes.rest import USER_AGENT
 from exporter.probes.rest_answer import (
     classify_exception,
     failure,
@@ -28,6 +28,7 @@ from exporter.probes.rest_answer import (
 )
 from exporter.probes.rest_timing import ProbeClock
 from exporter.probes.tls import tls_context
+from exporter.provider import auth_headers
 from exporter.state import ProbeResult
 
 log = logging.getLogger("exporter.probes.inference")

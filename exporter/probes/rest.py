@@ -26,20 +26,11 @@ from exporter.probes.rest_answer import (
 )
 from exporter.probes.rest_timing import CLOCK, ProbeClock, TimedResponseHandler
 from exporter.probes.tls import tls_context
+from exporter.provider import auth_headers
 from exporter.state import ProbeResult
 
 FRESH_CONNECTION_EVERY = 10  # reuse keeps probes cheap; a fresh one keeps connect/TLS measured
 USER_AGENT = "openai-key-exporter"
-
-
-def auth_headers(config: KeyConfig, key: str) -> dict[str, str]:
-    # The wire drops whitespace at the end of a header value; some clients refuse to send it.
-    headers = {"Authorization": f"Bearer {key}".rstrip(" \t")}
-    if config.organization:
-        headers["OpenAI-Organization"] = config.organization
-    if config.project:
-        headers["OpenAI-Project"] = config.project
-    return headers
 
 
 class _TimedConnector(aiohttp.TCPConnector):
