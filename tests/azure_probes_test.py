@@ -126,7 +126,9 @@ async def recorder() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
 
     async def record(request: web.Request) -> web.StreamResponse:
         seen.append(dict(request.headers))
-        body = {"error": {"code": "401", "message": "Access denied due to invalid subscription key"}}
+        body = {
+            "error": {"code": "401", "message": "Access denied due to invalid subscription key"}
+        }
         return web.json_response(body, status=401)
 
     app = web.Application()
