@@ -21,6 +21,7 @@ import re
 
 from aiohttp import web
 
+from exporter.provider import is_azure_key_shape
 from exporter.simulator import openai_shapes as shapes
 from exporter.simulator import rest
 from exporter.simulator.connection import hang
@@ -72,11 +73,13 @@ def _key(request: web.Request) -> str | None:
 
 
 def _selected(request: web.Request, key: str) -> Selection | None:
-    """The key's scenario, or None: a key this resource does not know."""
+    """The key's scenario, or None: a key this resource does not know (an OpenAI key too)."""
+    if not is_azure_key_shape(key):
+        return None
     override = request.app[rest.STATE].resolve(key)
     if override is not None and override.scenario in AZURE_SCENARIOS:
         return override
-    match = _MARKER.match(key) if len(key) == 84 and key.isalnum() else None
+    match = _MARKER.match(key)
     if match is None:
         return None
     scenario = match.group(1).replace("U", "_")
