@@ -105,6 +105,7 @@ def test_azure_keys_fire_the_same_alerts_and_fill_the_same_panels(tmp_path: Path
         text = httpx.get(f"{exporter_url}/metrics", timeout=5).text
         for key in keys.values():
             assert key not in text
+            assert key not in exporter.output()  # nor in a log line
     finally:
         for process in reversed(processes):
             process.stop()
