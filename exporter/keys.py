@@ -12,7 +12,7 @@ import stat
 import time
 from dataclasses import dataclass, field, replace
 
-from exporter.provider import azure_key_warning, is_azure_key_shape
+from exporter.provider import is_azure_key_shape, is_openai_key
 from exporter.redaction import SECRETS, redact
 
 
@@ -327,8 +327,8 @@ def _lint_azure(key: str) -> KeyLint:
     lint = _lint_any_text(key)
     cleaned = "".join(key.split()).strip("\"'`")
     issues = [issue for issue in lint.issues if issue != "unknown_prefix"]
-    if finding := azure_key_warning("azure", key):
-        issues.append(finding)
+    if is_openai_key(key):  # an Azure resource refuses it: a warning, the probe says the rest
+        issues.append("openai_key_for_azure")
     if is_azure_key_shape(cleaned):
         kind = "azure"  # an Azure key with a stray space or quotes around it
         issues = [issue for issue in issues if issue != "implausible_length"]

@@ -65,8 +65,6 @@ OPENAI_KEY_FOR_AZURE_FIX = (
 )
 
 
-def azure_key_warning(provider: str, key: str) -> str:
-    """A lint finding: an OpenAI key (sk-) given to an Azure resource, which refuses it."""
-    if provider == "azure" and key.strip().strip("\"'").startswith("sk-"):
-        return "openai_key_for_azure"
-    return ""
+def is_openai_key(key: str) -> bool:
+    """Every key OpenAI issues starts sk- (after any stray space or quote around it)."""
+    return key.strip().strip("\"'`").startswith("sk-")
