@@ -20,6 +20,12 @@ from pathlib import Path
 import yaml
 
 HERE = Path(__file__).resolve().parent
+# Run as `python alerts/generate.py`: the repository's own packages, for the tables it shares.
+sys.path.insert(0, str(HERE.parent))
+
+from exporter.classify import RESULTS, Result, Validity  # noqa: E402
+from grafana.identifiers import DETAIL_UID, OVERVIEW_UID  # noqa: E402
+
 DEFAULT_OUTPUT = HERE / "openai-key-exporter.rules.yml"
 # Optional: only useful once the application's own metrics carry APPLICATION_KEY_LABEL.
 DEFAULT_APPLICATION_OUTPUT = HERE / "openai-key-application.rules.yml"
@@ -38,21 +44,15 @@ DEFAULT_SELECTOR = 'job=~".*openai-key-exporter.*"'
 # (1m by default), so a revoked key pages within 90 s with a 15 s scrape (alerts/README.md).
 DEFAULT_EVAL_INTERVAL = "5s"
 
-OVERVIEW_UID = "openai-key-overview"
-DETAIL_UID = "openai-key-detail"
-
 PROBES = ("rest", "realtime", "live")
 SESSION_PROBES = ("realtime", "live")  # WebSocket session probes: refused the same ways
 _SESSION_REFUSALS = ("insufficient_permissions", "model_not_found", "api_shape_retired")
-# Result classes for which a probe failing says nothing about the key (classify.Validity.UNKNOWN),
-# minus unsupported_region, which has its own alert.
-TRANSIENT_RESULTS = (
-    "server_error",
-    "timeout",
-    "connection_error",
-    "tls_error",
-    "protocol_error",
-    "other",
+# Result classes for which a probe failing says nothing about the key (Validity.UNKNOWN in the
+# result table), minus unsupported_region, which has its own alert.
+TRANSIENT_RESULTS = tuple(
+    result.value
+    for result, info in RESULTS.items()
+    if info.validity is Validity.UNKNOWN and result is not Result.UNSUPPORTED_REGION
 )
 # One generous staleness threshold: 3 x the 5 min Realtime default interval.
 STALE_AFTER_SECONDS = 900

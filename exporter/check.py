@@ -234,7 +234,7 @@ def _checklist(key: KeyConfig, report: KeyReport, links: Links) -> list[Item]:
     results = {probe: Result(item.result) for probe, item in report.probes.items()}
     read_item = f"Key read from its source ({report.source})"
     if any(result is Result.KEY_MISSING for result in results.values()):
-        problem = read_key(key.name, key.source).problem
+        problem = read_key(key.source).problem  # no key read: none to register
         items = [Item(read_item, FAIL, problem, "source"), _not_checked(_FORMAT, "lint", _NO_KEY)]
         return (
             items

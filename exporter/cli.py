@@ -5,33 +5,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import platform
-import signal
 import socket
 import ssl
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
-from aiohttp import web
-
 from exporter import __version__
 from exporter.config import Config, ConfigError
-from exporter.connection_hygiene import runner_options
 from exporter.links import Links, default_external_url, parse_external_url
 from exporter.logs import FORMATS, LEVELS, setup_logging
-from exporter.server import DEFAULT_MAX_REQUESTS, create_app
+from exporter.server import DEFAULT_MAX_REQUESTS
 from exporter.service import Exporter, KeyFilter, read_config
+from exporter.serving import serve_until_stopped
 from exporter.sharding import resolve_shard, shard_for
 from exporter.webconfig import (
     WebConfigError,
     WebConfigWatcher,
-    auth_middleware,
-    install_response_headers,
     load_web_config,
-    ssl_context,
 )
 
 log = logging.getLogger("exporter.cli")
@@ -265,7 +258,7 @@ def serve(args: argparse.Namespace) -> int:
     )
     exporter.metrics.set_shard(index, total)
     try:
-        config = exporter.read()  # validated now; applied once the listener answers
+        config = exporter.read_shard_config()  # validated now; applied once the listener answers
     except ConfigError as error:
         exporter.metrics.config_loaded(False)
         log.error("configuration is invalid", extra={"fields": {"error": str(error)}})
@@ -292,56 +285,3 @@ def serve(args: argparse.Namespace) -> int:
         log.error("cannot serve", extra={"fields": {"error": str(error)}})
         return 1
     return 0
-
-
-async def serve_until_stopped(
-    exporter: Exporter,
-    listen_address: tuple[str | None, int],
-    telemetry_path: str = "/metrics",
-    enable_lifecycle: bool = False,
-    web_config: WebConfigWatcher | None = None,
-    max_requests: int = DEFAULT_MAX_REQUESTS,
-    pending: Config | None = None,
-) -> None:
-    """Serve the exporter until SIGTERM or SIGINT; SIGHUP reloads its configuration.
-
-    `pending` is a configuration read but not yet applied (an exporter the demo loaded has none).
-    """
-    host, port = listen_address
-    watcher = web_config or WebConfigWatcher(None)
-    app = create_app(
-        exporter,
-        telemetry_path,
-        enable_lifecycle,
-        [auth_middleware(watcher)],
-        max_requests,
-        exporter.links,
-    )
-    install_response_headers(app, watcher)
-    runner = web.AppRunner(app, handle_signals=False, **runner_options())
-    await runner.setup()
-    site = web.TCPSite(
-        runner, host=host, port=port, reuse_address=True, ssl_context=ssl_context(watcher.config)
-    )
-    await site.start()
-    if pending is not None:
-        # /-/healthy answers from here on; /-/ready once every key has been probed.
-        exporter.apply(pending)
-        exporter.restore()  # a restart carries on with the results it had, failures counted
-    # What exists now (configuration, keys' state, imported modules) lives as long as the
-    # process: a full garbage collection no longer walks it (tens of ms at 10,000 keys).
-    gc.freeze()
-    exporter.start()
-    log.info("listening", extra={"fields": {"address": f"{host or ''}:{port}"}})
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, exporter.reload)
-    try:
-        await stop.wait()
-    finally:
-        log.info("shutting down")
-        with contextlib.suppress(Exception):
-            await exporter.stop()
-        await runner.cleanup()

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 import yarl
 
+from exporter.file_identity import FileIdentity, identity_of
 from exporter.keys import DotenvFormat, KeySource, SourceKind, key_file_problem, key_kind
 from exporter.provider import DEFAULT_PROVIDER, PROVIDERS, config_warnings
 from exporter.redaction import redact
@@ -247,9 +248,9 @@ def _string(value: object) -> str:
 def _owned(text: str) -> str:
     """A copy of a string the YAML parser made, so that the parser's memory can all be freed.
 
-    The parser's strings sit among its short-lived nodes and marks; each one kept held on to a
-    block of them. Copying the names and paths a configuration keeps freed 7 MiB at 10,000
-    keys (measured on the process's resident memory, bench/NOTES.md).
+    The parser's strings sit among its short-lived nodes and marks, and each one kept holds a
+    block of them: a configuration keeps only copies, so what parsing allocated is freed once
+    the file is read (the memory row of docs/performance.md; history in bench/NOTES.md).
     """
     return text.encode().decode()  # libyaml refuses lone surrogates: always encodable
 
@@ -309,7 +310,7 @@ def _ca_file_problem(path: str) -> str:
         return f"{path} does not exist"
     if not stat.S_ISREG(status.st_mode):
         return f"{path} does not exist"
-    version = (path, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+    version = (path, identity_of(status))
     if version in _GOOD_CA_FILES:
         return ""  # read once per version of the file: thousands of keys may share it
     # Only the path is quoted back, never the contents (a key file given by mistake must not
@@ -326,7 +327,7 @@ def _ca_file_problem(path: str) -> str:
     return ""
 
 
-_GOOD_CA_FILES: set[tuple[str, int, int, int, int]] = set()
+_GOOD_CA_FILES: set[tuple[str, FileIdentity]] = set()
 
 
 def _ws_url(value: object) -> str:
@@ -628,7 +629,7 @@ def parse_config(text: str, file: str) -> Config:
         inherited = KeyConfig(name=name, source=source, **defaults)
         keys.append(KeyConfig(name=name, source=source, **_settings(fields, inherited)))
     config = Config(keys=tuple(keys), source=file)
-    return replace(config, warnings=config_warnings(config))
+    return replace(config, warnings=config_warnings(file, config.keys))
 
 
 _NO_SOURCE = KeySource(SourceKind.ENV, "OPENAI_API_KEY")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import yaml
 
-from exporter.cli import serve_until_stopped
 from exporter.config import ConfigError
 from exporter.links import Links, default_external_url
 from exporter.service import Exporter
+from exporter.serving import serve_until_stopped
 from exporter.simulator import make_key, start_simulator
 from exporter.simulator.azure import make_azure_key
 
@@ -106,7 +106,7 @@ async def _demo(listen_address: tuple[str | None, int]) -> None:
         # The demo runs on the machine of the person trying it: links open on localhost.
         links = Links(default_external_url(host or "localhost", port))
         exporter = Exporter(str(config_path), links=links)
-        exporter.load()
+        exporter.read_and_switch()
         log.info(
             "demo running against the bundled simulator",
             extra={

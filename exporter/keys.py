@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from exporter.provider import is_azure_key_shape, is_openai_key
-from exporter.redaction import SECRETS, redact
+from exporter.redaction import redact
 
 
 class SourceKind(enum.StrEnum):
@@ -111,14 +111,13 @@ def change_time(reading: KeyReading, previous: float | None, now: float | None =
     return now
 
 
-def read_key(name: str, source: KeySource) -> KeyReading:
-    """Read the key now, from its source, exactly as the application would."""
+def read_key(source: KeySource) -> KeyReading:
+    """Read the key now, from its source, exactly as the application would. Pure: the caller
+    that goes on to use the key registers it for scrubbing (redaction.SECRETS.remember)."""
     try:
-        reading = _read(source)
+        return _read(source)
     except OSError as error:
-        reading = KeyReading(None, f"{source.describe()}: {error.strerror or error}")
-    SECRETS.remember(name, reading.key or "")
-    return reading
+        return KeyReading(None, f"{source.describe()}: {error.strerror or error}")
 
 
 def _read(source: KeySource) -> KeyReading:

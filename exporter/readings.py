@@ -12,9 +12,9 @@ _SHARED_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
 class Readings(Mapping[str, float]):
     """A read-only mapping of names to floats: packed doubles under a shared tuple of names.
 
-    A dict of four floats is about 300 bytes (its table and an object per float); this is
-    about 110. At 10,000 keys with both probes the store holds 40,000 of them: phases, rate
-    limits and counts.
+    The store holds several per key and probe (phases, rate limits, counts by code) until the
+    next probe: a dict with an object per float would be about three times the size (the
+    memory row of docs/performance.md; figures in bench/NOTES.md). Never changed once made.
     """
 
     __slots__ = ("_names", "_packed")
@@ -61,6 +61,6 @@ def readings(values: Mapping[str, float]) -> Readings:
     return Readings(values) if values else NO_READINGS
 
 
-def counted(counts: Readings, name: str) -> Readings:
+def incremented(counts: Readings, name: str) -> Readings:
     """`counts` with one more `name`: counts are readings too, exact as doubles up to 2**53."""
     return Readings({**counts, name: counts.get(name, 0.0) + 1})

@@ -14,8 +14,9 @@ from exporter.config import KeyConfig
 from exporter.keys import KeyLint, KeyReading, change_time, lint_key, read_key, value_digest
 from exporter.links import DEFAULT_LINKS, Links
 from exporter.provider import OPENAI_KEY_FOR_AZURE_FIX
-from exporter.redaction import scrub
-from exporter.state import KeyIdentity, ProbeResult, ProbeState, StateStore
+from exporter.redaction import SECRETS, scrub
+from exporter.result import ProbeResult
+from exporter.state import KeyIdentity, ProbeState, StateStore
 
 log = logging.getLogger("exporter.runner")
 
@@ -31,6 +32,10 @@ class Prober(Protocol):
 
 
 class ProbeRunner:
+    """Runs probes for the scheduler (it is the scheduler's ProbeRuns): at most
+    MAX_CONCURRENT_PROBES at once, each bounded by its key's timeout, every outcome recorded in
+    the store as a classified result (a prober that raises is Result.OTHER, never a crash)."""
+
     def __init__(
         self, store: StateStore, probers: dict[str, Prober], links: Links = DEFAULT_LINKS
     ) -> None:
@@ -41,7 +46,10 @@ class ProbeRunner:
 
     async def run(self, config: KeyConfig, probe: str) -> ProbeResult:
         read_at = time.time()
-        reading = read_key(config.name, config.source)
+        reading = read_key(config.source)
+        # Before anything can print it: every log line, error message and scrubbed text of the
+        # process must find this key (and no longer the one it replaces) from here on.
+        SECRETS.remember(config.name, reading.key or "")
         lint = lint_key(reading.key, config.provider) if reading.key is not None else None
         identity = _identity(reading, lint, config.provider)
         async with self._slots:
@@ -127,6 +135,15 @@ class ProbeRunner:
                 message=message,
                 started_at=started,
             )
+
+    def forget(self, name: str) -> None:
+        for prober in self.probers.values():
+            prober.forget(name)
+
+    def consecutive_failures(self, name: str, probe: str) -> int:
+        state = self.store.get(name)
+        probe_state = state.probe(probe) if state is not None else None
+        return probe_state.consecutive_failures if probe_state is not None else 0
 
     async def aclose(self) -> None:
         for prober in self.probers.values():

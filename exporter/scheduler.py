@@ -9,11 +9,11 @@ import hashlib
 import heapq
 import itertools
 import logging
+from typing import Protocol
 
 from exporter.classify import Result
 from exporter.config import Config, KeyConfig
-from exporter.runner import ProbeRunner
-from exporter.state import ProbeResult
+from exporter.result import ProbeResult
 
 log = logging.getLogger("exporter.scheduler")
 
@@ -60,15 +60,31 @@ def next_delay(config: KeyConfig, result: ProbeResult, consecutive_failures: int
     return None
 
 
+class ProbeRuns(Protocol):
+    """All the scheduler needs from whoever runs the probes (exporter.runner.ProbeRunner)."""
+
+    async def run(self, config: KeyConfig, probe: str) -> ProbeResult:
+        """Probe `config`'s key once with `probe`, record the result, and return it."""
+        ...
+
+    def forget(self, name: str) -> None:
+        """The key `name` was removed or changed: drop what the probers keep for it."""
+        ...
+
+    def consecutive_failures(self, name: str, probe: str) -> int:
+        """Failures in a row of this key and probe, as recorded (0 when unknown)."""
+        ...
+
+
 class ProbeScheduler:
     """Every key's probes on one timer: a heap of due times, one asyncio timer for the earliest.
 
-    One entry per key and probe is a tuple of a few words, and a run costs a heap pop and push;
-    apscheduler's job objects took 23 MB for 10,000 keys with both probes, 80 us of CPU a run,
-    and seconds to build at start-up, which made the first round's early probes late.
+    One entry per key and probe is a tuple of a few words, and a run costs a heap pop and push,
+    so building the schedule of 10,000 keys takes no time from the first round's early probes
+    (why not a scheduling library: bench/NOTES.md). A key and probe is never run twice at once.
     """
 
-    def __init__(self, runner: ProbeRunner) -> None:
+    def __init__(self, runner: ProbeRuns) -> None:
         self.runner = runner
         self._configs: dict[str, KeyConfig] = {}
         self._due: list[_Entry] = []  # heap; entries of removed or changed keys are skipped
@@ -88,8 +104,7 @@ class ProbeScheduler:
         for name, old in list(self._configs.items()):
             if wanted.get(name) != old:
                 del self._configs[name]  # its entries are skipped when they come due
-                for prober in self.runner.probers.values():
-                    prober.forget(name)
+                self.runner.forget(name)
         added = [key for name, key in wanted.items() if name not in self._configs]
         spread = first_round_spread(sum(len(key.probes) for key in added))
         for key in added:
@@ -190,9 +205,7 @@ class ProbeScheduler:
         regular = when + interval
         while regular <= now:  # a probe slower than its interval skips the runs it overlapped
             regular += interval
-        key_state = self.runner.store.get(name)
-        probe_state = key_state.probe(probe) if key_state is not None else None
-        failures = probe_state.consecutive_failures if probe_state is not None else 0
+        failures = self.runner.consecutive_failures(name, probe)
         delay = next_delay(config, result, failures) if result is not None else None
         following = regular
         if result is not None and delay is not None:

@@ -69,18 +69,21 @@ def create_app(
             return web.Response(
                 status=403, text="Lifecycle API is not enabled (--web.enable-lifecycle)\n"
             )
-        ok, message = exporter.reload()
+        ok, message = exporter.reload_or_keep_last_good()
         return web.Response(status=200 if ok else 500, text=message + "\n")
 
     async def landing(_: web.Request) -> web.Response:
         page = status_page(exporter, telemetry_path, links)
-        return web.Response(text=page, content_type="text/html", headers=_NO_STORE)
+        headers = {**_PAGE_HEADERS, **_NO_STORE}
+        return web.Response(text=page, content_type="text/html", headers=headers)
 
     def runbook_page(language: str) -> Handler:
         body = runbook.page(language)
 
         async def serve_runbook(_: web.Request) -> web.Response:
-            return web.Response(body=body, content_type="text/html", charset="utf-8")
+            return web.Response(
+                body=body, content_type="text/html", charset="utf-8", headers=_PAGE_HEADERS
+            )
 
         return serve_runbook
 
@@ -98,6 +101,17 @@ def create_app(
 
 # The status page is live: a cached copy would show a state that is no longer true.
 _NO_STORE = {"Cache-Control": "no-store"}
+# The HTML pages load nothing and run no script: a browser is told so, so an injected tag would
+# do nothing. Headers from --web.config.file's http_server_config.headers replace these.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 class _InFlight:
@@ -115,23 +129,20 @@ class _InFlight:
 
 async def _gzip_body(renderer: MetricsRenderer) -> list[bytes]:
     """The exposition gzipped, as pieces: blocks deflated by an earlier scrape are reused, the
-    others deflated now, on the loop (threads kept their own malloc arenas: 10 MiB more RSS),
-    letting probes run every SCRAPE_STEP_SECONDS."""
+    others deflated now, on the loop (not in a thread: see bench/NOTES.md), which it lets probes
+    use every SCRAPE_STEP_SECONDS. The pieces made go back to the renderer, which keeps them."""
     snapshot = renderer.gzip_snapshot()
     body = GzipBody()
-    pieces = [GZIP_HEADER]
+    pieces: list[bytes] = []
     loop = asyncio.get_running_loop()
     held_since = loop.time()
-    for index, (block, kept) in enumerate(zip(snapshot.blocks, snapshot.pieces, strict=True)):
-        piece = body.piece(block, kept)
-        snapshot.pieces[index] = piece
-        pieces.append(piece)
+    for block, kept in zip(snapshot.blocks, snapshot.pieces, strict=True):
+        pieces.append(body.piece(block, kept))
         if loop.time() - held_since >= SCRAPE_STEP_SECONDS:
             await asyncio.sleep(0)
             held_since = loop.time()
-    renderer.keep_pieces(snapshot)
-    pieces.append(body.end())
-    return pieces
+    renderer.keep_pieces(snapshot, pieces)
+    return [GZIP_HEADER, *pieces, body.end()]
 
 
 async def _stream(

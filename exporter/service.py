@@ -58,17 +58,14 @@ class Exporter:
         self.state_file = StateFile(storage_path, self.store) if storage_path else None
         self._saving: asyncio.Task[None] | None = None
 
-    def load(self) -> Config:
-        """Read and apply the configuration; raises ConfigError and changes nothing on failure."""
-        config = self.read()
-        self.apply(config)
-        return config
-
-    def read(self) -> Config:
-        """The configuration this exporter serves (its shard's keys); raises ConfigError."""
+    def read_shard_config(self) -> Config:
+        """The configuration file read and validated now, filtered to this shard's keys; applies
+        nothing. Raises ConfigError naming the file, the field and the fix."""
         return self.key_filter(read_config(self.config_path))
 
-    def apply(self, config: Config) -> None:
+    def switch_to(self, config: Config) -> None:
+        """Serve `config` from now on: the store, the renderer and the schedule follow it. Keys
+        that stay unchanged keep their state and schedule; removed keys' secrets are forgotten."""
         old_names = {key.name for key in self.config.keys} if self.config else set()
         self.config = config
         names = {key.name for key in config.keys}
@@ -84,9 +81,18 @@ class Exporter:
         log_cost(config.keys)
         _log_billed_probes(config)
 
-    def reload(self) -> tuple[bool, str]:
+    def read_and_switch(self) -> Config:
+        """read_shard_config then switch_to; on ConfigError nothing changes."""
+        config = self.read_shard_config()
+        self.switch_to(config)
+        return config
+
+    def reload_or_keep_last_good(self) -> tuple[bool, str]:
+        """SIGHUP and /-/reload: switch to the file as it is now, or keep serving the last good
+        configuration when it is broken (logged, and openai_key_exporter_config_last_reload_successful
+        says 0). Returns (reloaded, a sentence for the person who asked)."""
         try:
-            config = self.load()
+            config = self.read_and_switch()
         except ConfigError as error:
             self.metrics.config_loaded(False)
             log.error(

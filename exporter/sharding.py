@@ -86,8 +86,3 @@ def resolve_shard(index: int | None, total: int, hostname: str) -> tuple[int, in
             f"{ordinal + 1} or more)"
         )
     return ordinal, total
-
-
-def is_mine(key_name: str, index: int, total: int) -> bool:
-    """Whether shard `index` of `total` probes `key_name`."""
-    return shard_for(key_name, total) == index

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field, replace
 
 from exporter.classify import RESULTS, Result, Validity, error_code_label
 from exporter.models import ModelStatuses
-from exporter.readings import NO_READINGS, Readings, counted, readings
+from exporter.readings import NO_READINGS, Readings, incremented
+from exporter.result import ProbeResult
 
 # A reused REST connection skips these; a Realtime session connects every time.
 _CARRIED_PHASES: dict[str, tuple[str, ...]] = {"rest": ("connect", "tls")}
@@ -18,41 +19,8 @@ LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 def _empty() -> Readings:
-    # One shared empty mapping: a dict per field and per key was six per key before any probe.
-    # Mappings here are replaced, never changed in place, so a result stays as it was made.
+    # One shared empty mapping; mappings here are replaced, never changed in place.
     return NO_READINGS
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeResult:
-    """What one probe run found. Holds no key: only its consequences."""
-
-    probe: str
-    result: Result
-    duration: float = 0.0
-    phases: Mapping[str, float] = field(default_factory=_empty)
-    http_status: int = 0
-    error_code: str = ""  # OpenAI's error.code, or the result class when OpenAI gave none
-    message: str = ""  # for a person; already scrubbed of keys
-    request_id: str = ""
-    requests_made: int = 1
-    retry_after: float | None = None
-    ratelimit: Mapping[str, float] = field(default_factory=_empty)
-    close_code: int | None = None
-    started_at: float = field(default_factory=time.time)
-    billed_tokens: int = 0  # tokens OpenAI counted for a billed probe (inference); 0 for free ones
-    # REST: the watched models as this answer lists them; None when it had no model list.
-    models: ModelStatuses | None = None
-    billed_seconds: float = 0.0  # upstream time this probe is billed for (Live sessions)
-
-    def __post_init__(self) -> None:
-        # Held for every key until its next probe: kept as compact Readings, not dicts.
-        object.__setattr__(self, "phases", readings(self.phases))
-        object.__setattr__(self, "ratelimit", readings(self.ratelimit))
-
-    @property
-    def healthy(self) -> bool:
-        return self.result is Result.OK
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +63,7 @@ class ProbeState:
                 for phase in carried
                 if phase in previous and phase not in result.phases
             }
-            if kept:  # in the stored result itself: a second mapping per key was 1 MB at 10,000
+            if kept:  # in the stored result itself: one mapping per probe, not a second one
                 result = replace(result, phases={**kept, **result.phases})
         if self.last is None or self.last.result is not result.result or self.result_since is None:
             self.result_since = result.started_at
@@ -111,9 +79,9 @@ class ProbeState:
             self.consecutive_failures += 1
             # Bounded here, not at render time: two unknown codes must not become two series.
             code = error_code_label(result.error_code or result.result.value)
-            self.errors_total = counted(self.errors_total, code)
+            self.errors_total = incremented(self.errors_total, code)
         if result.close_code is not None:
-            self.closes_total = counted(self.closes_total, str(result.close_code))
+            self.closes_total = incremented(self.closes_total, str(result.close_code))
         if result.billed_seconds:  # most probes bill nothing: no new float for them
             self.billed_seconds_total += result.billed_seconds
 
@@ -122,8 +90,8 @@ class ProbeState:
 class LatencyHistogram:
     """Durations of every probe of one kind that sent a request, over all keys.
 
-    Not per key: at 10,000 keys a per-key histogram was 11 series per key and probe, 43 % of
-    the exposition; a key's own latency is its duration gauge.
+    Not per key: a histogram per key would be 11 series per key and probe, most of the
+    exposition at 10,000 keys; a key's own latency is its duration gauge.
     """
 
     bucket_counts: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
@@ -141,8 +109,8 @@ class LatencyHistogram:
 @dataclass(slots=True)
 class KeyState:
     name: str
-    # A field per kind of probe (PROBE_KINDS), None when not configured: a dict per key was
-    # 2 MB at 10,000.
+    # A field per kind of probe (PROBE_KINDS), None when not configured: slots, not a dict per
+    # key (the memory row of docs/performance.md).
     rest: ProbeState | None = None
     realtime: ProbeState | None = None
     live: ProbeState | None = None
@@ -286,9 +254,6 @@ class StateStore:
 
     def get(self, name: str) -> KeyState | None:
         return self._keys.get(name)
-
-    def names(self) -> set[str]:
-        return set(self._keys)
 
     @property
     def ready(self) -> bool:

@@ -33,7 +33,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from exporter.classify import Result
-from exporter.state import KeyIdentity, KeyState, ProbeResult, ProbeState, StateStore
+from exporter.result import ProbeResult
+from exporter.state import KeyIdentity, KeyState, ProbeState, StateStore
 
 log = logging.getLogger("exporter.state_file")
 

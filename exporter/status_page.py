@@ -99,7 +99,7 @@ def _row_html(row: Row, source: KeySource | None, links: Links, now: float) -> s
     findings = ", ".join(ranked_findings(issues)) or "none"
     identity = _e(key.identity.fingerprint or "no key read")
     changed = ""
-    if key.key_changed_at is not None:
+    if key.key_changed_at is not None and key.identity.fingerprint:  # a value was read
         changed = (
             f'<br><small class="changed">value changed {_when(key.key_changed_at, now)}</small>'
         )
@@ -149,7 +149,7 @@ th{background:#f5f5f5;position:sticky;top:0}
 .badge{color:#fff;padding:.1rem .45rem;border-radius:3px;font-weight:bold;font-size:.85rem}
 tr.failing td{background:#fdecea}tr.unsure td{background:#fff4e0}
 .summary{font-size:1.2rem}small{color:#555}
-td.state,td.result,td.age,td.duration{white-space:nowrap}
+td.state,td.result,td.age,td.duration{white-space:nowrap}td.key{min-width:13rem}td.since{min-width:10rem}
 """
 
 
@@ -183,8 +183,8 @@ def status_page(
 <style>{_STYLE}</style></head><body>
 <h1>OpenAI Key Exporter</h1>
 <p class="summary" id="summary">{_e(summary)}</p>
-<p>Version {_e(__version__)}. Probes OpenAI API keys on a schedule and never spends a token; this
-page refreshes every {REFRESH_SECONDS} s.
+<p>Version {_e(__version__)}. Probes OpenAI API keys on a schedule with free calls; only the
+opt-in inference and live probes are billed. This page refreshes every {REFRESH_SECONDS} s.
 <a href="{_e(telemetry_path)}">Metrics</a> &middot; <a href="/-/healthy">Health</a> and
 <a href="/-/ready">readiness</a> &middot; <a href="{_e(links.runbook())}">Runbook</a>
 (<a href="{_e(links.runbook(language="fr"))}">en français</a>)</p>

@@ -5,6 +5,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
 
 from grafana import panels, runbook
+from grafana.identifiers import DETAIL_UID
 from grafana.panels import (
     COLOR_BACKGROUND,
     instant_query,
@@ -429,7 +430,7 @@ def models_table() -> panels.PanelBuilder:
 def build(runbook_url: str = runbook.RUNBOOK_URL) -> dashboard_builders.Dashboard:
     board = panels.base_dashboard(
         "OpenAI key detail",
-        panels.DETAIL_UID,
+        DETAIL_UID,
         "One OpenAI API key as openai-key-exporter sees it: each probe's result, the last "
         "error and its runbook section, latency, rate limits and rotations.",
         multi_key=False,

@@ -6,6 +6,7 @@ from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
 
 from grafana import panels, runbook
+from grafana.identifiers import OVERVIEW_UID
 from grafana.panels import (
     COLOR_BACKGROUND,
     instant_query,
@@ -378,7 +379,7 @@ def budget_panels() -> list[panels.PanelBuilder]:
 def build(runbook_url: str = runbook.RUNBOOK_URL) -> dashboard_builders.Dashboard:
     board = panels.base_dashboard(
         "OpenAI keys overview",
-        panels.OVERVIEW_UID,
+        OVERVIEW_UID,
         "Every OpenAI API key openai-key-exporter probes: valid or not, which probe fails "
         "and why, with links to the runbook.",
         multi_key=True,

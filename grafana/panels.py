@@ -14,6 +14,7 @@ from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from exporter.classify import RESULTS, Result, Validity
 from grafana import runbook
+from grafana.identifiers import DETAIL_UID, OVERVIEW_UID
 from grafana.promql import with_mapped_label
 
 PanelBuilder = cogbuilder.Builder[dashboard_models.Panel]
@@ -21,8 +22,6 @@ LinkBuilder = cogbuilder.Builder[dashboard_models.DashboardLink]
 AnnotationBuilderType = cogbuilder.Builder[dashboard_models.AnnotationQuery]
 
 DATASOURCE = dashboard_models.DataSourceRef(type_val="prometheus", uid="${datasource}")
-OVERVIEW_UID = "openai-key-overview"
-DETAIL_UID = "openai-key-detail"
 TAGS = ["openai", "openai-key-exporter"]
 
 # Colours by what a result says: the key is bad, the key is fine but unusable, or we cannot tell.

@@ -99,13 +99,13 @@ def test_warnings_are_logged_at_load_and_reload(
     path.write_text(config_text(provider="azure"))
     caplog.set_level(logging.WARNING, logger="exporter")
     exporter = Exporter(str(path))
-    exporter.load()
+    exporter.read_and_switch()
     exporter.scheduler.shutdown()
     loaded = [r for r in caplog.records if r.getMessage() == "configuration warning"]
     assert len(loaded) == 1
     assert "keys[0].base_url" in loaded[0].fields["warning"]  # type: ignore[attr-defined]
     caplog.clear()
-    assert exporter.reload()[0]
+    assert exporter.reload_or_keep_last_good()[0]
     exporter.scheduler.shutdown()
     reloaded = [r for r in caplog.records if r.getMessage() == "configuration warning"]
     assert len(reloaded) == 1

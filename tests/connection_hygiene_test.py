@@ -44,7 +44,7 @@ async def served(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Served]:
     monkeypatch.setattr(connection_hygiene, "WRITE_TIMEOUT_S", WRITE_TIMEOUT_S)
     exporter = Exporter(None)
     keys = "".join(f"  - {{name: key-{i}, api_key_env: K}}\n" for i in range(KEYS))
-    exporter.apply(parse_config("keys:\n" + keys, "many.yml"))
+    exporter.switch_to(parse_config("keys:\n" + keys, "many.yml"))
     app = create_app(exporter, max_requests=4)
     runner = web.AppRunner(app, handle_signals=False, **runner_options(idle_timeout=IDLE_S))
     await runner.setup()

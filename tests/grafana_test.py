@@ -23,6 +23,7 @@ from grafana_foundation_sdk.models.dashboard import Dashboard, ValueMap
 
 from exporter.classify import Result
 from grafana import generate, panels, runbook
+from grafana.identifiers import DETAIL_UID, OVERVIEW_UID
 from tests.conftest import require_tool
 from tests.harness import (
     Process,
@@ -221,8 +222,8 @@ def test_panels_do_not_overlap(filename: str) -> None:
 def test_uids_variables_and_links() -> None:
     overview = committed("overview.json")
     detail = committed("key-detail.json")
-    assert overview["uid"] == panels.OVERVIEW_UID == "openai-key-overview"
-    assert detail["uid"] == panels.DETAIL_UID == "openai-key-detail"
+    assert overview["uid"] == OVERVIEW_UID == "openai-key-overview"
+    assert detail["uid"] == DETAIL_UID == "openai-key-detail"
     for dashboard in (overview, detail):
         datasource = variable(dashboard, "datasource")
         assert (datasource["type"], datasource["query"]) == ("datasource", "prometheus")
@@ -363,25 +364,25 @@ READABLE_BY_OTHERS = DETAIL_KEY  # mode 0644: the key format issue file_readable
 # (dashboard uid, panel title, refId) -> why this query has no data with LIVE_KEYS.
 EXPECTED_EMPTY: dict[tuple[str, str, str], str] = {
     (
-        panels.OVERVIEW_UID,
+        OVERVIEW_UID,
         "annotation: Key rotated",
         "Anno",
     ): "no key is rotated during the test (it would take over 2 minutes: offset 2m)",
     (
-        panels.DETAIL_UID,
+        DETAIL_UID,
         "annotation: Key rotated",
         "Anno",
     ): "no key is rotated during the test (it would take over 2 minutes: offset 2m)",
     (
-        panels.DETAIL_UID,
+        DETAIL_UID,
         "annotation: Key turned invalid",
         "Anno",
     ): f"{DETAIL_KEY} stays valid (the overview's run of this query covers `bad`)",
-    (panels.DETAIL_UID, "Models", "A"): (
+    (DETAIL_UID, "Models", "A"): (
         f"{DETAIL_KEY}'s REST probe is always refused (429): it never reads its model list "
         f"(test_models_table_shows_listing_and_days_left runs this query for {MODELS_KEY})"
     ),
-    (panels.DETAIL_UID, "Models", "B"): f"as Models A: run for {MODELS_KEY} instead",
+    (DETAIL_UID, "Models", "B"): f"as Models A: run for {MODELS_KEY} instead",
 }
 # Metrics the dashboards use that this set of keys does not produce.
 EXPECTED_ABSENT_METRICS: dict[str, str] = {}
@@ -488,7 +489,7 @@ def live_queries() -> list[tuple[Query, str]]:
     """Every panel and annotation query, with the variables as Grafana would fill them."""
     queries = []
     for dashboard in all_dashboards().values():
-        if dashboard["uid"] == panels.OVERVIEW_UID:
+        if dashboard["uid"] == OVERVIEW_UID:
             key, job = ".*", ".*"  # the overview's default: all jobs, all keys
         else:
             key, job = DETAIL_KEY, SCRAPE_JOB

@@ -3,16 +3,20 @@ every output (redaction, scrubbing, the logging filter)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from exporter.classify import Result
+from exporter.config import KeyConfig
 from exporter.keys import (
     DotenvFormat,
     KeySource,
@@ -24,6 +28,9 @@ from exporter.keys import (
 )
 from exporter.logs import setup_logging
 from exporter.redaction import SECRETS, redact, scrub
+from exporter.result import ProbeResult
+from exporter.runner import ProbeRunner
+from exporter.state import StateStore
 
 BODY = "T3BlbkFJx7vB2mZ9kLwR4tY8nH3cJ6pD1sF5gA0qE_uI-oP2aS4dF6gH8jK0lZ1xC3vB5nM7" * 2 + "Wq3eRt5y"
 PROJECT_KEY = "sk-proj-" + BODY + "sQoA"  # 164 characters, as OpenAI issues them
@@ -306,7 +313,7 @@ def secret_file(path: Path, content: str | bytes, mode: int = 0o600) -> Path:
 
 def test_env_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OKE_TEST_KEY", raising=False)
-    reading = read_key("web", env_source())
+    reading = read_key(env_source())
     assert reading.key is None and not reading.empty
     assert reading.problem == "environment variable OKE_TEST_KEY is not set"
     assert SECRETS.secrets() == []
@@ -314,76 +321,75 @@ def test_env_unset(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_env_empty(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OKE_TEST_KEY", "")
-    reading = read_key("web", env_source())
+    reading = read_key(env_source())
     assert reading.key is None and reading.empty
     assert "empty" in reading.problem
 
 
 def test_env_value_is_taken_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OKE_TEST_KEY", f" {PROJECT_KEY}\n")
-    reading = read_key("web", env_source())
+    reading = read_key(env_source())
     assert reading.key == f" {PROJECT_KEY}\n"
     assert {"leading_whitespace", "line_break"} <= set(lint_key(reading.key).issues)
-    assert SECRETS.secrets() == [f" {PROJECT_KEY}\n"]
+    # reading.key, whitespace and all, is what the runner registers for scrubbing.
 
 
 def test_file_trailing_newline_is_not_part_of_the_key(tmp_path: Path) -> None:
-    reading = read_key("web", file_source(secret_file(tmp_path / "key", PROJECT_KEY + "\n")))
+    reading = read_key(file_source(secret_file(tmp_path / "key", PROJECT_KEY + "\n")))
     assert reading.key == PROJECT_KEY
     assert reading.problem == "" and reading.source_issues == ()
     assert lint_key(reading.key).issues == ()
 
 
 def test_file_crlf_leaves_a_cr(tmp_path: Path) -> None:
-    reading = read_key("web", file_source(secret_file(tmp_path / "key", PROJECT_KEY + "\r\n")))
+    reading = read_key(file_source(secret_file(tmp_path / "key", PROJECT_KEY + "\r\n")))
     assert reading.key == PROJECT_KEY + "\r"
     lint = lint_key(reading.key)
     assert "line_break" in lint.issues and not lint.sendable
 
 
 def test_file_only_one_newline_is_forgiven(tmp_path: Path) -> None:
-    reading = read_key("web", file_source(secret_file(tmp_path / "key", PROJECT_KEY + "\n\n")))
+    reading = read_key(file_source(secret_file(tmp_path / "key", PROJECT_KEY + "\n\n")))
     assert reading.key == PROJECT_KEY + "\n"
 
 
 def test_file_empty(tmp_path: Path) -> None:
-    reading = read_key("web", file_source(secret_file(tmp_path / "key", "\n")))
+    reading = read_key(file_source(secret_file(tmp_path / "key", "\n")))
     assert reading.key is None and reading.empty
     assert reading.problem.endswith("is empty")
 
 
 def test_file_missing(tmp_path: Path) -> None:
-    reading = read_key("web", file_source(tmp_path / "gone"))
+    reading = read_key(file_source(tmp_path / "gone"))
     assert reading.key is None and not reading.empty
     assert reading.problem == f"{tmp_path / 'gone'} does not exist"
 
 
 def test_file_readable_by_others(tmp_path: Path) -> None:
     path = secret_file(tmp_path / "key", PROJECT_KEY, mode=0o644)
-    assert read_key("web", file_source(path)).source_issues == ("file_readable_by_others",)
+    assert read_key(file_source(path)).source_issues == ("file_readable_by_others",)
     path.chmod(0o640)
-    assert read_key("web", file_source(path)).source_issues == ()
+    assert read_key(file_source(path)).source_issues == ()
 
 
 def test_file_that_cannot_be_read(tmp_path: Path) -> None:
     """A path that cannot be read as a file (here a folder, which even root cannot read as one)."""
     path = tmp_path / "key"
     path.mkdir()
-    reading = read_key("web", file_source(path))
+    reading = read_key(file_source(path))
     assert reading.key is None and reading.problem == f"{path} is a directory, not a file"
 
 
 def test_key_is_read_again_at_each_call(tmp_path: Path) -> None:
     """A rotated key on disk is seen at the next probe, with no restart and no cache."""
     path = secret_file(tmp_path / "key", PROJECT_KEY + "\n")
-    assert read_key("web", file_source(path)).key == PROJECT_KEY
+    assert read_key(file_source(path)).key == PROJECT_KEY
     secret_file(path, USER_KEY + "\n")
-    assert read_key("web", file_source(path)).key == USER_KEY
-    assert SECRETS.secrets() == [USER_KEY]  # the old key is no longer scrubbed for
+    assert read_key(file_source(path)).key == USER_KEY
     env = secret_file(tmp_path / ".env", f"OPENAI_API_KEY={PROJECT_KEY}\n")
-    assert read_key("relay", dotenv_source(env)).key == PROJECT_KEY
+    assert read_key(dotenv_source(env)).key == PROJECT_KEY
     secret_file(env, f"OPENAI_API_KEY={USER_KEY}\n")
-    assert read_key("relay", dotenv_source(env)).key == USER_KEY
+    assert read_key(dotenv_source(env)).key == USER_KEY
 
 
 # dotenv, as the npm dotenv package reads it ------------------------------------------------
@@ -407,7 +413,7 @@ def test_key_is_read_again_at_each_call(tmp_path: Path) -> None:
 )
 def test_dotenv_node_reads_the_key(tmp_path: Path, line: str, issues: tuple[str, ...]) -> None:
     text = f"# settings\nPORT=8081\n# OPENAI_API_KEY=an-old-commented-key\n{line}\nDEBUG=1\n"
-    reading = read_key("relay", dotenv_source(secret_file(tmp_path / ".env", text)))
+    reading = read_key(dotenv_source(secret_file(tmp_path / ".env", text)))
     assert reading.key == PROJECT_KEY
     assert reading.source_issues == issues
     assert lint_key(reading.key).issues == ()
@@ -415,45 +421,45 @@ def test_dotenv_node_reads_the_key(tmp_path: Path, line: str, issues: tuple[str,
 
 def test_dotenv_crlf_file(tmp_path: Path) -> None:
     text = f"PORT=8081\r\nOPENAI_API_KEY={PROJECT_KEY}\r\nDEBUG=1\r\n"
-    reading = read_key("relay", dotenv_source(secret_file(tmp_path / ".env", text)))
+    reading = read_key(dotenv_source(secret_file(tmp_path / ".env", text)))
     assert reading.key == PROJECT_KEY
     assert reading.source_issues == ("dotenv_crlf",)
 
 
 def test_dotenv_duplicate_last_wins(tmp_path: Path) -> None:
     text = f"OPENAI_API_KEY={USER_KEY}\nOPENAI_API_KEY={PROJECT_KEY}\n"
-    reading = read_key("relay", dotenv_source(secret_file(tmp_path / ".env", text)))
+    reading = read_key(dotenv_source(secret_file(tmp_path / ".env", text)))
     assert reading.key == PROJECT_KEY
     assert reading.source_issues == ("dotenv_duplicate_variable",)
 
 
 def test_dotenv_double_quotes_expand_newlines(tmp_path: Path) -> None:
     text = f'OPENAI_API_KEY="{PROJECT_KEY}\\n"\n'
-    reading = read_key("relay", dotenv_source(secret_file(tmp_path / ".env", text)))
+    reading = read_key(dotenv_source(secret_file(tmp_path / ".env", text)))
     assert reading.key == PROJECT_KEY + "\n"
     assert "line_break" in lint_key(reading.key).issues
 
 
 def test_dotenv_other_variable_and_missing_variable(tmp_path: Path) -> None:
     path = secret_file(tmp_path / ".env", f"RELAY_KEY={PROJECT_KEY}\nOPENAI_API_KEY=\n")
-    assert read_key("relay", dotenv_source(path, "RELAY_KEY")).key == PROJECT_KEY
-    empty = read_key("relay", dotenv_source(path))
+    assert read_key(dotenv_source(path, "RELAY_KEY")).key == PROJECT_KEY
+    empty = read_key(dotenv_source(path))
     assert empty.key is None and empty.empty
     assert empty.problem == f"OPENAI_API_KEY is empty in {path}"
-    unset = read_key("relay", dotenv_source(path, "OTHER"))
+    unset = read_key(dotenv_source(path, "OTHER"))
     assert unset.key is None and not unset.empty
     assert unset.problem == f"OTHER is not set in {path}"
 
 
 def test_dotenv_missing_file(tmp_path: Path) -> None:
-    reading = read_key("relay", dotenv_source(tmp_path / ".env"))
+    reading = read_key(dotenv_source(tmp_path / ".env"))
     assert reading.key is None
     assert reading.problem == f"{tmp_path / '.env'} does not exist"
 
 
 def test_dotenv_readable_by_others(tmp_path: Path) -> None:
     path = secret_file(tmp_path / ".env", f'OPENAI_API_KEY="{PROJECT_KEY}"\n', mode=0o604)
-    reading = read_key("relay", dotenv_source(path))
+    reading = read_key(dotenv_source(path))
     assert reading.source_issues == ("file_readable_by_others", "dotenv_quoted_value")
 
 
@@ -475,24 +481,47 @@ def test_dotenv_literal_keeps_the_value_as_is(
     tmp_path: Path, line: str, key: str, issues: tuple[str, ...]
 ) -> None:
     path = secret_file(tmp_path / ".env", f"PORT=8081\n{line}\n")
-    reading = read_key("relay", dotenv_source(path, fmt=DotenvFormat.LITERAL))
+    reading = read_key(dotenv_source(path, fmt=DotenvFormat.LITERAL))
     assert reading.key == key
     assert reading.source_issues == issues
 
 
 def test_dotenv_literal_quotes_reach_the_lint(tmp_path: Path) -> None:
     path = secret_file(tmp_path / ".env", f'OPENAI_API_KEY="{PROJECT_KEY}"\n')
-    reading = read_key("relay", dotenv_source(path, fmt=DotenvFormat.LITERAL))
+    reading = read_key(dotenv_source(path, fmt=DotenvFormat.LITERAL))
     assert reading.key is not None
     lint = lint_key(reading.key)
     assert lint.issues == ("surrounding_quotes",)
     assert lint.kind == "project" and lint.fingerprint == "sk-proj-...sQoA"
 
 
-def test_a_key_read_is_remembered_for_scrubbing(tmp_path: Path) -> None:
-    read_key("web", file_source(secret_file(tmp_path / "key", PROJECT_KEY)))
+class _Answering:
+    """A prober that answers at once: what is under test is the runner's registration."""
+
+    async def probe(self, config: KeyConfig, key: str) -> ProbeResult:
+        return ProbeResult("rest", Result.OK)
+
+    def forget(self, name: str) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_a_key_read_is_remembered_for_scrubbing_by_the_runner_not_by_reading(
+    tmp_path: Path,
+) -> None:
+    source = file_source(secret_file(tmp_path / "key", PROJECT_KEY))
+    read_key(source)
+    assert SECRETS.secrets() == []  # reading alone fills no global
+    runner = ProbeRunner(StateStore(), {"rest": _Answering()})
+    config = KeyConfig(name="web", source=source, probes=("rest",))
+    asyncio.run(runner.run(config, "rest"))
     assert scrub(f"boom {PROJECT_KEY}") == "boom sk-proj-...sQoA"
-    read_key("web", file_source(tmp_path / "gone"))
+    secret_file(tmp_path / "key", USER_KEY)  # rotated
+    asyncio.run(runner.run(config, "rest"))
+    assert SECRETS.secrets() == [USER_KEY]  # the old key is no longer scrubbed for
+    asyncio.run(runner.run(replace(config, source=file_source(tmp_path / "gone")), "rest"))
     assert SECRETS.secrets() == []
 
 

@@ -38,10 +38,10 @@ from exporter.logs import setup_logging
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
 from exporter.redaction import redact
+from exporter.result import ProbeResult
 from exporter.service import Exporter
 from exporter.simulator import RunningSimulator
 from exporter.simulator.scenarios import KEY_CHARSET
-from exporter.state import ProbeResult
 from exporter.status_page import status_page
 from tests.harness import (
     REPO,

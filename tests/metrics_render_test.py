@@ -6,7 +6,8 @@ import random
 
 from exporter.classify import Result
 from exporter.metrics import SEGMENT_KEYS, ExporterMetrics, MetricsRenderer, render_key
-from exporter.state import KeyIdentity, ProbeResult, StateStore
+from exporter.result import ProbeResult
+from exporter.state import KeyIdentity, StateStore
 from tests.support.metrics import fresh_render, key_samples, record_random_results
 
 

@@ -19,8 +19,9 @@ from exporter.links import DEFAULT_LINKS
 from exporter.metrics import ExporterMetrics, MetricsRenderer, render_key
 from exporter.models import ModelStatus, read_statuses, shutdown_timestamp, watched_models
 from exporter.probes.rest import RestProber
+from exporter.result import ProbeResult
 from exporter.simulator import RunningSimulator, make_key, start_simulator
-from exporter.state import KeyIdentity, ProbeResult, StateStore
+from exporter.state import KeyIdentity, StateStore
 from tests.conftest import require_tool
 
 GPT_REALTIME_SHUTDOWN = datetime.datetime(2027, 1, 20, tzinfo=datetime.UTC).timestamp()

@@ -27,9 +27,10 @@ from exporter.config import KeyConfig
 from exporter.keys import KeySource, SourceKind
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
+from exporter.result import ProbeResult
 from exporter.runner import ProbeRunner
 from exporter.simulator import RunningSimulator, make_key
-from exporter.state import ProbeResult, StateStore
+from exporter.state import StateStore
 from tests.conftest import require_ipv6_loopback
 from tests.harness import (
     Process,

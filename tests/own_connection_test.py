@@ -21,9 +21,9 @@ from exporter.config import KeyConfig
 from exporter.keys import KeySource, SourceKind
 from exporter.probes.own_connection import request_head
 from exporter.probes.rest import RestProber, probe_rest
+from exporter.result import ProbeResult
 from exporter.simulator import SCENARIOS, RunningSimulator, make_key
 from exporter.simulator.rest import REST_BEHAVIOURS
-from exporter.state import ProbeResult
 from tests.support.proxy import no_proxy_from_outside
 from tests.support.sockets import established_to
 from tests.support.tls import Tls, simulator_over_tls, tls

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.readings import NO_READINGS, Readings, counted, readings
+from exporter.readings import NO_READINGS, Readings, incremented, readings
 
 
 def test_a_readings_reads_like_the_dict_it_was_made_from() -> None:
@@ -36,10 +36,10 @@ def test_the_same_names_are_held_once_and_empty_is_one_object() -> None:
 
 
 def test_counting_makes_a_new_readings_and_leaves_the_old_one() -> None:
-    once = counted(NO_READINGS, "1000")
-    twice = counted(once, "1000")
-    other = counted(twice, "4000")
+    once = incremented(NO_READINGS, "1000")
+    twice = incremented(once, "1000")
+    other = incremented(twice, "4000")
     assert (once, twice, other) == ({"1000": 1}, {"1000": 2}, {"1000": 2, "4000": 1})
     assert NO_READINGS == {}
     # Doubles count exactly far beyond any probe count.
-    assert counted(Readings({"n": 2.0**52}), "n")["n"] == 2.0**52 + 1
+    assert incremented(Readings({"n": 2.0**52}), "n")["n"] == 2.0**52 + 1

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from exporter.classify import Result
 from exporter.config import KeyConfig, RealtimeSettings
 from exporter.keys import KeySource, SourceKind
+from exporter.result import ProbeResult
 from exporter.scheduler import MAX_FIRST_RUN_SPREAD, first_run_offset, next_delay
-from exporter.state import ProbeResult
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = KeyConfig(

@@ -15,8 +15,9 @@ import pytest
 from exporter.classify import Result
 from exporter.config import Config, KeyConfig
 from exporter.keys import KeySource, SourceKind
+from exporter.result import ProbeResult
 from exporter.scheduler import ProbeScheduler, first_round_spread, first_run_offset
-from exporter.state import KeyIdentity, ProbeResult, StateStore
+from exporter.state import KeyIdentity, StateStore
 from tests.support.virtual_clock import run_virtual
 
 INTERVAL = 0.6
@@ -39,11 +40,18 @@ class FakeRunner:
 
     def __init__(self) -> None:
         self.store = StateStore()
-        self.probers: dict[str, object] = {}
         self.runs: list[tuple[str, float]] = []
         self.answer: Callable[[str, int], ProbeResult] = lambda name, count: ProbeResult(
             "rest", Result.OK
         )
+
+    def forget(self, name: str) -> None:
+        pass  # no prober here keeps anything per key
+
+    def consecutive_failures(self, name: str, probe: str) -> int:
+        state = self.store.get(name)
+        probe_state = state.probe(probe) if state is not None else None
+        return probe_state.consecutive_failures if probe_state is not None else 0
 
     async def run(self, config: KeyConfig, probe: str) -> ProbeResult:
         self.runs.append((config.name, asyncio.get_running_loop().time()))

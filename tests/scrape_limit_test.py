@@ -30,7 +30,7 @@ async def limited_to_one(tmp_path: Path) -> AsyncIterator[int]:
     keys = [{"name": f"key-{n:05d}", "api_key_env": "SCRAPE_LIMIT_TEST_KEY"} for n in range(KEYS)]
     config.write_text(yaml.safe_dump({"defaults": {"probes": ["rest"]}, "keys": keys}))
     exporter = Exporter(str(config))
-    exporter.load()
+    exporter.read_and_switch()
     runner = web.AppRunner(create_app(exporter, max_requests=1))
     await runner.setup()
     listener = socket.socket()

@@ -12,8 +12,9 @@ import httpx
 
 from exporter.classify import Result
 from exporter.keys import KeyReading, change_time, value_digest
+from exporter.result import ProbeResult
 from exporter.simulator import make_key
-from exporter.state import KeyIdentity, ProbeResult, StateStore
+from exporter.state import KeyIdentity, StateStore
 from tests.conftest import require_tool
 from tests.harness import (
     assert_no_secret,

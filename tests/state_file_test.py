@@ -13,7 +13,8 @@ import pytest
 
 from exporter.classify import Result
 from exporter.metrics import render_key
-from exporter.state import KeyIdentity, ProbeResult, StateStore
+from exporter.result import ProbeResult
+from exporter.state import KeyIdentity, StateStore
 from exporter.state_file import FILE_NAME, FORMAT_VERSION, StateFile
 
 KEY = "sk-proj-" + "Zq8" * 52  # what must never reach the file

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from exporter.classify import Result
 from exporter.readings import Readings
-from exporter.state import KeyIdentity, ProbeResult, StateStore
+from exporter.result import ProbeResult
+from exporter.state import KeyIdentity, StateStore
 
 IDENTITY = KeyIdentity("sk-proj-...sQoA", "project")
 

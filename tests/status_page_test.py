@@ -17,9 +17,10 @@ import pytest
 from exporter.classify import Result
 from exporter.config import load_config
 from exporter.links import Links
+from exporter.result import ProbeResult
 from exporter.service import Exporter
 from exporter.simulator import make_key
-from exporter.state import KeyIdentity, ProbeResult
+from exporter.state import KeyIdentity
 from exporter.status_page import MAX_ROWS, status_page
 from tests.conftest import require_tool
 from tests.harness import (
@@ -231,7 +232,7 @@ def test_sources_come_from_the_configuration(tmp_path: Path) -> None:
         probes=("rest",),
     )
     exporter = Exporter(str(config_path))
-    exporter.apply(load_config(str(config_path)))
+    exporter.switch_to(load_config(str(config_path)))
     exporter.store.record(
         "app",
         KeyIdentity("sk-proj-...x", "project", ("surrounding_quotes",)),

@@ -16,8 +16,9 @@ from exporter.keys import KeySource, SourceKind
 from exporter.metrics import render_key
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
+from exporter.result import ProbeResult
 from exporter.simulator import make_key, start_simulator
-from exporter.state import KeyState, ProbeResult, ProbeState
+from exporter.state import KeyState, ProbeState
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 FRESH_OR_POOLED = pytest.mark.parametrize("fresh", [True, False], ids=["own-connection", "pooled"])

@@ -18,7 +18,6 @@ import pytest
 import trustme
 from aiohttp import web
 
-from exporter import webconfig
 from exporter.webconfig import (
     WebConfig,
     WebConfigError,
@@ -28,6 +27,8 @@ from exporter.webconfig import (
     load_web_config,
     ssl_context,
 )
+from exporter.webconfig import tls as web_tls
+from exporter.webconfig import watcher as web_watcher
 from tests.conftest import require_tool
 
 TESTDATA = Path(__file__).parent / "testdata" / "web-config"
@@ -138,7 +139,7 @@ def test_promtool_agrees(cases_dir: Path, name: str) -> None:
 def test_example_is_accepted_next_to_its_files(cases_dir: Path) -> None:
     config = load_web_config(str(cases_dir / "example-web-config.yml"))
     assert config.tls_server_config is not None
-    assert config.basic_auth_usernames == ("prometheus",)
+    assert tuple(sorted(config.basic_auth_users)) == ("prometheus",)
     assert ssl_context(config) is not None
 
 
@@ -162,7 +163,7 @@ def test_defaults_and_relative_paths(cases_dir: Path) -> None:
 
 def test_secrets_stay_out_of_errors_and_repr(cases_dir: Path) -> None:
     config = load_web_config(str(cases_dir / "basic-auth.good.yml"))
-    assert config.basic_auth_usernames == ("alice", "bob")
+    assert tuple(sorted(config.basic_auth_users)) == ("alice", "bob")
     assert FAKE_HASH not in repr(config)
     broken = cases_dir / "broken-yaml-with-hash.yml"
     broken.write_text(f"basic_auth_users:\n  alice: {FAKE_HASH}\n   bob: [{FAKE_HASH}\n")
@@ -337,19 +338,22 @@ def test_watcher_checks_at_most_once_per_interval(
     """Not read again before the interval has passed, and read again once it has (the
     watcher's clock is a fake one the test moves on)."""
     now = [1000.0]
-    monkeypatch.setattr(webconfig, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(web_watcher, "time", SimpleNamespace(monotonic=lambda: now[0]))
     path = write_config(tmp_path / "web.yml", users_yaml(alice="s3cret"))
     watcher = WebConfigWatcher(path, check_interval_seconds=3600)
     write_config(tmp_path / "web.yml", users_yaml(alice="s3cret", bob="hunter2"))
     now[0] += 3599
-    assert watcher.config.basic_auth_usernames == ("alice",)
+    assert tuple(sorted(watcher.config.basic_auth_users)) == ("alice",)
     now[0] += 1
-    assert watcher.config.basic_auth_usernames == ("alice", "bob")
+    assert tuple(sorted(watcher.config.basic_auth_users)) == ("alice", "bob")
     write_config(tmp_path / "web.yml", users_yaml(carol="s3cret"))
     now[0] += 3599
-    assert watcher.config.basic_auth_usernames == ("alice", "bob")  # the interval starts again
+    assert tuple(sorted(watcher.config.basic_auth_users)) == (
+        "alice",
+        "bob",
+    )  # the interval starts again
     now[0] += 1
-    assert watcher.config.basic_auth_usernames == ("carol",)
+    assert tuple(sorted(watcher.config.basic_auth_users)) == ("carol",)
     with pytest.raises(WebConfigError):
         WebConfigWatcher(str(tmp_path / "missing.yml"))
     with pytest.raises(WebConfigError):
@@ -387,7 +391,7 @@ async def test_bcrypt_runs_once_per_credentials(
 async def test_certificate_files_reread_on_new_handshake(
     tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(webconfig, "RELOAD_CHECK_INTERVAL_SECONDS", 0.0)
+    monkeypatch.setattr(web_tls, "RELOAD_CHECK_INTERVAL_SECONDS", 0.0)
     path = write_config(tmp_path / "web.yml", TLS_SERVER)
     async with running_server(WebConfigWatcher(path)) as base:
         assert (await get(f"{base}/metrics", client_context(pki.ca))).status_code == 200

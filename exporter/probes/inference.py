@@ -29,7 +29,7 @@ from exporter.probes.rest_answer import (
 from exporter.probes.rest_timing import ProbeClock
 from exporter.probes.tls import tls_context
 from exporter.provider import auth_headers
-from exporter.state import ProbeResult
+from exporter.result import ProbeResult
 
 log = logging.getLogger("exporter.probes.inference")
 

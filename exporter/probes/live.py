@@ -46,7 +46,7 @@ from exporter.probes.realtime import (
 from exporter.probes.tls import tls_context
 from exporter.provider import key_header
 from exporter.redaction import scrub
-from exporter.state import ProbeResult
+from exporter.result import ProbeResult
 
 # The end (session.close to the socket's close) gets this long after the probe's own timeout;
 # under the runner's one second of slack, so a slow end still reports its billed seconds.

@@ -33,7 +33,7 @@ from exporter.probes.rest_answer import (
     timed_out,
 )
 from exporter.probes.rest_timing import ProbeClock, TimedResponseHandler
-from exporter.state import ProbeResult
+from exporter.result import ProbeResult
 
 _READ_BUFSIZE = 2**16  # aiohttp's client default
 _HAPPY_EYEBALLS_DELAY_S = 0.25  # aiohttp's default (RFC 8305 suggests 0.25 s too)

@@ -31,7 +31,7 @@ from exporter.probes.rest_answer import retry_after
 from exporter.probes.tls import tls_context
 from exporter.provider import auth_headers
 from exporter.redaction import scrub
-from exporter.state import ProbeResult
+from exporter.result import ProbeResult
 
 CLOSE_TIMEOUT = 1.0
 MAX_MESSAGE_BYTES = 1024 * 1024  # session.created is a few KiB

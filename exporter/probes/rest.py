@@ -27,7 +27,7 @@ from exporter.probes.rest_answer import (
 from exporter.probes.rest_timing import CLOCK, ProbeClock, TimedResponseHandler
 from exporter.probes.tls import tls_context
 from exporter.provider import auth_headers
-from exporter.state import ProbeResult
+from exporter.result import ProbeResult
 
 FRESH_CONNECTION_EVERY = 10  # reuse keeps probes cheap; a fresh one keeps connect/TLS measured
 USER_AGENT = "openai-key-exporter"

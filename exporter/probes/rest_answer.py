@@ -18,7 +18,7 @@ from exporter.keys import lint_key
 from exporter.models import read_statuses
 from exporter.probes.rest_timing import ProbeClock
 from exporter.redaction import scrub
-from exporter.state import ProbeResult
+from exporter.result import ProbeResult
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # /models is a few dozen KiB, a probe's response less
 _OPENAI_REQUEST_ID = re.compile(r"req_[0-9a-f]{1,60}")

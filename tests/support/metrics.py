@@ -10,7 +10,8 @@ import httpx
 
 from exporter.classify import Result
 from exporter.metrics import FAMILIES, render_key
-from exporter.state import KeyIdentity, ProbeResult, StateStore
+from exporter.result import ProbeResult
+from exporter.state import KeyIdentity, StateStore
 
 _RESULT = re.compile(r"^openai_probe_result\{(?P<labels>[^}]*)\} 1(?:\.0)?$", re.MULTILINE)
 
