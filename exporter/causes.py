@@ -22,6 +22,8 @@ _FINDINGS: dict[str, str] = {
     "unexpected_characters": "{value} contains characters no OpenAI key has",
     "implausible_length": "{value} has an unusual length: cut off, or pasted twice?",
     "unknown_prefix": "{value} does not start like an OpenAI key (sk-proj-, sk-svcacct-, sk-)",
+    "openai_key_for_azure": "provider is azure but {value} starts with sk-: an OpenAI key, "
+    "which an Azure OpenAI resource refuses",
     "dotenv_quoted_value": "{value} is quoted: this reader strips the quotes, a stricter one "
     "(docker --env-file) sends them",
     "dotenv_crlf": "{file} has Windows line endings: a CR ends the line",

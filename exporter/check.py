@@ -111,6 +111,7 @@ class KeyReport:
     root_cause: str = ""  # a format finding that probably explains a rejection, named first
     models: list[ModelReport] = field(default_factory=list)
     inventory: str | None = None  # the admin key's inventory facts; None without an admin key
+    provider: str = "openai"  # who issued the key: openai or azure (an Azure OpenAI resource)
 
 
 async def check_keys(config: Config, links: Links = DEFAULT_LINKS) -> list[KeyReport]:
@@ -173,6 +174,7 @@ def _report(key: KeyConfig, state: KeyState, links: Links) -> KeyReport:
         probes=probes,
         key_changed_at=_iso(state.key_changed_at),
         models=_model_reports(key, state),
+        provider=key.provider,
     )
     for probe_state in state.probes.values():
         assert probe_state.last is not None
@@ -359,7 +361,9 @@ def render_text(reports: list[KeyReport], colour: bool, links: Links = DEFAULT_L
     lines: list[str] = []
     for report in reports:
         verdict = paint(PASS, "healthy") if report.healthy else paint(FAIL, "FAILING")
-        lines.append(f"{report.name}: {verdict}")
+        # OpenAI is the default and goes unsaid; another provider is named beside the verdict.
+        provider = f" (provider {report.provider})" if report.provider != "openai" else ""
+        lines.append(f"{report.name}: {verdict}{provider}")
         for item in report.checklist:
             lines.append(f"  {paint(item.status, _MARKS[item.status])} {_item_text(item)}")
         worst = _worst(report)
@@ -425,6 +429,8 @@ def run_check(
     except ConfigError as error:
         print(f"configuration is invalid: {error}", file=sys.stderr)
         return 2
+    for warning in config.warnings:  # settings that work but look like a mistake
+        print(f"configuration warning: {warning}", file=sys.stderr)
     reports = asyncio.run(check_keys(config, links))
     if output == "json":
         out.write(render_json(reports))

@@ -143,6 +143,8 @@ KNOWN_ERROR_CODES: frozenset[str] = frozenset(ERROR_CODES) | {
 }
 
 _MISSING_SCOPES = re.compile(r"missing scopes:", re.IGNORECASE)
+# Azure OpenAI's rejected key: HTTP 401, `code` "401" (the status as a string), no `type`.
+_AZURE_KEY_REFUSED = re.compile(r"access denied due to invalid subscription key", re.IGNORECASE)
 _REGION_REFUSED = re.compile(r"country, region, or territory not supported", re.IGNORECASE)
 _NO_KEY_PROVIDED = re.compile(
     r"didn't provide an api key|missing bearer or basic authentication", re.IGNORECASE
@@ -158,6 +160,8 @@ def classify_openai_error(
     """
     if code and code in ERROR_CODES:
         return ERROR_CODES[code], code
+    if _AZURE_KEY_REFUSED.search(message):
+        return Result.INVALID_API_KEY, "invalid_api_key"
     if _MISSING_SCOPES.search(message):
         return Result.INSUFFICIENT_PERMISSIONS, "missing_scopes"
     if _NO_KEY_PROVIDED.search(message):

@@ -226,6 +226,8 @@ def config_check(path: str | None, web_config_path: str | None = None) -> int:
     except (ConfigError, WebConfigError) as error:
         print(f"configuration is invalid: {error}", file=sys.stderr)
         return 1
+    for warning in config.warnings:  # valid, but probably a mistake: said, not refused
+        print(f"configuration warning: {warning}", file=sys.stderr)
     print(f"configuration is valid: {config.source}: {len(config.keys)} keys")
     return 0
 

@@ -7,7 +7,7 @@ import re
 import ssl
 import stat
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
@@ -15,6 +15,7 @@ import yarl
 
 from exporter.file_identity import FileIdentity, identity_of
 from exporter.keys import DotenvFormat, KeySource, SourceKind, key_file_problem, key_kind
+from exporter.provider import DEFAULT_PROVIDER, PROVIDERS, config_warnings
 from exporter.redaction import redact
 from exporter.strict_yaml import YamlRefused, load_strict
 
@@ -115,6 +116,7 @@ class KeyConfig:
     inference: InferenceSettings = field(default_factory=InferenceSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
     models: tuple[str, ...] = ()  # watched in the model list beside the probes' own models
+    provider: str = DEFAULT_PROVIDER  # openai, or azure (an Azure OpenAI resource's key)
 
     def interval_for(self, probe: str) -> float:
         """A probe kind with its own settings block has its own interval; REST uses the key's."""
@@ -155,6 +157,8 @@ class Config:
     keys: tuple[KeyConfig, ...]
     source: str  # the file it came from, or a description of the defaults used
     admin: AdminConfig | None = None  # None: no inventory, nothing of it runs
+    # Settings that work but look like a mistake (exporter/provider.py): logged, not refused.
+    warnings: tuple[str, ...] = ()
 
 
 def parse_duration(text: object, maximum: float = MAX_INTERVAL_S) -> float:
@@ -374,6 +378,7 @@ _SETTING_FIELDS = {
     "inference",
     "live",
     "models",
+    "provider",
 }
 _SOURCE_FIELDS = {"api_key_env", "api_key_file", "dotenv", "dotenv_var", "dotenv_format"}
 _FILE_SOURCES = {"api_key_file", "dotenv"}
@@ -432,6 +437,9 @@ def _settings(fields: _Fields, inherited: KeyConfig) -> dict[str, Any]:
         "tls_ca_file": ca_file,
         "live": live_settings,
         "models": fields.get("models", _model_list, inherited.models, "list model ids"),
+        "provider": fields.get(
+            "provider", _choice(PROVIDERS), inherited.provider, "use openai or azure"
+        ),
     }
     _check_voice_models(fields, settings["probes"], realtime_settings, live_settings)
     if settings["timeout"] > settings["interval"]:
@@ -634,7 +642,8 @@ def parse_config(text: str, file: str) -> Config:
         inherited = KeyConfig(name=name, source=source, **defaults)
         keys.append(KeyConfig(name=name, source=source, **_settings(fields, inherited)))
     admin = _admin_config(top, file, keys) if top.has("admin") else None
-    return Config(keys=tuple(keys), source=file, admin=admin)
+    config = Config(keys=tuple(keys), source=file, admin=admin)
+    return replace(config, warnings=config_warnings(file, config.keys))
 
 
 _ADMIN_FIELDS = {"api_key_env", "api_key_file", "projects", "interval", "timeout", "base_url"}

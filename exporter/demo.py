@@ -18,6 +18,7 @@ from exporter.service import Exporter
 from exporter.serving import serve_until_stopped
 from exporter.simulator import make_key, start_simulator
 from exporter.simulator.admin import AdminDirectory
+from exporter.simulator.azure import make_azure_key
 
 log = logging.getLogger("exporter.demo")
 
@@ -72,6 +73,7 @@ def write_demo_config(directory: Path, base_url: str) -> Path:
     dotenv.chmod(0o600)
     keys.append({"name": "dotenv-quoted", "dotenv": str(dotenv), "dotenv_format": "literal"})
     keys.append({"name": "missing", "api_key_env": "OPENAI_DEMO_KEY_THAT_IS_NOT_SET"})
+    keys.extend(_azure_keys(directory, base_url))
     admin_key = directory / "admin.key"
     admin_key.write_text(make_key("ok", prefix="sk-admin-", seed="demo-admin") + "\n")
     admin_key.chmod(0o600)
@@ -106,6 +108,33 @@ def fill_demo_organization(admin: AdminDirectory, now: float | None = None) -> N
     for project, count in DEMO_UNMONITORED.items():
         for index in range(count):
             admin.add_key(project, make_key("ok", seed=f"unwatched-{project}-{index}"))
+
+
+# Keys of an Azure OpenAI resource (exporter/simulator/azure.py): name -> (scenario, deployment)
+AZURE_DEMO_KEYS: dict[str, tuple[str, str]] = {
+    "azure-voice": ("ok", "voice-realtime"),
+    "azure-rotated": ("invalid_api_key", "voice-realtime"),  # Key 1 regenerated under it
+    "azure-no-realtime": ("ok", "unsupported-gpt-4o-mini"),  # deploys a model without Realtime
+}
+
+
+def _azure_keys(directory: Path, base_url: str) -> list[dict[str, object]]:
+    azure_url = base_url.removesuffix("/v1") + "/openai/v1"  # the simulator's Azure paths
+    keys: list[dict[str, object]] = []
+    for name, (scenario, deployment) in AZURE_DEMO_KEYS.items():
+        key_file = directory / f"{name}.key"
+        key_file.write_text(make_azure_key(scenario, filler=name) + "\n")
+        key_file.chmod(0o600)
+        keys.append(
+            {
+                "name": name,
+                "provider": "azure",
+                "base_url": azure_url,
+                "api_key_file": str(key_file),
+                "realtime": {"model": deployment, "interval": "30s"},
+            }
+        )
+    return keys
 
 
 async def _demo(listen_address: tuple[str | None, int]) -> None:

@@ -10,8 +10,9 @@ import re
 import secrets
 import stat
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from exporter.provider import is_azure_key_shape, is_openai_key
 from exporter.redaction import redact
 
 
@@ -302,8 +303,10 @@ def key_kind(key: str) -> str:
     return "unknown"
 
 
-def lint_key(key: str) -> KeyLint:
+def lint_key(key: str, provider: str = "openai") -> KeyLint:
     """Findings about the key's text, without sending it anywhere."""
+    if provider == "azure":
+        return _lint_azure(key)
     if _CLEAN_KEY.fullmatch(key):
         # The usual key, read before every probe: only letters, digits, - and _, so no space,
         # quote, line break or control character to look for.
@@ -313,6 +316,24 @@ def lint_key(key: str) -> KeyLint:
             issues += ("implausible_length",)
         return KeyLint(fingerprint=redact(key), kind=kind, issues=issues, sendable=True)
     return _lint_any_text(key)
+
+
+def _lint_azure(key: str) -> KeyLint:
+    """An Azure OpenAI resource's key: kind `azure` when it has an Azure key's shape, so it is
+    not reported as an unknown prefix; the text checks are those of any key."""
+    if is_azure_key_shape(key):
+        return KeyLint(fingerprint=redact(key), kind="azure", issues=(), sendable=True)
+    lint = _lint_any_text(key)
+    cleaned = "".join(key.split()).strip("\"'`")
+    issues = [issue for issue in lint.issues if issue != "unknown_prefix"]
+    if is_openai_key(key):  # an Azure resource refuses it: a warning, the probe says the rest
+        issues.append("openai_key_for_azure")
+    if is_azure_key_shape(cleaned):
+        kind = "azure"  # an Azure key with a stray space or quotes around it
+        issues = [issue for issue in issues if issue != "implausible_length"]
+    else:
+        kind = lint.kind
+    return replace(lint, kind=kind, issues=tuple(issues))
 
 
 def _lint_any_text(key: str) -> KeyLint:

@@ -48,7 +48,8 @@ FAMILIES: tuple[Family, ...] = (
     Family(
         "openai_key_info",
         "gauge",
-        "The key as last read: its redacted fingerprint (OpenAI's own redaction) and kind.",
+        "The key as last read: its redacted fingerprint (OpenAI's own redaction), kind and"
+        " provider (openai or azure).",
     ),
     Family(
         "openai_key_format_issue",
@@ -230,7 +231,10 @@ def render_key(state: KeyState) -> list[bytes]:
     if state.valid is not None:
         lines.add("openai_key_valid", key, 1 if state.valid else 0)
     identity = state.identity
-    info = f"{key},{_label('fingerprint', identity.fingerprint)},{_label('kind', identity.kind)}"
+    info = (
+        f"{key},{_label('fingerprint', identity.fingerprint)},{_label('kind', identity.kind)},"
+        f"{_label('provider', identity.provider)}"  # openai or azure: bounded
+    )
     lines.add("openai_key_info", info, 1)
     for issue in identity.issues:
         lines.add("openai_key_format_issue", f"{key},{_label('issue', issue)}", 1)

@@ -14,6 +14,7 @@ from exporter.classify import Result
 from exporter.config import KeyConfig
 from exporter.keys import KeyLint, KeyReading, change_time, lint_key, read_key, value_digest
 from exporter.links import DEFAULT_LINKS, Links
+from exporter.provider import OPENAI_KEY_FOR_AZURE_FIX
 from exporter.redaction import SECRETS, scrub
 from exporter.result import ProbeResult
 from exporter.state import KeyIdentity, ProbeState, StateStore
@@ -55,8 +56,8 @@ class ProbeRunner:
         # Before anything can print it: every log line, error message and scrubbed text of the
         # process must find this key (and no longer the one it replaces) from here on.
         SECRETS.remember(config.name, reading.key or "")
-        lint = lint_key(reading.key) if reading.key is not None else None
-        identity = _identity(reading, lint)
+        lint = lint_key(reading.key, config.provider) if reading.key is not None else None
+        identity = _identity(reading, lint, config.provider)
         async with self._slots:
             started = time.time()
             result = await self._probe(config, probe, reading, lint)
@@ -158,17 +159,19 @@ class ProbeRunner:
             await prober.aclose()
 
 
-def _identity(reading: KeyReading, lint: KeyLint | None) -> KeyIdentity:
+def _identity(reading: KeyReading, lint: KeyLint | None, provider: str) -> KeyIdentity:
     digest = value_digest(reading.key)
     if lint is None:
         return KeyIdentity(
             issues=(*reading.source_issues, "empty" if reading.empty else "missing"),
+            provider=provider,
             value_digest=digest,
         )
     return KeyIdentity(
         fingerprint=lint.fingerprint,
         kind=lint.kind,
         issues=tuple(dict.fromkeys((*lint.issues, *reading.source_issues))),
+        provider=provider,
         value_digest=digest,
     )
 
@@ -185,6 +188,8 @@ def _log_identity(name: str, before: KeyIdentity, after: KeyIdentity) -> None:
         fields["restart"] = "processes of the application started before now still hold the old key"
     if new_issues:
         fields["issues"] = ",".join(new_issues)
+        if "openai_key_for_azure" in new_issues:
+            fields["fix"] = OPENAI_KEY_FOR_AZURE_FIX
         if "file_readable_by_others" in new_issues:
             fields["fix"] = "chmod 600 the key file: other users on this machine can read the key"
         log.warning("key has format or source issues", extra={"fields": fields})

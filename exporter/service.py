@@ -81,6 +81,8 @@ class Exporter:
         self.scheduler.apply(config)
         self.inventory.apply(config)
         self.metrics.config_loaded(True, len(config.keys))
+        for warning in config.warnings:  # at each (re)load: settings that look like a mistake
+            log.warning("configuration warning", extra={"fields": {"warning": warning}})
         # The billed probes say what they cost, at each (re)load.
         log_cost(config.keys)
         _log_billed_probes(config)

@@ -30,6 +30,7 @@ class KeyIdentity:
     fingerprint: str = ""
     kind: str = "unknown"
     issues: tuple[str, ...] = ()
+    provider: str = "openai"  # who issued it (config's provider): a label of openai_key_info
     # keys.value_digest of the value read (salted per process); None: not read yet
     value_digest: bytes | None = field(default=None, repr=False)
 

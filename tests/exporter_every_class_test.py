@@ -279,6 +279,7 @@ def test_key_info_and_format_issues(every_class: Running) -> None:
             "key": name,
             "fingerprint": f"{key[:8]}...{key[-4:]}",
             "kind": KINDS[prefix],
+            "provider": "openai",
         }
         issues = {s.labels["issue"] for s in metrics.find("openai_key_format_issue", key=name)}
         if name == "malformed":

@@ -186,7 +186,12 @@ def test_key_rotation_on_disk(simulator: str, tmp_path: Path) -> None:
         wait_until(rotated, 6, "the new key is probed", log=exporter)
         metrics = scrape(url)
         (info,) = metrics.find("openai_key_info", key="rotating")
-        assert info.labels == {"key": "rotating", "fingerprint": new_print, "kind": "project"}
+        assert info.labels == {
+            "key": "rotating",
+            "fingerprint": new_print,
+            "kind": "project",
+            "provider": "openai",
+        }
         assert old_print not in metrics.text
         assert exporter.popen.poll() is None and exporter.popen.pid == pid
         assert exporter.output().count("msg=starting") == 1

@@ -84,7 +84,7 @@ def test_a_key_renders_exactly_as_before() -> None:
     key = 'key="we\\"ird\\\\"'
     expected = [
         f"openai_key_valid{{{key}}} 1",
-        f'openai_key_info{{{key},fingerprint="sk-...abcd",kind="project"}} 1',
+        f'openai_key_info{{{key},fingerprint="sk-...abcd",kind="project",provider="openai"}} 1',
         f'openai_key_format_issue{{{key},issue="line\\nbreak"}} 1',
         f'openai_probe_success{{{key},probe="realtime"}} 1',
         f'openai_probe_result{{{key},probe="realtime",result="ok"}} 1',

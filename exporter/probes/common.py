@@ -1,4 +1,5 @@
-"""What every probe of OpenAI shares: who it says it is, the key's headers, the proxy it goes by."""
+"""What every probe of OpenAI shares: who it says it is, what a header may carry, the proxy it goes by
+(the key's own headers: exporter/provider.py)."""
 
 from __future__ import annotations
 
@@ -9,21 +10,9 @@ from dataclasses import dataclass
 import aiohttp
 import yarl
 
-from exporter.config import KeyConfig
-
 USER_AGENT = "openai-key-exporter"
 # Control characters but tab, and DEL: what aiohttp refuses in a header (RFC 9110 5.5).
 _FORBIDDEN_IN_HEADERS = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
-
-
-def auth_headers(config: KeyConfig, key: str) -> dict[str, str]:
-    # The wire drops whitespace at the end of a header value; some clients refuse to send it.
-    headers = {"Authorization": f"Bearer {key}".rstrip(" \t")}
-    if config.organization:
-        headers["OpenAI-Organization"] = config.organization
-    if config.project:
-        headers["OpenAI-Project"] = config.project
-    return headers
 
 
 def sendable(headers: dict[str, str]) -> dict[str, str]:

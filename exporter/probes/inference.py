@@ -16,7 +16,7 @@ import aiohttp
 
 from exporter.classify import Result
 from exporter.config import KeyConfig
-from exporter.probes.common import USER_AGENT, Target, auth_headers
+from exporter.probes.common import USER_AGENT, Target
 from exporter.probes.rest_answer import (
     classify_exception,
     failure,
@@ -26,6 +26,7 @@ from exporter.probes.rest_answer import (
 )
 from exporter.probes.rest_timing import ProbeClock
 from exporter.probes.tls import tls_context
+from exporter.provider import auth_headers
 from exporter.result import ProbeResult
 
 log = logging.getLogger("exporter.probes.inference")

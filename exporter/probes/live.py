@@ -44,6 +44,7 @@ from exporter.probes.realtime import (
     transport_failure,
 )
 from exporter.probes.tls import tls_context
+from exporter.provider import key_header
 from exporter.redaction import scrub
 from exporter.result import ProbeResult
 
@@ -119,8 +120,8 @@ class _LiveRun:
         self, config: KeyConfig, context: ssl.SSLContext | None, proxy: str | Literal[True] | None
     ) -> None:
         trace = self.trace
-        # Authorization only, no query parameters: the model goes in session.start.
-        headers = {"Authorization": f"Bearer {trace.key}".rstrip(" \t")}
+        # The key's header only, no query parameters: the model goes in session.start.
+        headers = key_header(config.provider, trace.key)
         self.websocket = await connect(
             config.live_url,
             additional_headers=headers,

@@ -27,9 +27,9 @@ from websockets.uri import parse_uri
 
 from exporter.classify import Result, caused_by_tls, classify_openai_error
 from exporter.config import KeyConfig
-from exporter.probes.common import auth_headers
 from exporter.probes.rest_answer import retry_after
 from exporter.probes.tls import tls_context
+from exporter.provider import auth_headers
 from exporter.redaction import scrub
 from exporter.result import ProbeResult
 

@@ -10,7 +10,7 @@ import aiohttp
 
 from exporter.config import KeyConfig
 from exporter.models import watched_models
-from exporter.probes.common import USER_AGENT, Target, auth_headers, sendable
+from exporter.probes.common import USER_AGENT, Target, sendable
 from exporter.probes.rest_answer import (
     classify_exception,
     failure,
@@ -20,6 +20,7 @@ from exporter.probes.rest_answer import (
 )
 from exporter.probes.rest_timing import CLOCK, ProbeClock, probe_tracing
 from exporter.probes.tls import tls_context
+from exporter.provider import auth_headers
 from exporter.result import ProbeResult
 
 FRESH_CONNECTION_EVERY = 10  # reuse keeps probes cheap; a fresh one keeps connect/TLS measured

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.simulator import admin, live, realtime, responses, rest
+from exporter.simulator import admin, azure, live, realtime, responses, rest
 from exporter.simulator.scenarios import SCENARIOS
 from exporter.simulator.state import SimulatorState, key_id
 from exporter.simulator.timing import ARRIVALS, ArrivalClock
@@ -93,6 +93,8 @@ class RunningSimulator:
         self.base_url = f"{'https' if tls else 'http'}://{url_host}:{port}/v1"
         self.realtime_url = f"{'wss' if tls else 'ws'}://{url_host}:{port}/v1/realtime"
         self.live_url = f"{'wss' if tls else 'ws'}://{url_host}:{port}/v1/live/sessions"
+        # An Azure OpenAI resource's base_url (exporter/simulator/azure.py)
+        self.azure_base_url = f"{'https' if tls else 'http'}://{url_host}:{port}/openai/v1"
         self._closed = False
         self.admin: admin.AdminDirectory = runner.app[admin.ADMIN]  # the Admin API's organization
 
@@ -166,6 +168,7 @@ def build_app(state: SimulatorState, handlers: set[asyncio.Task[Any]]) -> web.Ap
     app.router.add_get("/v1/organization/projects", admin.handle_projects)
     app.router.add_get("/v1/organization/projects/{project_id}/api_keys", admin.handle_api_keys)
     app.router.add_route("*", "/v1/{tail:.*}", rest.handle_unknown_path)
+    azure.add_routes(app)  # an Azure OpenAI resource's paths: /openai/v1/...
     app.router.add_get("/_sim/stats", _get_stats)
     app.router.add_post("/_sim/reset", _post_reset)
     app.router.add_post("/_sim/override", _post_override)
