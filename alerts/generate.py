@@ -141,7 +141,7 @@ def finding_first(sel: str) -> str:
         f"max by (issue) (openai_key_format_issue{{{sel},key=%q}})",
         "$labels.key",
         "Key {{ $labels.key }} has format findings in its source "
-        "({{ range $i, $s := . }}{{ if $i }}, {{ end }}{{ $s.Labels.issue }}{{ end }}): the "
+        "({{ range $i, $s := . | sortByLabel `issue` }}{{ if $i }}, {{ end }}{{ $s.Labels.issue }}{{ end }}): the "
         "likely cause, fix that first (runbook section key-format-issue). ",
     )
 

@@ -347,6 +347,8 @@ def match_keys(index: InventoryIndex, keys: Iterable[KeyConfig]) -> dict[str, Ke
     """Each monitored key's entries, read from its source as the probes read it."""
     matches: dict[str, KeyMatch] = {}
     for key in keys:
+        if key.provider != "openai":
+            continue  # an Azure resource's key is in no OpenAI organization's list
         value = read_key(key.source).key  # used only here, for its head and tail
         found = index.matches(value.strip(), key.project) if value else []
         matches[key.name] = KeyMatch(tuple(found))
@@ -473,6 +475,8 @@ class KeyInventory:
         index = self.state.index
         if result.result is not Result.INVALID_API_KEY or index is None or not self.fresh():
             return result
+        if config.provider != "openai":  # the organization's list says nothing of Azure keys
+            return result
         entries = index.matches(key.strip(), config.project)
         if not entries:
             return replace(
@@ -497,6 +501,8 @@ class KeyInventory:
         if self.admin is None:
             return None
         match = self.state.matches.get(name)
+        if self.state.index is not None and match is None:  # match_keys skips Azure keys
+            return "not checked: the organization's key list holds only OpenAI keys"
         if self.state.index is None or match is None:
             result = self.state.result.value if self.state.result else "no pass yet"
             return f"not checked: the key inventory failed ({result}: {self.state.message})"

@@ -73,6 +73,7 @@ def key_record(state: KeyState) -> dict[str, Any] | None:
     return {
         "fingerprint": state.identity.fingerprint,
         "kind": state.identity.kind,
+        "provider": state.identity.provider,
         "valid": state.valid,
         "key_changed_at": state.key_changed_at,
         "probes": probes,
@@ -208,7 +209,12 @@ class StateFile:
                 and isinstance(kind, str)
                 and not state.identity.fingerprint
             ):
-                state.identity = KeyIdentity(fingerprint=fingerprint, kind=kind)
+                provider = record.get("provider")
+                state.identity = KeyIdentity(
+                    fingerprint=fingerprint,
+                    kind=kind,
+                    provider=provider if provider in ("openai", "azure") else "openai",
+                )
             changed = record.get("key_changed_at")
             if state.key_changed_at is None and isinstance(changed, int | float):
                 state.key_changed_at = float(changed)

@@ -271,3 +271,16 @@ def test_a_file_from_before_the_streak_fields_counts_from_the_restored_probe(
     web = store.get("web")
     assert web is not None and web.rest is not None
     assert (web.rest.result_since, web.rest.result_probes, web.key_changed_at) == (1000.0, 1, None)
+
+
+def test_an_azure_key_keeps_its_provider_across_a_restart(tmp_path: Path) -> None:
+    store = _store("resource")
+    state_file = StateFile(str(tmp_path), store)
+    identity = KeyIdentity(fingerprint="0123abcd...cdef", kind="azure", provider="azure")
+    store.record("resource", identity, ProbeResult("rest", Result.OK, started_at=1000.0))
+    state_file.write()
+    restored = _store("resource")
+    assert StateFile(str(tmp_path), restored).restore() == 1
+    state = restored.get("resource")
+    assert state is not None and state.identity.provider == "azure"
+    assert 'provider="azure"' in b"".join(render_key(state)).decode()
