@@ -6,33 +6,32 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import os
 import ssl
 import time
 from dataclasses import dataclass
 
+from exporter.file_identity import FileIdentity, file_identity
 from exporter.probes.rest_timing import TimedSSLObject
 
 log = logging.getLogger("exporter.tls")
 
 RETRY_FAILED_S = 30.0  # a CA file that could not be read is tried again this often
-_FileIdentity = tuple[int, int, int, int, int]  # device, inode, size, mtime and ctime in ns
 
 
 @dataclass(slots=True)
-class _Held:
+class _CaFileState:
     """What a CA file last was: its identity, the digest of its contents, and the context built
     from its last good contents (None if it never had any). `failed_at` is set while the file
     as it is now cannot be read."""
 
-    identity: _FileIdentity | None
+    identity: FileIdentity | None
     digest: bytes
     context: ssl.SSLContext | None
     failed_at: float | None = None
     error: OSError | None = None
 
 
-_BY_FILE: dict[str, _Held] = {}
+_CA_FILES: dict[str, _CaFileState] = {}  # by CA file path, for the life of the process
 
 
 class CaFileUnreadable(OSError):
@@ -53,8 +52,8 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
     """
     if ca_file is None:
         return _system_roots()
-    identity = _identity(ca_file)
-    held = _BY_FILE.get(ca_file)
+    identity = file_identity(ca_file)
+    held = _CA_FILES.get(ca_file)
     if held is None or held.identity != identity or _retry_due(held):
         return _read_again(ca_file, identity, held)
     if held.context is None:
@@ -62,16 +61,20 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
     return held.context
 
 
-def _retry_due(held: _Held) -> bool:
+def _retry_due(held: _CaFileState) -> bool:
     return held.failed_at is not None and time.monotonic() - held.failed_at >= RETRY_FAILED_S
 
 
-def _read_again(ca_file: str, identity: _FileIdentity | None, held: _Held | None) -> ssl.SSLContext:
+def _read_again(
+    ca_file: str, identity: FileIdentity | None, held: _CaFileState | None
+) -> ssl.SSLContext:
     try:
         with open(ca_file, "rb") as handle:
             digest = hashlib.sha256(handle.read()).digest()
         if held is not None and held.context is not None and digest == held.digest:
-            _BY_FILE[ca_file] = _Held(identity, digest, held.context)  # touched, not changed
+            _CA_FILES[ca_file] = _CaFileState(
+                identity, digest, held.context
+            )  # touched, not changed
             return held.context
         context = _new_context()
         context.load_verify_locations(cafile=ca_file)
@@ -85,7 +88,7 @@ def _read_again(ca_file: str, identity: _FileIdentity | None, held: _Held | None
             )
         last_good = held.context if held is not None else None
         last_digest = held.digest if held is not None else b""
-        _BY_FILE[ca_file] = _Held(identity, last_digest, last_good, time.monotonic(), error)
+        _CA_FILES[ca_file] = _CaFileState(identity, last_digest, last_good, time.monotonic(), error)
         if last_good is None:
             raise CaFileUnreadable(f"{ca_file} cannot be read: {error}") from error
         return last_good
@@ -94,7 +97,7 @@ def _read_again(ca_file: str, identity: _FileIdentity | None, held: _Held | None
             "the CA file changed; new connections trust its new contents",
             extra={"fields": {"file": ca_file}},
         )
-    _BY_FILE[ca_file] = _Held(identity, digest, context)
+    _CA_FILES[ca_file] = _CaFileState(identity, digest, context)
     return context
 
 
@@ -108,17 +111,3 @@ def _new_context() -> ssl.SSLContext:
     # A REST probe's connect and tls phases are told apart by the handshake's own stamps.
     context.sslobject_class = TimedSSLObject
     return context
-
-
-def _identity(path: str) -> _FileIdentity | None:
-    try:
-        status = os.stat(path)
-    except OSError:
-        return None
-    return (
-        status.st_dev,
-        status.st_ino,
-        status.st_size,
-        status.st_mtime_ns,
-        status.st_ctime_ns,
-    )
