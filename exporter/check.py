@@ -23,7 +23,7 @@ from exporter.probes.inference import InferenceProber
 from exporter.probes.live import LiveProber
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
-from exporter.runner import Prober, ProbeRunner
+from exporter.runner import Prober, ProbeRunner, iso_seconds
 from exporter.service import read_config
 from exporter.state import KeyState, StateStore
 
@@ -187,9 +187,7 @@ def _report(key: KeyConfig, state: KeyState, links: Links) -> KeyReport:
 
 
 def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+    return None if timestamp is None else iso_seconds(timestamp)
 
 
 SHUTDOWN_WARNING_DAYS = 30  # as the OpenAIKeyModelShutdownSoon alert

@@ -208,7 +208,8 @@ class _Streak:
     current: ProbeState | None
 
 
-def _iso(timestamp: float) -> str:
+def iso_seconds(timestamp: float) -> str:
+    """A Unix time as people and logs read it: ISO 8601, UTC, to the second."""
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
@@ -238,7 +239,7 @@ def _log_result(
         fields["message"] = result.message
     current = streak.current
     if current is not None and current.result_since is not None:
-        fields["since"] = _iso(current.result_since)
+        fields["since"] = iso_seconds(current.result_since)
         fields["probes"] = current.result_probes
     changed = previous is None or previous.result is not result.result
     if not changed:
@@ -247,7 +248,7 @@ def _log_result(
     if previous is not None:
         fields["previous_result"] = previous.result.value
         if streak.previous_since is not None:
-            fields["previous_since"] = _iso(streak.previous_since)
+            fields["previous_since"] = iso_seconds(streak.previous_since)
             fields["previous_probes"] = streak.previous_probes
     runbook = links.for_result(result.result)
     if runbook:

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any, Literal
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import (
     ConnectionClosed,
     InvalidHandshake,
@@ -26,19 +26,18 @@ from websockets.exceptions import (
     InvalidStatus,
     InvalidURI,
 )
-from websockets.proxy import get_proxy
-from websockets.uri import parse_uri
 
 from exporter.classify import ERROR_CODES, Result, classify_openai_error
 from exporter.config import KeyConfig
 from exporter.probes.realtime import (
     CLOSE_TIMEOUT,
-    MAX_MESSAGE_BYTES,
     Session,
     Verdict,
     close_socket,
     closed_verdict,
+    open_session,
     rejected_upgrade,
+    session_proxy,
     session_result,
     text_of,
     transport_failure,
@@ -75,7 +74,7 @@ class LiveProber:
         url = config.live_url
         context = tls_context(config.tls_ca_file) if url.startswith("wss://") else None
         if url not in self._proxies:
-            self._proxies[url] = get_proxy(parse_uri(url))
+            self._proxies[url] = session_proxy(url)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._in_flight.add(done)
         try:
@@ -122,18 +121,7 @@ class _LiveRun:
         trace = self.trace
         # The key's header only, no query parameters: the model goes in session.start.
         headers = key_header(config.provider, trace.key)
-        self.websocket = await connect(
-            config.live_url,
-            additional_headers=headers,
-            ssl=context,
-            open_timeout=None,  # the probe's timeout governs every step
-            close_timeout=CLOSE_TIMEOUT,
-            ping_interval=None,
-            max_size=MAX_MESSAGE_BYTES,
-            compression=None,
-            user_agent_header="openai-key-exporter",
-            proxy=proxy,
-        )
+        self.websocket = await open_session(config.live_url, headers, context, proxy)
         trace.http_status = 101
         trace.phase_done("connect")
         trace.stage = "session_started"

@@ -27,6 +27,7 @@ from websockets.uri import parse_uri
 
 from exporter.classify import Result, caused_by_tls, classify_openai_error
 from exporter.config import KeyConfig
+from exporter.probes.common import USER_AGENT
 from exporter.probes.rest_answer import retry_after
 from exporter.probes.tls import tls_context
 from exporter.provider import auth_headers
@@ -78,6 +79,36 @@ class Session:
         self.mark = now
 
 
+def session_proxy(url: str) -> str | None:
+    """The proxy the environment (HTTPS_PROXY, NO_PROXY) names for a session URL; None for a
+    URL no client can use: the probe then reports it as its result."""
+    try:
+        return get_proxy(parse_uri(url))
+    except (InvalidURI, ValueError):
+        return None
+
+
+async def open_session(
+    url: str,
+    headers: dict[str, str],
+    context: ssl.SSLContext | None,
+    proxy: str | Literal[True] | None,
+) -> ClientConnection:
+    """A session's WebSocket as every session probe opens it (Realtime, GPT-Live)."""
+    return await connect(
+        url,
+        additional_headers=headers,
+        ssl=context,
+        open_timeout=None,  # the probe's timeout governs every step
+        close_timeout=CLOSE_TIMEOUT,
+        ping_interval=None,
+        max_size=MAX_MESSAGE_BYTES,
+        compression=None,
+        user_agent_header=USER_AGENT,
+        proxy=proxy,
+    )
+
+
 class RealtimeProber:
     def __init__(self) -> None:
         self._proxies: dict[str, str | None] = {}  # HTTPS_PROXY/NO_PROXY, per Realtime URL
@@ -87,10 +118,7 @@ class RealtimeProber:
         context = tls_context(config.tls_ca_file) if url.startswith("wss://") else None
         if url not in self._proxies:
             # Read once: websockets would look the environment up again for every session.
-            try:
-                self._proxies[url] = get_proxy(parse_uri(session_url(config)))
-            except (InvalidURI, ValueError):
-                self._proxies[url] = None  # the probe reports the unusable URL as its result
+            self._proxies[url] = session_proxy(session_url(config))
         return await probe_realtime(config, key, context, self._proxies[url])
 
     def forget(self, name: str) -> None:
@@ -122,18 +150,7 @@ async def probe_realtime(
     websocket: ClientConnection | None = None
     try:
         async with asyncio.timeout(config.timeout):
-            websocket = await connect(
-                session_url(config),
-                additional_headers=headers,
-                ssl=context,
-                open_timeout=None,  # the probe's timeout governs every step
-                close_timeout=CLOSE_TIMEOUT,
-                ping_interval=None,
-                max_size=MAX_MESSAGE_BYTES,
-                compression=None,
-                user_agent_header="openai-key-exporter",
-                proxy=proxy,
-            )
+            websocket = await open_session(session_url(config), headers, context, proxy)
             session.http_status = 101
             session.phase_done("connect")
             await _converse(websocket, session, beta)
