@@ -29,20 +29,22 @@ from websockets.exceptions import (
 
 from exporter.classify import ERROR_CODES, Result, classify_openai_error
 from exporter.config import KeyConfig
-from exporter.probes.realtime import (
+from exporter.probes.tls import tls_context
+from exporter.probes.websocket_session import (
     CLOSE_TIMEOUT,
-    Session,
-    Verdict,
+    SessionFailed,
+    SessionTrace,
+    classify_close,
     close_socket,
-    closed_verdict,
+    failed_result,
     open_session,
+    read_event,
     rejected_upgrade,
     session_proxy,
     session_result,
     text_of,
     transport_failure,
 )
-from exporter.probes.tls import tls_context
 from exporter.provider import key_header
 from exporter.redaction import scrub
 from exporter.result import ProbeResult
@@ -106,7 +108,7 @@ class _LiveRun:
     """One probe's session: what was sent and seen, for the result and for the end."""
 
     def __init__(self, key: str) -> None:
-        self.trace = Session(key=key, probe="live")
+        self.trace = SessionTrace("live", key=key)
         self.websocket: ClientConnection | None = None
         self.start_sent = False
         self.refused = False  # an error event answered session.start: no session to end
@@ -121,41 +123,26 @@ class _LiveRun:
         trace = self.trace
         # The key's header only, no query parameters: the model goes in session.start.
         headers = key_header(config.provider, trace.key)
-        self.websocket = await open_session(config.live_url, headers, context, proxy)
+        websocket = self.websocket = await open_session(config.live_url, headers, context, proxy)
         trace.http_status = 101
         trace.phase_done("connect")
         trace.stage = "session_started"
         # Only the model: the session object is strict, any other field could be refused.
         start = {"type": "session.start", "session": {"model": config.live.model}}
-        await self.websocket.send(json.dumps(start))
+        await websocket.send(json.dumps(start))
         self.start_sent = True
         for _ in range(MAX_EVENTS_BEFORE_STARTED):
-            event = await self._next_event()
+            event = await read_event(websocket)
             if event.get("type") == "session.started":
                 self.started_at = time.perf_counter()
                 trace.phase_done("session_started")
                 return
             if event.get("type") == "error":
                 await self._refusal(event)
-        raise Verdict(
+        raise SessionFailed(
             Result.PROTOCOL_ERROR,
             f"over {MAX_EVENTS_BEFORE_STARTED} events without session.started",
         )
-
-    async def _next_event(self) -> dict[str, Any]:
-        assert self.websocket is not None
-        message = await self.websocket.recv()
-        if isinstance(message, bytes):
-            raise Verdict(Result.PROTOCOL_ERROR, f"binary frame of {len(message)} bytes")
-        try:
-            event = json.loads(message)
-        except (ValueError, RecursionError):
-            raise Verdict(
-                Result.PROTOCOL_ERROR, f"non-JSON text frame of {len(message)} characters"
-            ) from None
-        if not isinstance(event, dict):
-            raise Verdict(Result.PROTOCOL_ERROR, "a JSON frame that is not an event object")
-        return event
 
     async def _refusal(self, event: dict[str, Any]) -> None:
         """An error event before session.started: the start was refused, nothing is billed."""
@@ -172,7 +159,7 @@ class _LiveRun:
             pass
         result, label = classify_live_error(error or {})
         message = scrub(text_of((error or {}).get("message"))[:300], [self.trace.key])
-        raise Verdict(result, message or f"error event {label}", label)
+        raise SessionFailed(result, message or f"error event {label}", label)
 
     async def end(self) -> None:
         """session.close and session.closed when a session may have started, then close 1000;
@@ -190,7 +177,7 @@ class _LiveRun:
                 self.trace.close_code = received.code
         except ConnectionClosed as closed:
             self.lost = closed
-        except (TimeoutError, OSError, Verdict):
+        except (TimeoutError, OSError, SessionFailed):
             pass
         finally:
             transport = websocket.transport
@@ -201,7 +188,7 @@ class _LiveRun:
         self.trace.stage = "session_closed"
         await websocket.send(json.dumps({"type": "session.close"}))
         while True:
-            event = await self._next_event()
+            event = await read_event(websocket)
             if event.get("type") == "session.closed":
                 self.closed_seen = True
                 self.trace.phase_done("session_closed")
@@ -266,8 +253,7 @@ def _ended(run: _LiveRun) -> ProbeResult:
         result = session_result(trace, Result.OK, "")
         return replace(result, close_code=trace.close_code or 1000)
     if run.lost is not None:
-        verdict = closed_verdict(run.lost, trace)
-        return session_result(trace, verdict.result, verdict.message, verdict.code)
+        return failed_result(trace, classify_close(run.lost, trace))
     message = f"{_WAITING_FOR['session_closed']} within {END_BUDGET:g}s"
     return session_result(trace, Result.TIMEOUT, message)
 
@@ -285,10 +271,9 @@ async def _started(
             await run.start(config, context, proxy)
         return session_result(trace, Result.OK, "")
     except ConnectionClosed as closed:
-        verdict = closed_verdict(closed, trace)
-        return session_result(trace, verdict.result, verdict.message, verdict.code)
-    except Verdict as verdict:
-        return session_result(trace, verdict.result, verdict.message, verdict.code)
+        return failed_result(trace, classify_close(closed, trace))
+    except SessionFailed as failed:
+        return failed_result(trace, failed)
     except TimeoutError:
         waiting_for = _WAITING_FOR[trace.stage]
         return session_result(trace, Result.TIMEOUT, f"{waiting_for} within {config.timeout:g}s")
