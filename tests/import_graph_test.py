@@ -113,3 +113,44 @@ def test_the_data_flows_one_way_between_the_main_rooms() -> None:
         for target in graph[module] & forbidden
     }
     assert not wrong, sorted(wrong)
+
+
+# What two probes share lives in one of these modules of exporter/probes/, never in a probe.
+PROBE_HELPERS = frozenset({"common", "tls", "rest_answer", "rest_timing", "websocket_session"})
+
+
+def probe_to_probe_imports(graph: dict[str, set[str]]) -> set[str]:
+    """Every import, inside exporter/probes/, of a module that is not a helper: a probe module
+    (rest, realtime, live, inference, and any new one) is imported only from outside."""
+    inside = {name for name in graph if name.startswith("exporter.probes.")}
+    probes = inside - {f"exporter.probes.{helper}" for helper in PROBE_HELPERS}
+    return {
+        f"{module} imports {target}"
+        for module in inside | {"exporter.probes"}
+        for target in graph.get(module, set()) & probes
+    }
+
+
+def test_no_probe_imports_another_probe() -> None:
+    graph = import_graph()
+    wrong = probe_to_probe_imports(graph)
+    assert not wrong, (
+        "a probe imports another (move what they share to a helper module of exporter/probes/ "
+        f"and add it to PROBE_HELPERS): {sorted(wrong)}"
+    )
+    helpers = {f"exporter.probes.{helper}" for helper in PROBE_HELPERS}
+    assert helpers <= set(graph), sorted(helpers - set(graph))  # the list names real modules
+
+
+def test_the_probe_rule_sees_one_probe_importing_another() -> None:
+    graph = {
+        "exporter.probes.live": {"exporter.probes.realtime", "exporter.probes.websocket_session"},
+        "exporter.probes.realtime": {"exporter.probes.websocket_session", "exporter.result"},
+        "exporter.probes.websocket_session": {"exporter.probes.common"},
+        "exporter.probes.common": set(),
+        "exporter.result": set(),
+        "exporter.service": {"exporter.probes.live", "exporter.probes.realtime"},
+    }
+    assert probe_to_probe_imports(graph) == {
+        "exporter.probes.live imports exporter.probes.realtime"
+    }
