@@ -60,7 +60,7 @@ async def test_rest_probe_lists_the_resource_models(
     prober = RestProber()
     try:
         config = azure_config(simulator.azure_base_url)
-        result = await prober.probe_through(config, key, fresh=fresh)
+        result = await prober.probe_on_connection(config, key, fresh=fresh)
     finally:
         await prober.aclose()
     assert (result.result, result.http_status, result.error_code) == (expected, status, code)

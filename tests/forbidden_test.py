@@ -88,8 +88,8 @@ async def test_a_403_is_read_by_what_its_body_proves(forbidding: str, case: str)
     rest = RestProber()
     try:
         results = [
-            await rest.probe_through(config, key, fresh=True),
-            await rest.probe_through(config, key, fresh=False),
+            await rest.probe_on_connection(config, key, fresh=True),
+            await rest.probe_on_connection(config, key, fresh=False),
             await RealtimeProber().probe(config, key),
         ]
     finally:

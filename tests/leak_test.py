@@ -340,8 +340,8 @@ def test_errors_the_probers_raise_on_a_header_they_cannot_send_are_scrubbed(
         rest = RestProber()
         try:
             return {
-                "pooled REST": await rest.probe_through(config, key.text, fresh=False),
-                "fresh REST": await rest.probe_through(config, key.text, fresh=True),
+                "pooled REST": await rest.probe_on_connection(config, key.text, fresh=False),
+                "fresh REST": await rest.probe_on_connection(config, key.text, fresh=True),
                 "Realtime": await RealtimeProber().probe(config, key.text),
             }
         finally:

@@ -116,7 +116,7 @@ async def test_rest_probe_reads_watched_models_on_both_paths(
 ) -> None:
     prober = RestProber()
     try:
-        result = await prober.probe_through(_config(simulator), make_key("ok"), fresh=fresh)
+        result = await prober.probe_on_connection(_config(simulator), make_key("ok"), fresh=fresh)
     finally:
         await prober.aclose()
     assert result.result is Result.OK
@@ -136,8 +136,10 @@ async def test_live_model_is_listed_only_for_keys_that_may_use_it(
     )
     prober = RestProber()
     try:
-        allowed = await prober.probe_through(config, make_key("ok"), fresh=True)
-        denied = await prober.probe_through(config, make_key("live_model_not_found"), fresh=True)
+        allowed = await prober.probe_on_connection(config, make_key("ok"), fresh=True)
+        denied = await prober.probe_on_connection(
+            config, make_key("live_model_not_found"), fresh=True
+        )
     finally:
         await prober.aclose()
     assert allowed.models == (ModelStatus("gpt-live-1", True, None),)
@@ -152,7 +154,7 @@ async def test_a_key_that_cannot_read_the_list_publishes_nothing(
     store.configure({"voice": ("rest",)})
     prober = RestProber()
     try:
-        ok = await prober.probe_through(config, make_key("ok"), fresh=False)
+        ok = await prober.probe_on_connection(config, make_key("ok"), fresh=False)
         store.record("voice", KeyIdentity(), ok)
         exposition = b"".join(render_key(_state(store)))
         assert b'openai_model_listed{key="voice",model="gpt-realtime"} 1\n' in exposition
@@ -166,7 +168,7 @@ async def test_a_key_that_cannot_read_the_list_publishes_nothing(
         # A passing failure keeps the last reading: a timeout is not news about the models.
         store.record("voice", KeyIdentity(), ProbeResult(probe="rest", result=Result.TIMEOUT))
         assert len(_state(store).models) == 3
-        scoped = await prober.probe_through(config, make_key("missing_scopes"), fresh=False)
+        scoped = await prober.probe_on_connection(config, make_key("missing_scopes"), fresh=False)
     finally:
         await prober.aclose()
     assert scoped.result is Result.INSUFFICIENT_PERMISSIONS and scoped.models is None

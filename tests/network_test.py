@@ -83,9 +83,9 @@ def key_config(base_url: str, timeout: float = 2.0, ca_file: Path | None = None)
 async def probe_both(config: KeyConfig, key: str) -> dict[str, ProbeResult]:
     rest = RestProber()
     try:
-        rest_result = await rest.probe_through(config, key, fresh=True)
+        rest_result = await rest.probe_on_connection(config, key, fresh=True)
         # The shared pool must see the network exactly as a probe's own connection does.
-        pooled = await rest.probe_through(config, key, fresh=False)
+        pooled = await rest.probe_on_connection(config, key, fresh=False)
     finally:
         await rest.aclose()
     assert pooled.result is rest_result.result, (rest_result, pooled)

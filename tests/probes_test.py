@@ -102,7 +102,9 @@ async def test_rest_probe_classifies_scenario(
     expected, status, code = REST_EXPECTED[scenario]
     prober = RestProber()
     try:
-        result = await prober.probe_through(key_config(simulator), make_key(scenario), fresh=fresh)
+        result = await prober.probe_on_connection(
+            key_config(simulator), make_key(scenario), fresh=fresh
+        )
     finally:
         await prober.aclose()
     assert (result.result, result.http_status, result.error_code) == (expected, status, code), (
@@ -173,7 +175,9 @@ async def test_every_probe_sends_organization_and_project(
         if path == "Realtime upgrade":
             result = await RealtimeProber().probe(config, make_key("ok"))
         else:
-            result = await rest.probe_through(config, make_key("ok"), fresh=path == "fresh REST")
+            result = await rest.probe_on_connection(
+                config, make_key("ok"), fresh=path == "fresh REST"
+            )
     finally:
         await rest.aclose()
         await recorder.close()

@@ -58,7 +58,7 @@ async def test_a_fresh_probe_times_connect_and_tls_apart(
     prober = RestProber()
     try:
         wall = time.perf_counter()
-        result = await prober.probe_through(
+        result = await prober.probe_on_connection(
             key_config(simulator.base_url, tls), make_key("ok"), fresh=True
         )
         wall = time.perf_counter() - wall
@@ -83,11 +83,11 @@ async def test_pooled_probes_share_one_connection_and_fresh_ones_never(
     config = key_config(f"https://127.0.0.1:{forwarder.port}/v1", tls)
     key = make_key("ok")
     try:
-        pooled = [await prober.probe_through(config, key, fresh=False) for _ in range(5)]
+        pooled = [await prober.probe_on_connection(config, key, fresh=False) for _ in range(5)]
         assert forwarder.accepted == 1
-        fresh = [await prober.probe_through(config, key, fresh=True) for _ in range(3)]
+        fresh = [await prober.probe_on_connection(config, key, fresh=True) for _ in range(3)]
         assert forwarder.accepted == 4
-        again = await prober.probe_through(config, key, fresh=False)
+        again = await prober.probe_on_connection(config, key, fresh=False)
         assert forwarder.accepted == 4  # the pooled connection outlived the fresh ones
     finally:
         await prober.aclose()
@@ -108,7 +108,7 @@ async def test_the_duration_ends_with_the_last_byte_of_the_body(
     try:
         for fresh in (True, False):
             wall = time.perf_counter()
-            result = await prober.probe_through(config, make_key("drip", 400), fresh=fresh)
+            result = await prober.probe_on_connection(config, make_key("drip", 400), fresh=fresh)
             wall = time.perf_counter() - wall
             assert result.result is Result.OK, result
             # The first piece comes at once, the last one 0.9 x 400 ms later: the transfer holds
@@ -131,11 +131,11 @@ async def test_a_server_delay_is_the_first_byte_phase(
     prober = RestProber()
     config = key_config(simulator.base_url, tls)
     try:
-        await prober.probe_through(config, make_key("ok"), fresh=False)  # a warm connection
+        await prober.probe_on_connection(config, make_key("ok"), fresh=False)  # a warm connection
         for fresh in (False, True):
             key = make_key("slow", 200, seed=f"first-byte-{fresh}")
             wall = time.perf_counter()
-            result = await prober.probe_through(config, key, fresh=fresh)
+            result = await prober.probe_on_connection(config, key, fresh=fresh)
             wall = time.perf_counter() - wall
             assert result.result is Result.OK, result
             # The simulator's own record of the wait: the first byte came after it, not sooner.
@@ -150,7 +150,7 @@ async def test_a_failed_handshake_keeps_the_connect_phase(simulator: RunningSimu
     """No ca_file: the simulator's private CA is not trusted, TCP connected but TLS refused."""
     prober = RestProber()
     try:
-        result = await prober.probe_through(
+        result = await prober.probe_on_connection(
             key_config(simulator.base_url, None), make_key("ok"), fresh=True
         )
     finally:
@@ -168,7 +168,9 @@ async def test_through_a_proxy_tls_is_the_handshake_with_the_target(
     prober = RestProber()
     base_url = simulator.base_url.replace("127.0.0.1", "localhost", 1)
     try:
-        result = await prober.probe_through(key_config(base_url, tls), make_key("ok"), fresh=True)
+        result = await prober.probe_on_connection(
+            key_config(base_url, tls), make_key("ok"), fresh=True
+        )
     finally:
         await prober.aclose()
         await proxy.close()
@@ -186,7 +188,7 @@ async def test_an_ipv6_upstream_over_tls(simulator: RunningSimulator, tls: Tls) 
     config = key_config(f"https://[::1]:{forwarder.port}/v1", tls)
     try:
         results = [
-            await prober.probe_through(config, make_key("ok"), fresh=fresh)
+            await prober.probe_on_connection(config, make_key("ok"), fresh=fresh)
             for fresh in (True, False)
         ]
     finally:
@@ -202,7 +204,7 @@ async def test_an_unknown_host_is_a_connection_error_without_phases(tls: Tls) ->
     config = key_config("https://host.invalid/v1", tls)
     try:
         for fresh in (True, False):
-            result = await prober.probe_through(config, make_key("ok"), fresh=fresh)
+            result = await prober.probe_on_connection(config, make_key("ok"), fresh=fresh)
             assert result.result is Result.CONNECTION_ERROR, result
             assert result.phases == {}, result.phases
     finally:
@@ -213,7 +215,7 @@ async def test_a_plain_http_fresh_probe_has_no_tls_phase(tmp_path: Path) -> None
     simulator = await start_simulator()
     prober = RestProber()
     try:
-        result = await prober.probe_through(
+        result = await prober.probe_on_connection(
             key_config(simulator.base_url, None), make_key("ok"), fresh=True
         )
     finally:
@@ -244,7 +246,7 @@ async def test_no_cookie_from_one_answer_goes_with_the_next_probe() -> None:
     config = key_config(f"http://localhost:{port}/v1", None)  # a name: IPs get no cookies
     try:
         for fresh in (False, False, True):
-            result = await prober.probe_through(config, make_key("ok"), fresh=fresh)
+            result = await prober.probe_on_connection(config, make_key("ok"), fresh=fresh)
             assert result.result is Result.OK, result
     finally:
         await prober.aclose()

@@ -48,8 +48,8 @@ async def both_paths(config: KeyConfig, key: str) -> tuple[ProbeResult, ProbeRes
     """The probe on a new connection, then one on a pooled connection."""
     prober = RestProber()
     try:
-        own = await prober.probe_through(config, key, fresh=True)
-        through_aiohttp = await prober.probe_through(config, key, fresh=False)
+        own = await prober.probe_on_connection(config, key, fresh=True)
+        through_aiohttp = await prober.probe_on_connection(config, key, fresh=False)
     finally:
         await prober.aclose()
     return own, through_aiohttp
@@ -221,7 +221,9 @@ async def test_a_key_that_cannot_be_a_header_is_never_sent(bad: str) -> None:
     broken = key[:20] + bad + key[20:]
     prober = RestProber()
     try:
-        result = await prober.probe_through(key_config(await server.start()), broken, fresh=True)
+        result = await prober.probe_on_connection(
+            key_config(await server.start()), broken, fresh=True
+        )
     finally:
         await prober.aclose()
         await server.close()
@@ -237,7 +239,7 @@ async def test_the_connection_is_closed_after_the_answer_and_after_a_timeout() -
     try:
         for server, expected in ((answered, Result.OK), (silent, Result.TIMEOUT)):
             config = key_config(await server.start())
-            result = await prober.probe_through(config, make_key("ok"), fresh=True)
+            result = await prober.probe_on_connection(config, make_key("ok"), fresh=True)
             done = time.perf_counter()
             assert result.result is expected, result
             for _ in range(100):
@@ -255,7 +257,7 @@ async def test_the_connection_is_closed_after_the_answer_and_after_a_timeout() -
 async def test_an_unknown_host_names_the_host_and_port(tls: Tls) -> None:
     prober = RestProber()
     try:
-        result = await prober.probe_through(
+        result = await prober.probe_on_connection(
             key_config("https://host.invalid/v1", tls), make_key("ok"), fresh=True
         )
     finally:
@@ -284,7 +286,7 @@ async def test_a_probe_cancelled_at_any_step_leaves_no_connection_open() -> None
     try:
         for steps in range(40):  # loop steps after the server saw the connection, then cancel
             accepted = server.connections
-            probe = prober.probe_through(key_config(base_url), make_key("ok"), fresh=True)
+            probe = prober.probe_on_connection(key_config(base_url), make_key("ok"), fresh=True)
             task = asyncio.ensure_future(probe)
             while server.connections == accepted and not task.done():  # noqa: ASYNC110 (steps)
                 await asyncio.sleep(0)

@@ -45,8 +45,8 @@ async def test_every_phase_is_stamped_through_public_hooks(
     config = key_config(simulator, tls)
     try:
         if not fresh:
-            await prober.probe_through(config, make_key("ok"), fresh=False)  # warm the pool
-        result = await prober.probe_through(config, make_key("slow", 20), fresh=fresh)
+            await prober.probe_on_connection(config, make_key("ok"), fresh=False)  # warm the pool
+        result = await prober.probe_on_connection(config, make_key("slow", 20), fresh=fresh)
     finally:
         await prober.aclose()
     assert result.healthy, result

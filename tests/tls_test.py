@@ -68,8 +68,8 @@ async def results(server: RunningSimulator, ca_file: Path) -> dict[str, Result]:
     rest, realtime = RestProber(), RealtimeProber()
     try:
         return {
-            "own connection": (await rest.probe_through(config, key, fresh=True)).result,
-            "pooled": (await rest.probe_through(config, key, fresh=False)).result,
+            "own connection": (await rest.probe_on_connection(config, key, fresh=True)).result,
+            "pooled": (await rest.probe_on_connection(config, key, fresh=False)).result,
             "realtime": (await realtime.probe(config, key)).result,
         }
     finally:
@@ -104,10 +104,14 @@ async def test_a_pooled_session_follows_the_rotation(
     ca_file.write_bytes(first.cert_pem.bytes())
     prober, key = RestProber(), make_key("ok")
     try:
-        pooled = await prober.probe_through(config_for(first_server, ca_file), key, fresh=False)
+        pooled = await prober.probe_on_connection(
+            config_for(first_server, ca_file), key, fresh=False
+        )
         assert pooled.result is Result.OK, pooled
         replace_file(ca_file, second.cert_pem.bytes())
-        after = await prober.probe_through(config_for(second_server, ca_file), key, fresh=False)
+        after = await prober.probe_on_connection(
+            config_for(second_server, ca_file), key, fresh=False
+        )
         assert after.result is Result.OK, after
     finally:
         await prober.aclose()

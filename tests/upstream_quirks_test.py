@@ -62,7 +62,9 @@ def config(base_url: str) -> KeyConfig:
 async def probe(base_url: str, key: str = "", *, fresh: bool = True) -> ProbeResult:
     prober = RestProber()
     try:
-        return await prober.probe_through(config(base_url), key or make_key("ok"), fresh=fresh)
+        return await prober.probe_on_connection(
+            config(base_url), key or make_key("ok"), fresh=fresh
+        )
     finally:
         await prober.aclose()
 

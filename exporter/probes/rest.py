@@ -86,10 +86,11 @@ class RestProber:
         count = self._probe_count.get(config.name, 0)
         # Counted modulo: small ints are shared objects, a growing count is one per key.
         self._probe_count[config.name] = (count + 1) % FRESH_CONNECTION_EVERY
-        return await self.probe_through(config, key, fresh=count == 0)
+        return await self.probe_on_connection(config, key, fresh=count == 0)
 
-    async def probe_through(self, config: KeyConfig, key: str, *, fresh: bool) -> ProbeResult:
-        """One probe on a new connection (connect and TLS timed), or on a pooled one."""
+    async def probe_on_connection(self, config: KeyConfig, key: str, *, fresh: bool) -> ProbeResult:
+        """One probe on a new connection when `fresh` (connect and tls timed, the connection
+        closed after the answer), else on a kept-alive one from the pool."""
         target = self._targets.get(config.base_url)
         if target is None:
             try:
