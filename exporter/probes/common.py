@@ -44,9 +44,7 @@ class Target:
         if not named:
             return cls(parsed)
         proxy = yarl.URL(named)
-        if (
-            proxy.scheme != "http"
-        ):  # aiohttp speaks to a proxy in plain HTTP only; it ignores others
+        if proxy.scheme != "http":  # aiohttp speaks to a proxy in plain HTTP only
             return cls(parsed)
         auth = aiohttp.BasicAuth.from_url(proxy)
         return cls(parsed, proxy.with_user(None), auth)

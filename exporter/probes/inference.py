@@ -4,7 +4,6 @@ probe that sees credit, classified by the same table as REST."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import ssl
 import time
@@ -21,6 +20,7 @@ from exporter.probes.rest_answer import (
     classify_exception,
     failure,
     from_response,
+    parse_json,
     read_capped,
     timed_out,
 )
@@ -140,11 +140,12 @@ class InferenceProber:
 
     def _session(self, ca_file: str | None) -> aiohttp.ClientSession:
         context = tls_context(ca_file)
-        held = self._sessions.get(ca_file)
-        if held is not None and held[0] is context and not held[1].closed:
-            return held[1]
-        if held is not None:
-            self._retired.append(held[1])  # its roots were rotated away
+        built = self._sessions.get(ca_file)
+        if built is not None:
+            built_with, session = built
+            if built_with is context and not session.closed:
+                return session
+            self._retired.append(session)  # its roots were rotated away
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=context, limit=64, keepalive_timeout=30),
             trust_env=False,  # the proxy is resolved once per URL, as the REST probe does
@@ -196,7 +197,7 @@ class InferenceProber:
         )
         if result.result is Result.OK:
             # Billed only when OpenAI made a response; its usage says how much.
-            result = replace(result, billed_tokens=billed_tokens(_json(body)))
+            result = replace(result, billed_tokens=billed_tokens(parse_json(body)))
         return result
 
     def forget(self, name: str) -> None:
@@ -209,10 +210,3 @@ class InferenceProber:
             await session.close()
         self._sessions.clear()
         self._retired.clear()
-
-
-def _json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
-        return None

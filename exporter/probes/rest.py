@@ -49,12 +49,13 @@ class RestProber:
 
     def _session(self, ca_file: str | None, fresh: bool) -> aiohttp.ClientSession:
         context = tls_context(ca_file)
-        held = self._sessions.get((ca_file, fresh))
-        if held is not None and held[0] is context and not held[1].closed:
-            return held[1]
-        if held is not None:
+        built = self._sessions.get((ca_file, fresh))
+        if built is not None:
+            built_with, session = built
+            if built_with is context and not session.closed:
+                return session
             # Its probes in flight finish on it; its idle connections time out; closed at the end.
-            self._retired.append(held[1])
+            self._retired.append(session)
         if fresh:
             # Closed after each answer, and resolved every time: connect includes DNS.
             connector = aiohttp.TCPConnector(

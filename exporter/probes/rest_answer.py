@@ -40,7 +40,7 @@ async def read_capped(stream: aiohttp.StreamReader) -> tuple[bytes, bool]:
         if size > MAX_BODY_BYTES:
             return b"", True
         chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks), False
+    return b"".join(chunks), False
 
 
 def failure(
@@ -140,7 +140,7 @@ def from_response(
             message=f"HTTP {status} with a body over {MAX_BODY_BYTES // 1024 // 1024} MiB",
             **common,
         )
-    payload = _json(body)
+    payload = parse_json(body)
     if 200 <= status < 300:
         if accepts(payload):
             statuses = read_statuses(payload, models, key) if is_model_list(payload) else None
@@ -190,7 +190,8 @@ def _request_id(text: str, key: str) -> str:
     return scrub(text, [key])[:64]
 
 
-def _json(body: bytes) -> Any:
+def parse_json(body: bytes) -> Any:
+    """The body's JSON value, or None for a body that is not JSON."""
     try:
         return json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep

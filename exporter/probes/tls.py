@@ -1,4 +1,4 @@
-"""TLS for both probes: verification always on, a CA file's roots added to the system's and read
+"""TLS for every probe: verification always on, a CA file's roots added to the system's and read
 again when the file changes, so that a rotated corporate root needs no restart."""
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
     """The context for `ca_file` as the file is now; the system's roots alone without one.
 
     A corporate root is added, never substituted for trust. One context per CA file, shared by
-    both probes (each holds its own parsed copy of the system's roots, about 1 MiB). The file is
+    every probe (a context holds its own parsed copy of the system's roots). The file is
     stat'ed at each call; when its device, inode, size, mtime or ctime change (a Kubernetes
     secret swaps a symlink, an editor writes a new file, a chmod) its contents are read, and a
     new context built only if they differ. A file that is gone or unreadable keeps the last good
@@ -53,46 +53,45 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
     if ca_file is None:
         return _system_roots()
     identity = file_identity(ca_file)
-    held = _CA_FILES.get(ca_file)
-    if held is None or held.identity != identity or _retry_due(held):
-        return _read_again(ca_file, identity, held)
-    if held.context is None:
-        raise CaFileUnreadable(f"{ca_file} cannot be read: {held.error}")
-    return held.context
+    known = _CA_FILES.get(ca_file)
+    if known is None or known.identity != identity or _retry_due(known):
+        return _read_again(ca_file, identity, known)
+    if known.context is None:
+        raise CaFileUnreadable(f"{ca_file} cannot be read: {known.error}")
+    return known.context
 
 
-def _retry_due(held: _CaFileState) -> bool:
-    return held.failed_at is not None and time.monotonic() - held.failed_at >= RETRY_FAILED_S
+def _retry_due(known: _CaFileState) -> bool:
+    return known.failed_at is not None and time.monotonic() - known.failed_at >= RETRY_FAILED_S
 
 
 def _read_again(
-    ca_file: str, identity: FileIdentity | None, held: _CaFileState | None
+    ca_file: str, identity: FileIdentity | None, known: _CaFileState | None
 ) -> ssl.SSLContext:
     try:
         with open(ca_file, "rb") as handle:
             digest = hashlib.sha256(handle.read()).digest()
-        if held is not None and held.context is not None and digest == held.digest:
-            _CA_FILES[ca_file] = _CaFileState(
-                identity, digest, held.context
-            )  # touched, not changed
-            return held.context
+        if known is not None and known.context is not None and digest == known.digest:
+            # Touched, not changed: the same context, under the file's new identity.
+            _CA_FILES[ca_file] = _CaFileState(identity, digest, known.context)
+            return known.context
         context = _new_context()
         context.load_verify_locations(cafile=ca_file)
     except OSError as error:  # gone, unreadable, or PEM cut short (ssl.SSLError is an OSError)
-        if held is None or held.identity != identity or held.failed_at is None:
+        if known is None or known.identity != identity or known.failed_at is None:
             log.warning(
                 "the CA file cannot be read; TLS goes on trusting its last good contents"
-                if held is not None and held.context is not None
+                if known is not None and known.context is not None
                 else "the CA file cannot be read; TLS probes fail until it can",
                 extra={"fields": {"file": ca_file, "error": str(error)}},
             )
-        last_good = held.context if held is not None else None
-        last_digest = held.digest if held is not None else b""
+        last_good = known.context if known is not None else None
+        last_digest = known.digest if known is not None else b""
         _CA_FILES[ca_file] = _CaFileState(identity, last_digest, last_good, time.monotonic(), error)
         if last_good is None:
             raise CaFileUnreadable(f"{ca_file} cannot be read: {error}") from error
         return last_good
-    if held is not None:
+    if known is not None:
         log.info(
             "the CA file changed; new connections trust its new contents",
             extra={"fields": {"file": ca_file}},
