@@ -63,7 +63,7 @@ class SessionTrace:
     probe: str  # the probe kind its result is for
     started: float = field(default_factory=time.perf_counter)
     phases: dict[str, float] = field(default_factory=dict)
-    mark: float = 0.0
+    mark: float = 0.0  # when the last phase ended (0: none yet)
     http_status: int = 0
     close_code: int | None = None
     error_event: dict[str, Any] | None = None
@@ -235,4 +235,5 @@ def session_result(
 
 
 def failed_result(trace: SessionTrace, failed: SessionFailed) -> ProbeResult:
+    """The result `failed` carries, with what `trace` saw."""
     return session_result(trace, failed.result, failed.message, failed.code)
