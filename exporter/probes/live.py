@@ -236,17 +236,17 @@ async def probe_live(
 ) -> ProbeResult:
     run = _LiveRun(key)
     try:
-        result = await _started(run, config, context, proxy)
+        result = await _classified_start(run, config, context, proxy)
     except BaseException:  # cancelled (the runner's timeout, a reload, shutdown)
         await run.end()  # the session is billed until it ends: end it, briefly, then go
         raise
     await run.end()
     if result.healthy:
-        result = _ended(run)
+        result = _classified_end(run)
     return replace(result, billed_seconds=run.billed_seconds())
 
 
-def _ended(run: _LiveRun) -> ProbeResult:
+def _classified_end(run: _LiveRun) -> ProbeResult:
     """The result of a session that started, once it was asked to end."""
     trace = run.trace
     if run.closed_seen:
@@ -258,7 +258,7 @@ def _ended(run: _LiveRun) -> ProbeResult:
     return session_result(trace, Result.TIMEOUT, message)
 
 
-async def _started(
+async def _classified_start(
     run: _LiveRun,
     config: KeyConfig,
     context: ssl.SSLContext | None,
