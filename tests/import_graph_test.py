@@ -116,7 +116,9 @@ def test_the_data_flows_one_way_between_the_main_rooms() -> None:
 
 
 # What two probes share lives in one of these modules of exporter/probes/, never in a probe.
-PROBE_HELPERS = frozenset({"common", "tls", "rest_answer", "rest_timing", "websocket_session"})
+PROBE_HELPERS = frozenset(
+    {"common", "tls", "rest_answer", "rest_timing", "websocket_session", "http_sessions"}
+)
 
 
 def probe_to_probe_imports(graph: dict[str, set[str]]) -> set[str]:

@@ -15,7 +15,8 @@ import aiohttp
 
 from exporter.classify import Result
 from exporter.config import KeyConfig
-from exporter.probes.common import USER_AGENT, Target
+from exporter.probes.common import Target, sendable
+from exporter.probes.http_sessions import HttpSessions
 from exporter.probes.rest_answer import (
     classify_exception,
     failure,
@@ -25,7 +26,6 @@ from exporter.probes.rest_answer import (
     timed_out,
 )
 from exporter.probes.rest_timing import ProbeClock
-from exporter.probes.tls import tls_context
 from exporter.provider import auth_headers
 from exporter.result import ProbeResult
 
@@ -130,32 +130,16 @@ def log_cost(keys: Iterable[KeyConfig]) -> CostEstimate:
     return estimate
 
 
+def _connector(context: ssl.SSLContext) -> aiohttp.TCPConnector:
+    return aiohttp.TCPConnector(ssl=context, limit=64, keepalive_timeout=30)
+
+
 class InferenceProber:
     """One kept-alive session per CA file; a probe every 15 minutes needs no more."""
 
     def __init__(self) -> None:
-        self._sessions: dict[str | None, tuple[ssl.SSLContext, aiohttp.ClientSession]] = {}
-        self._retired: list[aiohttp.ClientSession] = []
+        self._sessions = HttpSessions({"kept_alive": _connector})
         self._targets: dict[str, Target] = {}
-
-    def _session(self, ca_file: str | None) -> aiohttp.ClientSession:
-        context = tls_context(ca_file)
-        built = self._sessions.get(ca_file)
-        if built is not None:
-            built_with, session = built
-            if built_with is context and not session.closed:
-                return session
-            self._retired.append(session)  # its roots were rotated away
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=context, limit=64, keepalive_timeout=30),
-            trust_env=False,  # the proxy is resolved once per URL, as the REST probe does
-            cookie_jar=aiohttp.DummyCookieJar(),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=None),
-            skip_auto_headers={"User-Agent"},
-            headers={"User-Agent": USER_AGENT},
-        )
-        self._sessions[ca_file] = (context, session)
-        return session
 
     def _target(self, base_url: str) -> Target:
         target = self._targets.get(base_url)
@@ -164,7 +148,7 @@ class InferenceProber:
         return target
 
     async def probe(self, config: KeyConfig, key: str) -> ProbeResult:
-        session = self._session(config.tls_ca_file)
+        session = self._sessions.get(config.tls_ca_file, "kept_alive")
         clock = ProbeClock()  # phases are not timed here: duration only
         started = time.perf_counter()
         try:
@@ -173,7 +157,7 @@ class InferenceProber:
                 async with session.post(
                     target.url,
                     json=request_body(config.inference.model),
-                    headers=auth_headers(config, key),
+                    headers=sendable(auth_headers(config, key)),
                     allow_redirects=False,
                     proxy=target.proxy,
                     proxy_auth=target.proxy_auth,
@@ -204,9 +188,4 @@ class InferenceProber:
         pass  # nothing is kept per key
 
     async def aclose(self) -> None:
-        for _, session in self._sessions.values():
-            await session.close()
-        for session in self._retired:
-            await session.close()
-        self._sessions.clear()
-        self._retired.clear()
+        await self._sessions.aclose()

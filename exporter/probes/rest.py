@@ -10,7 +10,8 @@ import aiohttp
 
 from exporter.config import KeyConfig
 from exporter.models import watched_models
-from exporter.probes.common import USER_AGENT, Target, sendable
+from exporter.probes.common import Target, sendable
+from exporter.probes.http_sessions import HttpSessions
 from exporter.probes.rest_answer import (
     classify_exception,
     failure,
@@ -19,13 +20,21 @@ from exporter.probes.rest_answer import (
     timed_out,
 )
 from exporter.probes.rest_timing import CLOCK, ProbeClock, probe_tracing
-from exporter.probes.tls import tls_context
 from exporter.provider import auth_headers
 from exporter.result import ProbeResult
 
 FRESH_CONNECTION_EVERY = 10  # reuse keeps probes cheap; a fresh one keeps connect/TLS measured
 
-_NO_AIOHTTP_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=None)  # asyncio.timeout rules
+
+def _fresh_connector(context: ssl.SSLContext) -> aiohttp.TCPConnector:
+    # Closed after each answer, and resolved every time: connect includes DNS.
+    return aiohttp.TCPConnector(ssl=context, limit=256, force_close=True, use_dns_cache=False)
+
+
+def _pooled_connector(context: ssl.SSLContext) -> aiohttp.TCPConnector:
+    return aiohttp.TCPConnector(
+        ssl=context, limit=256, limit_per_host=0, keepalive_timeout=30, enable_cleanup_closed=True
+    )
 
 
 class RestProber:
@@ -39,49 +48,12 @@ class RestProber:
     """
 
     def __init__(self) -> None:
-        # Per CA file and kind: the session and the TLS context its connector was built with.
-        self._sessions: dict[
-            tuple[str | None, bool], tuple[ssl.SSLContext, aiohttp.ClientSession]
-        ] = {}
-        self._retired: list[aiohttp.ClientSession] = []  # their roots were rotated away
+        # Sessions by CA file and `fresh`.
+        self._sessions = HttpSessions(
+            {True: _fresh_connector, False: _pooled_connector}, [probe_tracing()]
+        )
         self._probe_count: dict[str, int] = {}
         self._targets: dict[str, Target] = {}
-
-    def _session(self, ca_file: str | None, fresh: bool) -> aiohttp.ClientSession:
-        context = tls_context(ca_file)
-        built = self._sessions.get((ca_file, fresh))
-        if built is not None:
-            built_with, session = built
-            if built_with is context and not session.closed:
-                return session
-            # Its probes in flight finish on it; its idle connections time out; closed at the end.
-            self._retired.append(session)
-        if fresh:
-            # Closed after each answer, and resolved every time: connect includes DNS.
-            connector = aiohttp.TCPConnector(
-                ssl=context, limit=256, force_close=True, use_dns_cache=False
-            )
-        else:
-            connector = aiohttp.TCPConnector(
-                ssl=context,
-                limit=256,
-                limit_per_host=0,
-                keepalive_timeout=30,
-                enable_cleanup_closed=True,
-            )
-        session = aiohttp.ClientSession(
-            connector=connector,
-            trust_env=False,  # the proxy comes from Target, resolved once per URL
-            # Probes are independent: no cookie from one key's answer goes with another's.
-            cookie_jar=aiohttp.DummyCookieJar(),
-            timeout=_NO_AIOHTTP_TIMEOUT,
-            auto_decompress=True,
-            skip_auto_headers={"User-Agent"},
-            headers={"User-Agent": USER_AGENT},
-            trace_configs=[probe_tracing()],
-        )
-        self._sessions[ca_file, fresh] = (context, session)
-        return session
 
     async def probe(self, config: KeyConfig, key: str) -> ProbeResult:
         count = self._probe_count.get(config.name, 0)
@@ -101,19 +73,14 @@ class RestProber:
                     ProbeClock(), time.perf_counter(), fresh, *classify_exception(error, key)
                 )
             self._targets[config.base_url] = target
-        session = self._session(config.tls_ca_file, fresh)
+        session = self._sessions.get(config.tls_ca_file, fresh)
         return await probe_rest(session, config, key, target, fresh=fresh)
 
     def forget(self, name: str) -> None:
         self._probe_count.pop(name, None)
 
     async def aclose(self) -> None:
-        for _, session in self._sessions.values():
-            await session.close()
-        for session in self._retired:
-            await session.close()
-        self._sessions.clear()
-        self._retired.clear()
+        await self._sessions.aclose()
 
 
 async def probe_rest(
