@@ -36,6 +36,7 @@ from aiohttp.helpers import get_env_proxy_for_url
 from exporter.classify import Result
 from exporter.config import AdminConfig, Config, KeyConfig
 from exporter.keys import key_kind, lint_key, read_key
+from exporter.metrics import Family, escape_label_value
 from exporter.redaction import SECRETS, redact, scrub
 from exporter.result import ProbeResult
 
@@ -532,60 +533,66 @@ class KeyInventory:
         self._exposition = render_inventory(self.state, self._config) if self.admin else b""
 
 
-_FAMILIES = {
-    "openai_admin_probe_success": (
+_FAMILIES: tuple[Family, ...] = (
+    Family(
+        "openai_admin_probe_success",
         "gauge",
         "1 if the last key inventory pass of the Admin API succeeded.",
     ),
-    "openai_admin_last_success_timestamp_seconds": (
+    Family(
+        "openai_admin_last_success_timestamp_seconds",
         "gauge",
         "When the last key inventory pass succeeded, in Unix time.",
     ),
-    "openai_admin_probe_result": (
+    Family(
+        "openai_admin_probe_result",
         "gauge",
         "The last inventory pass's result class (ok, invalid_admin_key, ...), as a label.",
     ),
-    "openai_admin_requests_total": (
+    Family(
+        "openai_admin_requests_total",
         "counter",
         "Admin API requests the inventory passes made (free endpoints).",
     ),
-    "openai_key_inventory_listed": (
+    Family(
+        "openai_key_inventory_listed",
         "gauge",
         "1 if the organization's key list holds an entry with the key's head and tail.",
     ),
-    "openai_key_inventory_matches": (
+    Family(
+        "openai_key_inventory_matches",
         "gauge",
         "How many listed entries show the key's head and tail; above 1 nothing is guessed.",
     ),
-    "openai_key_created_timestamp_seconds": (
+    Family(
+        "openai_key_created_timestamp_seconds",
         "gauge",
         "When OpenAI created the key, from its one matching inventory entry.",
     ),
-    "openai_key_expires_timestamp_seconds": (
+    Family(
+        "openai_key_expires_timestamp_seconds",
         "gauge",
         "When the key expires, from its one matching inventory entry; absent if it never does.",
     ),
-    "openai_key_owner_info": (
+    Family(
+        "openai_key_owner_info",
         "gauge",
         "The owner of the key's one matching inventory entry: type and name.",
     ),
-    "openai_project_api_keys": (
+    Family(
+        "openai_project_api_keys",
         "gauge",
         "API keys listed in each project, monitored by this exporter or not.",
     ),
-}
+)
 
 
 def _date(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="minutes")
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
 def render_inventory(state: InventoryState, config: Config | None) -> bytes:
-    samples: dict[str, list[str]] = {name: [] for name in _FAMILIES}
+    samples: dict[str, list[str]] = {family.name: [] for family in _FAMILIES}
     ok = state.result is AdminResult.OK
     samples["openai_admin_probe_success"].append(f"openai_admin_probe_success {int(ok)}")
     if state.taken_at is not None:
@@ -604,7 +611,7 @@ def render_inventory(state: InventoryState, config: Config | None) -> bytes:
     for name, match in sorted(state.matches.items()):
         if name not in names:
             continue
-        key = f'key="{_escape(name)}"'
+        key = f'key="{escape_label_value(name)}"'
         monitored.update(entry.id for entry in match.entries)
         samples["openai_key_inventory_listed"].append(
             f"openai_key_inventory_listed{{{key}}} {int(match.listed)}"
@@ -625,7 +632,7 @@ def render_inventory(state: InventoryState, config: Config | None) -> bytes:
             )
         samples["openai_key_owner_info"].append(
             f'openai_key_owner_info{{{key},owner_type="{entry.owner_type}",'
-            f'owner="{_escape(entry.owner_name)}"}} 1'
+            f'owner="{escape_label_value(entry.owner_name)}"}} 1'
         )
     if state.index is not None:
         counts: dict[tuple[str, bool], int] = {}
@@ -636,12 +643,12 @@ def render_inventory(state: InventoryState, config: Config | None) -> bytes:
         for project in projects:
             for watched in (True, False):
                 samples["openai_project_api_keys"].append(
-                    f'openai_project_api_keys{{project="{_escape(project)}",'
+                    f'openai_project_api_keys{{project="{escape_label_value(project)}",'
                     f'monitored="{str(watched).lower()}"}} {counts.get((project, watched), 0)}'
                 )
-    lines: list[str] = []
-    for name, (kind, help_text) in _FAMILIES.items():
-        if samples[name]:
-            lines.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
-            lines.extend(sample + "\n" for sample in samples[name])
-    return "".join(lines).encode()
+    lines: list[bytes] = []
+    for family in _FAMILIES:
+        if samples[family.name]:
+            lines.append(family.header)
+            lines.extend(f"{sample}\n".encode() for sample in samples[family.name])
+    return b"".join(lines)

@@ -184,7 +184,8 @@ LATENCY = Family(
 )
 
 
-def _escape(value: str) -> str:
+def escape_label_value(value: str) -> str:
+    """A label value as the text format writes it: backslash, double quote and newline escaped."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
@@ -221,7 +222,7 @@ class _Lines:
 
 
 def _label(name: str, text: str) -> str:
-    return f'{name}="{_escape(text)}"'
+    return f'{name}="{escape_label_value(text)}"'
 
 
 def render_key(state: KeyState) -> list[bytes]:
