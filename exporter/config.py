@@ -17,7 +17,8 @@ from exporter.file_identity import FileIdentity, identity_of
 from exporter.keys import DotenvFormat, KeySource, SourceKind, key_file_problem, key_kind
 from exporter.provider import DEFAULT_PROVIDER, PROVIDERS, config_warnings
 from exporter.redaction import redact
-from exporter.strict_yaml import YamlRefused, load_strict
+from exporter.strict_yaml import YamlRefused, compose_strict
+from exporter.yaml_fields import EXCERPT_CHARS, FieldProblem, Fields, PyYaml, YamlFile, excerpt
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PROBES = ("rest", "realtime", "live", "inference")  # live and inference are billed: opt-in
@@ -33,7 +34,6 @@ _PASTED_KEY = re.compile(r"sk-[A-Za-z0-9_-]{20,}")  # every kind of key OpenAI i
 # characters in all, as the shortest real keys, not part of a longer word.
 _KEY_IN_VALUE = re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]{37,}")
 _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
-_EXCERPT_CHARS = 40  # of a value quoted back in a message: a bomb or a book is not printed
 _MAX_MESSAGE_CHARS = 1000
 _MAX_DURATION_CHARS = 500  # far beyond any real one; 400 nines are still read (as too long)
 MAX_INTERVAL_S = 86400.0  # a key checked less than daily is not monitored
@@ -58,14 +58,11 @@ def quoted(value: object) -> str:
     """A value as an error message quotes it: a short excerpt, never the whole of a long or
     deeply nested value (an alias bomb's repr is gigabytes), any key in it redacted."""
     if isinstance(value, str):
-        text = _PASTED_KEY.sub(lambda match: redact(match.group()), value)
-        if len(text) > _EXCERPT_CHARS:
-            return repr(text[:_EXCERPT_CHARS]) + "..."
-        return repr(text)
+        return excerpt(_PASTED_KEY.sub(lambda match: redact(match.group()), value))
     if value is None or isinstance(value, bool | float):
         return repr(value)
     if isinstance(value, int):
-        return repr(value) if abs(value) < 10**_EXCERPT_CHARS else "a very long number"
+        return repr(value) if abs(value) < 10**EXCERPT_CHARS else "a very long number"
     if isinstance(value, list | tuple):
         return "a list"
     if isinstance(value, Mapping):
@@ -193,60 +190,24 @@ def _timeout(text: object) -> float:
     return parse_duration(text, MAX_TIMEOUT_S)
 
 
-class _Fields:
-    """Reads one mapping of the file, remembering where it is for error messages."""
-
-    def __init__(self, data: object, path: str, file: str, allowed: set[str]) -> None:
-        self.path, self.file = path, file
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise self.error(
-                "",
-                f"must be a mapping, got {type(data).__name__}",
-                "write it as `field: value` lines",
-            )
-        unknown = sorted(set(map(str, data)) - allowed)
-        if unknown:
-            raise self.error(
-                unknown[0] if len(unknown[0]) <= _EXCERPT_CHARS else quoted(unknown[0]),
-                "unknown field",
-                f"remove it, or use one of: {', '.join(sorted(allowed))}",
-            )
-        self.data: Mapping[str, Any] = data
-
-    def error(self, name: str, problem: str, fix: str) -> ConfigError:
-        where = ".".join(part for part in (self.path, name) if part)
-        fix_text = f" ({fix})" if fix else ""
-        return ConfigError(f"{self.file}: {where or 'top level'}: {problem}{fix_text}")
-
-    def has(self, name: str) -> bool:
-        return name in self.data
-
-    def get(self, name: str, convert: Callable[[Any], Any], default: Any, fix: str) -> Any:
-        """The field converted, or its default; no text field may hold a key."""
-        if name not in self.data:
-            return default
-        value = self.data[name]
-        if isinstance(value, str) and (control := _CONTROL_CHARACTER.search(value)):
-            raise self.error(
-                name,
-                f"holds a control character (U+{ord(control.group()):04X})",
-                "remove it: it could not be sent in a header or a URL",
-            )
-        if isinstance(value, str) and (pasted := _KEY_IN_VALUE.search(value)):
-            raise self.error(
-                name,
-                f"holds what looks like an API key ({redact(pasted.group())})",
-                _NAME_FIX
-                if name == "name"  # the operator meant a name: say what a name is for
-                else "keep keys out of the configuration: put the key in a file or variable and"
-                " point api_key_file or api_key_env at it",
-            )
-        try:
-            return convert(value)
-        except (TypeError, ValueError) as problem:
-            raise self.error(name, str(problem), fix) from None
+def _screen(name: str, value: object) -> None:
+    """What every field's text is refused for, whatever its converter: a control character,
+    or a key pasted where its name or location belongs."""
+    if not isinstance(value, str):
+        return
+    if control := _CONTROL_CHARACTER.search(value):
+        raise FieldProblem(
+            f"holds a control character (U+{ord(control.group()):04X})",
+            "remove it: it could not be sent in a header or a URL",
+        )
+    if pasted := _KEY_IN_VALUE.search(value):
+        raise FieldProblem(
+            f"holds what looks like an API key ({redact(pasted.group())})",
+            _NAME_FIX
+            if name == "name"  # the operator meant a name: say what a name is for
+            else "keep keys out of the configuration: put the key in a file or variable and"
+            " point api_key_file or api_key_env at it",
+        )
 
 
 _NAME_FIX = "the name is a public label in metrics: name the key by its use, such as web"
@@ -388,20 +349,10 @@ _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VARIABLE_NAME_FIX = "use letters, digits and _, not starting with a digit"
 
 
-def _settings(fields: _Fields, inherited: KeyConfig) -> dict[str, Any]:
+def _settings(fields: Fields, inherited: KeyConfig) -> dict[str, Any]:
     """The shared settings of `defaults` or of one key, over what it inherits."""
-    realtime = _Fields(
-        fields.data.get("realtime"),
-        f"{fields.path}.realtime" if fields.path else "realtime",
-        fields.file,
-        {"model", "api", "url", "interval"},
-    )
-    tls = _Fields(
-        fields.data.get("tls"),
-        f"{fields.path}.tls" if fields.path else "tls",
-        fields.file,
-        {"ca_file"},
-    )
+    realtime = fields.child("realtime", {"model", "api", "url", "interval"})
+    tls = fields.child("tls", {"ca_file"})
     base = inherited.realtime
     realtime_settings = RealtimeSettings(
         model=realtime.get("model", _string, base.model, "name a Realtime model"),
@@ -413,7 +364,7 @@ def _settings(fields: _Fields, inherited: KeyConfig) -> dict[str, Any]:
         realtime_settings = base  # one shared object for the keys that inherit it, not one each
     live_settings = _live_settings(fields, inherited.live)
     ca_file = tls.get("ca_file", _string, None, "give a PEM file path")
-    ca_file = _relative_to_config(fields.file, ca_file) if ca_file else inherited.tls_ca_file
+    ca_file = _relative_to_config(fields.file.path, ca_file) if ca_file else inherited.tls_ca_file
     if ca_file and (problem := _ca_file_problem(ca_file)):
         raise tls.error("ca_file", problem, "give a readable PEM file of CA certificates")
     settings: dict[str, Any] = {
@@ -471,13 +422,8 @@ def _settings(fields: _Fields, inherited: KeyConfig) -> dict[str, Any]:
     return settings
 
 
-def _inference_settings(fields: _Fields, base: InferenceSettings) -> InferenceSettings:
-    inference = _Fields(
-        fields.data.get("inference"),
-        f"{fields.path}.inference" if fields.path else "inference",
-        fields.file,
-        {"model", "interval"},
-    )
+def _inference_settings(fields: Fields, base: InferenceSettings) -> InferenceSettings:
+    inference = fields.child("inference", {"model", "interval"})
     settings = InferenceSettings(
         model=inference.get(
             "model", _string, base.model, "name a text model, such as gpt-4.1-nano"
@@ -487,13 +433,8 @@ def _inference_settings(fields: _Fields, base: InferenceSettings) -> InferenceSe
     return base if settings == base else settings  # shared by the keys that inherit it
 
 
-def _live_settings(fields: _Fields, base: LiveSettings) -> LiveSettings:
-    live = _Fields(
-        fields.data.get("live"),
-        f"{fields.path}.live" if fields.path else "live",
-        fields.file,
-        {"model", "url", "interval"},
-    )
+def _live_settings(fields: Fields, base: LiveSettings) -> LiveSettings:
+    live = fields.child("live", {"model", "url", "interval"})
     settings = LiveSettings(
         model=live.get("model", _string, base.model, "name a GPT-Live model such as gpt-live-1"),
         url=live.get("url", _ws_url, base.url, "use a ws:// or wss:// URL"),
@@ -507,7 +448,7 @@ _LIVE_MODEL = re.compile(r"(^|[-_.])live([-_.]|$)")
 
 
 def _check_voice_models(
-    fields: _Fields, probes: tuple[str, ...], realtime: RealtimeSettings, live: LiveSettings
+    fields: Fields, probes: tuple[str, ...], realtime: RealtimeSettings, live: LiveSettings
 ) -> None:
     prefix = f"{fields.path}." if fields.path else ""
     # Checked per key: defaults may list live and leave each key to name its model.
@@ -549,15 +490,15 @@ def _looks_like_key(text: str) -> bool:
     return key_kind(text) != "unknown" and len(text.strip()) >= 40  # the shortest real keys
 
 
-def _key_source(fields: _Fields) -> KeySource:
+def _key_source(fields: Fields) -> KeySource:
     given = [name for name in ("api_key_env", "api_key_file", "dotenv") if fields.has(name)]
     if len(given) != 1:
         problem = "no key source" if not given else f"several key sources ({', '.join(given)})"
         raise fields.error("", problem, "set exactly one of api_key_env, api_key_file, dotenv")
     kind = SourceKind(given[0])
     for name, value in (
-        (kind.value, fields.data[kind.value]),
-        ("dotenv_var", fields.data.get("dotenv_var")),
+        (kind.value, fields.value(kind.value)),
+        ("dotenv_var", fields.value("dotenv_var")),
     ):
         if isinstance(value, str) and _looks_like_key(value):
             raise fields.error(
@@ -568,7 +509,7 @@ def _key_source(fields: _Fields) -> KeySource:
             )
     location = fields.get(kind.value, _string, "", "give a variable name or a file path")
     if kind is not SourceKind.ENV:
-        location = _relative_to_config(fields.file, location)
+        location = _relative_to_config(fields.file.path, location)
     for dotenv_only in ("dotenv_var", "dotenv_format"):
         if kind is not SourceKind.DOTENV and fields.has(dotenv_only):
             raise fields.error(dotenv_only, "only applies with dotenv", "remove it")
@@ -595,7 +536,7 @@ def _key_source(fields: _Fields) -> KeySource:
 
 def parse_config(text: str, file: str) -> Config:
     try:
-        data = load_strict(text)
+        return _parse(text, file)
     except YamlRefused as refused:
         raise ConfigError(f"{file}: {refused}") from None
     except RecursionError:  # the pure-Python parser, without libyaml's own depth limit
@@ -606,16 +547,24 @@ def parse_config(text: str, file: str) -> Config:
         detail = getattr(problem, "problem", None)
         what = f": {detail}" if detail else ""
         raise ConfigError(f"{file}: not valid YAML{where}{what} (fix the syntax)") from None
-    top = _Fields(data, "", file, {"defaults", "keys", "admin"})
-    defaults_fields = _Fields(top.data.get("defaults"), "defaults", file, _SETTING_FIELDS)
+
+
+def _parse(text: str, file: str) -> Config:
+    """The configuration in `text`; the YAML's own errors (syntax, tags, a key set twice, an
+    alias bomb, a number too long) are raised as PyYAML or strict_yaml raise them."""
+    root, loader = compose_strict(text)
+    yaml_file = YamlFile(file, PyYaml(loader), ConfigError, screen=_screen)
+    top = Fields(yaml_file, root, "", {"defaults", "keys", "admin"})
+    defaults_fields = top.child("defaults", _SETTING_FIELDS)
     defaults = _settings(defaults_fields, KeyConfig(name="", source=_NO_SOURCE))
-    raw_keys = top.data.get("keys")
-    if not isinstance(raw_keys, list) or not raw_keys:
+    raw_keys = top.sequence("keys")
+    if not raw_keys:
         raise top.error("keys", "must be a non-empty list of keys", "add at least one key")
     keys: list[KeyConfig] = []
     seen: dict[str, int] = {}
+    key_fields = {"name"} | _SETTING_FIELDS | _SOURCE_FIELDS
     for index, raw in enumerate(raw_keys):
-        fields = _Fields(raw, f"keys[{index}]", file, {"name"} | _SETTING_FIELDS | _SOURCE_FIELDS)
+        fields = Fields(yaml_file, raw, f"keys[{index}]", key_fields)
         name = fields.get("name", _key_name, None, "name the key: it is its label in metrics")
         if name is None:
             raise fields.error("name", "missing", "name the key: it is its label in metrics")
@@ -641,7 +590,7 @@ def parse_config(text: str, file: str) -> Config:
         source = _key_source(fields)
         inherited = KeyConfig(name=name, source=source, **defaults)
         keys.append(KeyConfig(name=name, source=source, **_settings(fields, inherited)))
-    admin = _admin_config(top, file, keys) if top.has("admin") else None
+    admin = _admin_config(top, keys) if top.has("admin") else None
     config = Config(keys=tuple(keys), source=file, admin=admin)
     return replace(config, warnings=config_warnings(file, config.keys))
 
@@ -649,8 +598,8 @@ def parse_config(text: str, file: str) -> Config:
 _ADMIN_FIELDS = {"api_key_env", "api_key_file", "projects", "interval", "timeout", "base_url"}
 
 
-def _admin_config(top: _Fields, file: str, keys: list[KeyConfig]) -> AdminConfig:
-    fields = _Fields(top.data.get("admin"), "admin", file, _ADMIN_FIELDS)
+def _admin_config(top: Fields, keys: list[KeyConfig]) -> AdminConfig:
+    fields = top.child("admin", _ADMIN_FIELDS)
     given = [name for name in ("api_key_env", "api_key_file") if fields.has(name)]
     if len(given) != 1:  # dotenv is refused above, as an unknown field of admin
         problem = "no key source" if not given else "both api_key_env and api_key_file"

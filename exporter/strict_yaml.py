@@ -1,5 +1,6 @@
 """YAML a person wrote, read strictly: a key set twice is refused with its line, and aliases
-may not expand a small file into a huge document (an "alias bomb")."""
+may not expand a small file into a huge document (an "alias bomb"). Files are composed into
+nodes (`compose_strict`) and read field by field by exporter/yaml_fields.py."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import yaml
 # a few hundred bytes expanding to billions of values). Each counted node costs at most a few
 # hundred bytes wherever a value is walked, so the bound keeps that to a few MB.
 MAX_ALIASED_NODES = 10_000
+_ENDLESS = 2**62  # what a node that holds itself counts as
 
-_MERGE_TAG = "tag:yaml.org,2002:merge"
+MERGE_TAG = "tag:yaml.org,2002:merge"
 # libyaml parses a 10,000-key file in a fraction of the pure-Python parser's time.
 _SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -30,18 +32,32 @@ def _position(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def _children(node: yaml.Node) -> list[yaml.Node]:
+def _children(node: yaml.Node, merges_once: bool = False) -> list[yaml.Node]:
     if isinstance(node, yaml.SequenceNode):
         return list(node.value)
-    if isinstance(node, yaml.MappingNode):
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    if not merges_once:
         return [part for pair in node.value for part in pair]
-    return []
+    children: list[yaml.Node] = []
+    for key, value in node.value:
+        if key.tag == MERGE_TAG and isinstance(value, yaml.SequenceNode):
+            # Merged into this mapping once however often it is listed: count it once.
+            children.append(key)
+            children.extend({id(source): source for source in value.value}.values())
+        else:
+            children += (key, value)
+    return children
 
 
-def expanded_size(node: yaml.Node, sizes: dict[int, int], limit: int) -> int:
+def expanded_size(
+    node: yaml.Node, sizes: dict[int, int], limit: int, merges_once: bool = False
+) -> int:
     """How many nodes `node` stands for once every alias under it is written out, capped at
     limit + 1 (a node that contains itself is endless). Linear in the distinct nodes: `sizes`
-    remembers each node's size by id, for nodes that stay alive while it is used."""
+    remembers each node's size by id, for nodes that stay alive while it is used.
+    `merges_once`: a mapping listed several times under one merge key (`<<: [*a, *a]`) counts
+    once, as exporter/yaml_fields.py merges it."""
     stack = [node]
     visiting: set[int] = set()  # the nodes being sized: the ancestors of the one on top
     while stack:
@@ -50,7 +66,11 @@ def expanded_size(node: yaml.Node, sizes: dict[int, int], limit: int) -> int:
         if key in sizes:
             stack.pop()
             continue
-        children = _children(current)
+        if isinstance(current, yaml.ScalarNode):  # most nodes: a leaf stands for itself
+            sizes[key] = 1
+            stack.pop()
+            continue
+        children = _children(current, merges_once)
         if key not in visiting:
             visiting.add(key)
             for child in children:
@@ -76,22 +96,16 @@ def _bomb(node: yaml.Node) -> YamlRefused:
     )
 
 
-def refuse_alias_bombs(root: yaml.Node) -> None:
-    """For a composed document (the web config): aliases may add at most MAX_ALIASED_NODES."""
-    distinct: set[int] = set()
-    stack = [root]
-    while stack:
-        current = stack.pop()
-        if id(current) not in distinct:
-            distinct.add(id(current))
-            stack.extend(_children(current))
-    limit = len(distinct) + MAX_ALIASED_NODES
-    if expanded_size(root, {}, limit) > limit:
-        repeated = _first_repeated(root)
-        raise _bomb(repeated or root)
+def refuse_alias_bombs(root: yaml.Node, merges_once: bool = False) -> None:
+    """Aliases may add at most MAX_ALIASED_NODES nodes to the document's own; YamlRefused at
+    the first anchor repeated when they add more. Go's yaml.v2 counts every alias under a
+    merge key (the web config); the configuration counts a mapping merged twice once."""
+    sizes: dict[int, int] = {}  # after sizing the root: one entry per distinct node
+    if expanded_size(root, sizes, _ENDLESS, merges_once) - len(sizes) > MAX_ALIASED_NODES:
+        raise _bomb(_first_repeated(root, merges_once) or root)
 
 
-def _first_repeated(root: yaml.Node) -> yaml.Node | None:
+def _first_repeated(root: yaml.Node, merges_once: bool) -> yaml.Node | None:
     """The first node reached twice: the anchor that is repeated."""
     seen: set[int] = set()
     stack = [root]
@@ -100,48 +114,38 @@ def _first_repeated(root: yaml.Node) -> yaml.Node | None:
         if id(current) in seen:
             return current
         seen.add(id(current))
-        stack.extend(reversed(_children(current)))
+        stack.extend(reversed(_children(current, merges_once)))
     return None
+
+
+def set_twice(key: yaml.Node, first: yaml.Node) -> YamlRefused:
+    """A key written twice in one mapping, named by its line and its first line."""
+    line, column = _position(key)
+    earlier, _ = _position(first)
+    name = str(key.value)
+    shown = name if len(name) <= 40 else name[:40] + "..."
+    return YamlRefused(
+        line, column, f"{shown!r} is set twice (first at line {earlier})", "keep one of them"
+    )
 
 
 def refuse_duplicate_keys(node: yaml.MappingNode) -> None:
     """A key written twice in one mapping (merged `<<:` keys may be overridden, as YAML says)."""
     first: dict[tuple[str, object], yaml.Node] = {}
     for key_node, _ in node.value:
-        if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+        if key_node.tag == MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
             continue
         identity = (key_node.tag, key_node.value)
         if identity in first:
-            line, column = _position(key_node)
-            earlier, _ = _position(first[identity])
-            name = str(key_node.value)
-            shown = name if len(name) <= 40 else name[:40] + "..."
-            raise YamlRefused(
-                line,
-                column,
-                f"{shown!r} is set twice (first at line {earlier})",
-                "keep one of them",
-            )
+            raise set_twice(key_node, first[identity])
         first[identity] = key_node
 
 
 class StrictSafeLoader(_SafeLoader):  # type: ignore[misc,valid-type]
-    """The safe loader (libyaml's when present) refusing duplicate keys and alias bombs.
-
-    Counting costs nothing without aliases: an alias is the only way a node already built is
-    asked for again, and only then is its size worked out (once per node).
-    """
-
-    def __init__(self, stream: Any) -> None:
-        super().__init__(stream)
-        self._sizes: dict[int, int] = {}
-        self._aliased = 0
+    """The safe loader (libyaml's when present) refusing duplicate keys in the mappings it
+    builds, and numbers Python will not read, with their line."""
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
-        if node in self.constructed_objects or node in self.recursive_objects:
-            self._aliased += expanded_size(node, self._sizes, MAX_ALIASED_NODES)
-            if self._aliased > MAX_ALIASED_NODES:
-                raise _bomb(node)
         try:
             return super().construct_object(node, deep)
         except ValueError as error:  # a number of over 4300 digits, say: Python refuses it
@@ -157,6 +161,16 @@ class StrictSafeLoader(_SafeLoader):  # type: ignore[misc,valid-type]
         return super().construct_mapping(node, deep)
 
 
-def load_strict(text: str | bytes) -> Any:
-    """One YAML document as Python values; YamlRefused or yaml.YAMLError when it cannot be."""
-    return yaml.load(text, Loader=StrictSafeLoader)  # noqa: S506 - a safe loader
+def compose_strict(text: str) -> tuple[yaml.Node | None, StrictSafeLoader]:
+    """The one document in `text`, composed (None when empty), with the loader that builds its
+    values; alias bombs are refused before anything reads it. YamlRefused or yaml.YAMLError
+    when it cannot be read."""
+    loader = StrictSafeLoader(text)
+    try:
+        root = loader.get_single_node()
+    finally:
+        loader.dispose()
+    # Without an anchor there is no alias: most files skip the count.
+    if root is not None and "&" in text:
+        refuse_alias_bombs(root, merges_once=True)
+    return root, loader
