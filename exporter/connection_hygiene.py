@@ -20,9 +20,13 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 PRODUCT = "openai-key-exporter"
 # aiohttp's keep-alive deadline runs from a connection's start and from each answer to the next
-# complete request head: it bounds a half-sent head and an idle connection alike. Prometheus
-# reconnects (or retries its GET) when an idle connection was closed.
-IDLE_TIMEOUT_S = 20.0
+# complete request head: it bounds a half-sent head and an idle connection alike. It outlasts
+# Prometheus' own pool of idle scrape connections (5 min, prometheus/common's IdleConnTimeout), so
+# at any scrape interval up to that the scraper reuses its connection and closes it first: a
+# server that closed sooner would cost every scrape at 30 s or 1 m (Prometheus' default) a new
+# connection, TLS handshake included. Prometheus' own server bounds both with 5 min
+# (--web.read-timeout); Go exporters such as node_exporter bound neither.
+IDLE_TIMEOUT_S = 330.0
 STALL_S = 1.0  # a write the client has not taken for this long: the scrape stalls
 WRITE_TIMEOUT_S = 10.0  # ... and for this long: it is dropped (Prometheus' default scrape timeout)
 CLIENT_ERROR_LINES_PER_MINUTE = 10
