@@ -17,7 +17,7 @@ ROWS = (
     ("gzip piece cache", "deflated pieces held between scrapes"),
     ("segment joins", "CPU per 15 s: updates"),
     ("segment joins", "CPU per scrape alone"),
-    ("segment joins", "exposition held after a scrape"),
+    ("segment joins", "exposition held when a scrape comes"),
     ("segment joins", "a scrape's transient peak above held"),
     ("Readings", "store after 15 s, 200 keys x 2 probes"),
     ("Readings", "CPU per 15 s of results"),
