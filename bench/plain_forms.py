@@ -485,9 +485,38 @@ def memory_rows(keys: int, log: Callable[[str], None]) -> list[Row]:
             )
             fleet.listeners.clear()
             del renderer
+        gzip_row = _gzip_peaks(fleet, log)
     finally:
         tracemalloc.stop()
-    return [store_row, held_row, peak_row]
+    return [store_row, held_row, peak_row, gzip_row]
+
+
+def _gzip_peaks(fleet: Fleet, log: Callable[[str], None]) -> Row:
+    """A gzip scrape's transient peak, each form after its own 15 s of probes (so each joins
+    and deflates what changed), on one renderer whose pieces a first gzip scrape made."""
+    row = Row("gzip piece cache", "a gzip scrape's transient peak above held (tracemalloc)", "MiB")
+    renderer = MetricsRenderer(ExporterMetrics(), fleet.store.latency)
+    for state in fleet.store.states():
+        renderer.update(state)
+    fleet.listeners[:] = [renderer.update]
+    loop = asyncio.new_event_loop()
+    scrapes: dict[str, Callable[[], list[bytes]]] = {
+        "ours": lambda: loop.run_until_complete(_gzip_body(renderer)),
+        "plain": lambda: streamed_gzip(renderer.render_parts()),
+    }
+    scrapes["ours"]()
+    for form in ("ours", "plain"):
+        fleet.advance()
+        held = _traced()
+        tracemalloc.reset_peak()
+        body = scrapes[form]()
+        peak = (tracemalloc.get_traced_memory()[1] - held) / 2**20
+        del body
+        getattr(row, form).append(peak)
+        log(f"  gzip scrape, {form}: peak {peak:.1f} MiB")
+    loop.close()
+    fleet.listeners.clear()
+    return row
 
 
 # --- 3: Readings' CPU ------------------------------------------------------------------------
@@ -701,8 +730,9 @@ def run(keys: int, repeats: int, rounds: int, log: Callable[[str], None]) -> lis
         log("scrape buffer over loopback aiohttp (fresh processes)")
         kinds = {"plain": scrapes.plain_parts, "gzipped": scrapes.gzip_parts}
         serving = serving_rows(kinds, rounds, workdir, log)
-    store, held, peak = memory
-    rows = [*scrapes.rows, held, peak, store, *readings, *config, *serving]
+    store, held, peak, gzip_peak = memory
+    gzip_rows, segment_rows = scrapes.rows[:3], scrapes.rows[3:]
+    rows = [*gzip_rows, gzip_peak, *segment_rows, held, peak, store, *readings, *config, *serving]
     log(f"done in {time.monotonic() - started:.0f} s")
     return rows
 

@@ -15,6 +15,7 @@ ROWS = (
     ("gzip piece cache", "CPU per gzip scrape"),
     ("gzip piece cache", "gzip body"),
     ("gzip piece cache", "deflated pieces held between scrapes"),
+    ("gzip piece cache", "a gzip scrape's transient peak above held"),
     ("segment joins", "CPU per 15 s: updates"),
     ("segment joins", "CPU per scrape alone"),
     ("segment joins", "exposition held when a scrape comes"),
