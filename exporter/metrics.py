@@ -69,8 +69,8 @@ FAMILIES: tuple[Family, ...] = (
     Family(
         "openai_probe_duration_seconds",
         "gauge",
-        "Duration of the last probe, to the last byte of the answer: from connecting when it "
-        "opened its own connection, from sending the request on a kept-alive one.",
+        "Duration of the last probe, to the last byte of the answer: connect, TLS and the "
+        "request when it opened its own connection, the request alone on a kept-alive one.",
     ),
     Family(
         "openai_probe_phase_duration_seconds",

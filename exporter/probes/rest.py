@@ -114,9 +114,7 @@ async def probe_rest(
         return failure(clock, started, fresh, *classify_exception(error, key))
     finally:
         CLOCK.reset(token)
-    began = clock.sent if clock.sent is not None else started
-    if fresh and clock.connect_started is not None:
-        began = clock.connect_started
+    duration = clock.duration(finished, started, connection=fresh)
     phases = clock.phases(connection=fresh)
     models = watched_models(config)
-    return from_response(status, headers, body, oversize, finished - began, phases, key, models)
+    return from_response(status, headers, body, oversize, duration, phases, key, models)

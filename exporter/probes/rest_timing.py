@@ -21,10 +21,9 @@ class ProbeClock:
     """The moments of one probe.
 
     The probe's duration runs to the last byte of the body read, so parsing it afterwards never
-    counts. It starts when the probe began connecting if it opened its own connection (as any
-    new client of OpenAI would: connect, with DNS, TCP and a proxy's CONNECT, and tls are also
-    phases of their own), and on a kept-alive one when the request head left, so the wait for a
-    pooled connection never counts either.
+    counts. On a connection the probe opened it is connect (with DNS, TCP and a proxy's
+    CONNECT), tls and the request, as any new client of OpenAI would wait for them; on a
+    kept-alive one the request alone, from its head leaving (see `duration`).
     """
 
     __slots__ = ("connect_started", "connected", "first", "last", "sent", "tls_done", "tls_started")
@@ -51,6 +50,20 @@ class ProbeClock:
             if self.last is not None:
                 phases["transfer"] = max(0.0, self.last - self.first)
         return phases
+
+    def duration(self, finished: float, started: float, *, connection: bool) -> float:
+        """Connect and tls when the probe opened its connection, then the request: from its head
+        leaving to `finished`. The exporter's own work between the handshake and the request
+        (aiohttp preparing it, other probes' turns on the loop) is nobody's latency but ours, so
+        it never counts, as the wait for a pooled connection never does. `started`: when the
+        probe began, for a request whose head was never seen leaving."""
+        request_began = self.sent if self.sent is not None else started
+        if not connection or self.connect_started is None:
+            return finished - request_began
+        ready = self.tls_done if self.tls_done is not None else self.connected
+        if ready is None or self.sent is None:
+            return finished - self.connect_started
+        return (ready - self.connect_started) + (finished - self.sent)
 
 
 # The clock of the REST probe running in this task: the TLS handshake of a connection it opens
