@@ -87,6 +87,6 @@ def test_no_second_of_the_first_round_starts_more_than_a_few_hundred_probes(
     assert mean <= max(FIRST_ROUND_RATE, len(probes) / 60.0)
     assert max(per_second.values()) <= 1.25 * mean + 20 <= 450, per_second.most_common(3)
     if keys == 100:
-        assert max(offsets) < 1.0  # 200 probes: all started within the first second
+        assert max(offsets) < 2.0  # 200 probes: all started within two seconds
     if keys == 10_000:
         assert spread == 60.0  # as before: the first-round row of docs/performance.md holds
