@@ -351,8 +351,9 @@ def match_keys(index: InventoryIndex, keys: Iterable[KeyConfig]) -> dict[str, Ke
         if key.provider != "openai":
             continue  # an Azure resource's key is in no OpenAI organization's list
         value = read_key(key.source).key  # used only here, for its head and tail
-        found = index.matches(value.strip(), key.project) if value else []
-        matches[key.name] = KeyMatch(tuple(found))
+        if not value or not value.strip():
+            continue  # nothing read: no head and tail to look for, so nothing to say
+        matches[key.name] = KeyMatch(tuple(index.matches(value.strip(), key.project)))
     return matches
 
 
@@ -502,8 +503,11 @@ class KeyInventory:
         if self.admin is None:
             return None
         match = self.state.matches.get(name)
-        if self.state.index is not None and match is None:  # match_keys skips Azure keys
-            return "not checked: the organization's key list holds only OpenAI keys"
+        if self.state.index is not None and match is None:  # match_keys skipped it
+            keys = self._config.keys if self._config is not None else ()
+            if any(key.name == name and key.provider != "openai" for key in keys):
+                return "not checked: the organization's key list holds only OpenAI keys"
+            return "not checked: no key could be read from its source"
         if self.state.index is None or match is None:
             result = self.state.result.value if self.state.result else "no pass yet"
             return f"not checked: the key inventory failed ({result}: {self.state.message})"

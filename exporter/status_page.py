@@ -19,6 +19,7 @@ from exporter import __version__
 from exporter.causes import plain_cause, ranked_findings, root_finding
 from exporter.classify import RESULTS, Validity
 from exporter.config import KeyConfig
+from exporter.inventory import AdminResult, KeyInventory
 from exporter.keys import KeySource
 from exporter.links import Links
 from exporter.models import days_left_text
@@ -92,7 +93,9 @@ def _when(timestamp: float, now: float) -> str:
     return f'<time datetime="{_e(moment)}">{_e(moment)}</time> ({_e(_ago(now - timestamp))})'
 
 
-def _row_html(row: Row, source: KeySource | None, links: Links, now: float) -> str:
+def _row_html(
+    row: Row, source: KeySource | None, inventory: str | None, links: Links, now: float
+) -> str:
     key, last, word = row.key, row.state.last, row.word
     colour = _STATES[word][1]
     issues = key.identity.issues
@@ -107,8 +110,12 @@ def _row_html(row: Row, source: KeySource | None, links: Links, now: float) -> s
         f'<br><small class="model">{_e(status.model)}: {_e(days_left_text(status, now))}</small>'
         for status in key.models
     )
+    listed = ""
+    if inventory is not None:  # what the admin key's inventory says of this key, if one is set
+        listed = f'<br><small class="inventory">inventory: {_e(inventory)}</small>'
     cells = [
-        f'<td class="key"><b>{_e(key.name)}</b><br><small>{identity}</small>{changed}{models}</td>',
+        f'<td class="key"><b>{_e(key.name)}</b><br><small>{identity}</small>{changed}{models}'
+        f"{listed}</td>",
         f'<td class="probe">{_e(row.probe)}</td>',
         f'<td class="state"><span class="badge" style="background:{colour}">{word.upper()}</span></td>',
     ]
@@ -164,7 +171,11 @@ def status_page(
     unsure_keys = {row.key.name for row in rows if row.word == "unsure"} - failing_keys
     pending_keys = {row.key.name for row in rows if row.word == "pending"}
     shown = rows[:MAX_ROWS]
-    body = "".join(_row_html(row, sources.get(row.key.name), links, now) for row in shown)
+    describe = exporter.inventory.describe
+    body = "".join(
+        _row_html(row, sources.get(row.key.name), describe(row.key.name, now), links, now)
+        for row in shown
+    )
     more = ""
     if len(rows) > len(shown):
         more = (
@@ -183,7 +194,7 @@ def status_page(
 <style>{_STYLE}</style></head><body>
 <h1>OpenAI Key Exporter</h1>
 <p class="summary" id="summary">{_e(summary)}</p>
-<p>Version {_e(__version__)}. Probes OpenAI API keys on a schedule with free calls; only the
+{_inventory_summary(exporter.inventory, now)}<p>Version {_e(__version__)}. Probes OpenAI API keys on a schedule with free calls; only the
 opt-in inference and live probes are billed. This page refreshes every {REFRESH_SECONDS} s.
 <a href="{_e(telemetry_path)}">Metrics</a> &middot; <a href="/-/healthy">Health</a> and
 <a href="/-/ready">readiness</a> &middot; <a href="{_e(links.runbook())}">Runbook</a>
@@ -195,6 +206,28 @@ opt-in inference and live probes are billed. This page refreshes every {REFRESH_
 {more}
 </body></html>
 """
+
+
+def _inventory_summary(inventory: KeyInventory, now: float) -> str:
+    """One line on the admin key's inventory: when the list the rows quote was taken, and
+    whether the last pass failed; nothing without an admin key."""
+    if inventory.admin is None:
+        return ""
+    state = inventory.state
+    parts: list[str] = []
+    if state.index is not None and state.taken_at is not None:
+        projects = len({entry.project for entry in state.index.entries})
+        parts.append(
+            f"Key inventory (Admin API): {len(state.index.entries)} keys listed in {projects} "
+            f"project{'s' if projects != 1 else ''}, taken {_when(state.taken_at, now)}."
+        )
+    else:
+        parts.append("Key inventory (Admin API): no list taken yet.")
+    if state.result is not None and state.result is not AdminResult.OK:
+        problem = f"{state.result.value}: {state.message}" if state.message else state.result.value
+        kept = " The rows quote the last list taken." if state.index is not None else ""
+        parts.append(f"The last pass failed ({_e(problem)}).{kept}")
+    return f'<p class="inventory" id="inventory">{" ".join(parts)}</p>\n'
 
 
 def _sources(exporter: Exporter) -> dict[str, KeySource]:

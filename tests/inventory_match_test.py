@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from exporter.inventory import InventoryIndex, KeyEntry, _owner, parse_redacted
+import pytest
+import yaml
+
+from exporter.config import parse_config
+from exporter.inventory import (
+    AdminResult,
+    InventoryIndex,
+    KeyEntry,
+    KeyInventory,
+    _owner,
+    match_keys,
+    parse_redacted,
+    render_inventory,
+)
 
 KEY = "sk-proj-" + "Ab3dE" * 30 + "MxYA"
 
@@ -88,3 +101,38 @@ def test_a_key_no_longer_than_the_visible_parts_matches_nothing() -> None:
 )
 def test_owner_labels_are_bounded(owner: object, expected: tuple[str, str]) -> None:
     assert _owner(owner) == expected
+
+
+def test_a_key_not_read_is_not_called_unlisted(tmp_path: Path) -> None:
+    """No value read (an unset variable, an empty file): no head and tail to look for, so no
+    `openai_key_inventory_listed` 0 (an alert would call the key deleted) and `describe` says
+    it was not checked; a key that was read and is missing from the list is still unlisted."""
+    empty = tmp_path / "empty.key"
+    empty.write_text("\n")
+    other = tmp_path / "other.key"
+    other.write_text("sk-proj-" + "Zz9yX" * 30 + "QQQQ\n")
+    config = parse_config(
+        yaml.safe_dump(
+            {
+                "keys": [
+                    {"name": "unset", "api_key_env": "OPENAI_TEST_VARIABLE_NEVER_SET"},
+                    {"name": "empty", "api_key_file": str(empty)},
+                    {"name": "other", "api_key_file": str(other)},
+                ],
+                "admin": {"api_key_env": "OPENAI_TEST_ADMIN_NEVER_SET"},
+            }
+        ),
+        "c.yml",
+    )
+    inventory = KeyInventory()
+    inventory.apply(config)
+    inventory.state.index = InventoryIndex.build([_entry("sk-proj-...MxYA")])
+    inventory.state.result = AdminResult.OK
+    inventory.state.matches = match_keys(inventory.state.index, config.keys)
+    assert set(inventory.state.matches) == {"other"}
+    text = render_inventory(inventory.state, config).decode()
+    assert 'openai_key_inventory_listed{key="other"} 0' in text
+    assert 'key="unset"' not in text and 'key="empty"' not in text
+    for name in ("unset", "empty"):
+        assert inventory.describe(name) == "not checked: no key could be read from its source"
+    assert (inventory.describe("other") or "").startswith("not listed in the organization's")
