@@ -61,7 +61,7 @@ def create_app(
     async def ready(_: web.Request) -> web.Response:
         if exporter.store.ready:
             return web.Response(text="Ready\n")
-        waiting = sum(1 for state in exporter.store.states() if not state.probed_once)
+        waiting = exporter.store.unprobed
         return web.Response(status=503, text=f"Not ready: {waiting} keys not probed yet\n")
 
     async def reload(_: web.Request) -> web.Response:

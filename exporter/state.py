@@ -174,6 +174,9 @@ class StateStore:
         self._listeners: list[Listener] = []
         self._ready = False
         self._configured = False  # no configuration applied yet: not ready, even with no keys
+        # Keys of the first round not probed by every probe yet, kept up to date as results
+        # come, so /-/ready answers without walking every key (readiness probes poll it).
+        self._unprobed: set[str] = set()
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -192,7 +195,10 @@ class StateStore:
             for kind in PROBE_KINDS:
                 kept = state.probe(kind)
                 setattr(state, kind, (kept or ProbeState()) if kind in probes else None)
+            if not self._ready and not state.probed_once:
+                self._unprobed.add(name)
             self._changed(state)
+        self._unprobed.intersection_update(keys)
 
     def record(
         self,
@@ -246,6 +252,8 @@ class StateStore:
         self._changed(state)
 
     def _changed(self, state: KeyState) -> None:
+        if state.name in self._unprobed and state.probed_once:
+            self._unprobed.discard(state.name)
         for listener in self._listeners:
             listener(state)
 
@@ -259,6 +267,11 @@ class StateStore:
     def ready(self) -> bool:
         """True once the first round is done; keys a reload adds later do not take it back,
         or every reload would take the exporter out of service until they are probed."""
-        if not self._ready and self._configured:
-            self._ready = all(state.probed_once for state in self._keys.values())
+        if not self._ready and self._configured and not self._unprobed:
+            self._ready = True
         return self._ready
+
+    @property
+    def unprobed(self) -> int:
+        """Keys the first round has not probed with every probe yet (0 once ready)."""
+        return 0 if self._ready else len(self._unprobed)
