@@ -34,6 +34,7 @@ from exporter.probes.websocket_session import (
     CLOSE_TIMEOUT,
     SessionFailed,
     SessionTrace,
+    abort_transport,
     classify_close,
     close_socket,
     failed_result,
@@ -180,9 +181,7 @@ class _LiveRun:
         except (TimeoutError, OSError, SessionFailed):
             pass
         finally:
-            transport = websocket.transport
-            if transport is not None and not transport.is_closing():
-                transport.abort()
+            abort_transport(websocket)
 
     async def _close_session(self, websocket: ClientConnection) -> None:
         self.trace.stage = "session_closed"

@@ -131,9 +131,14 @@ async def close_socket(websocket: ClientConnection) -> None:
     except (TimeoutError, OSError, ConnectionClosed):
         pass
     finally:
-        transport = websocket.transport
-        if transport is not None and not transport.is_closing():
-            transport.abort()
+        abort_transport(websocket)
+
+
+def abort_transport(websocket: ClientConnection) -> None:
+    """Drop the connection under a session whose close did not finish: nothing is left open."""
+    transport = websocket.transport
+    if transport is not None and not transport.is_closing():
+        transport.abort()
 
 
 def text_of(value: object) -> str:
