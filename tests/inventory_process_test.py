@@ -11,6 +11,7 @@ import yaml
 
 from exporter.simulator import make_key
 from tests.harness import assert_no_secret, start_exporter_process
+from tests.support.admin import list_in_organization, with_admin, write_admin_key
 from tests.support.exporter_process import reload_config, stop_cleanly
 from tests.support.metrics import scrape
 from tests.support.waiting import wait_until
@@ -18,34 +19,15 @@ from tests.support.waiting import wait_until
 ADMIN_KEY = "sk-admin-" + "ProcessAdmin7" * 11
 
 
-def _list(base_url: str, project: str, key: str) -> None:
-    root = base_url.removesuffix("/v1")
-    response = httpx.post(f"{root}/_sim/admin/keys", json={"project": project, "key": key})
-    assert response.status_code == 201, response.text
-
-
-def _with_admin(config: Path, admin_file: Path, base_url: str) -> None:
-    document = yaml.safe_load(config.read_text())
-    document["admin"] = {
-        "api_key_file": str(admin_file),
-        "base_url": base_url,
-        "interval": "2s",
-        "timeout": "1s",
-    }
-    config.write_text(yaml.safe_dump(document))
-
-
 def test_admin_key_passes_reload_and_secrecy(simulator: str, tmp_path: Path) -> None:
     keys = {
         "listed": make_key("ok", seed="process-listed"),
         "deleted": make_key("invalid_api_key", seed="process-deleted"),
     }
-    _list(simulator, "proj_process", keys["listed"])
+    list_in_organization(simulator, "proj_process", keys["listed"])
     config = reload_config(tmp_path, simulator, keys)
-    admin_file = tmp_path / "admin.key"
-    admin_file.write_text(ADMIN_KEY + "\n")
-    admin_file.chmod(0o600)
-    _with_admin(config, admin_file, simulator)
+    admin_file = write_admin_key(tmp_path / "admin.key", ADMIN_KEY)
+    with_admin(config, admin_file, simulator)
     exporter, url = start_exporter_process(config, tmp_path, "--log.level", "debug")
     try:
         wait_until(

@@ -11,7 +11,7 @@ import httpx
 
 from exporter.simulator import make_key
 from tests.harness import assert_no_secret, start_exporter_process
-from tests.inventory_process_test import _list, _with_admin
+from tests.support.admin import list_in_organization, with_admin, write_admin_key
 from tests.support.exporter_process import reload_config, stop_cleanly
 from tests.support.metrics import scrape
 from tests.support.waiting import wait_until
@@ -33,8 +33,8 @@ def test_the_status_page_quotes_the_inventory(simulator: str, tmp_path: Path) ->
         "listed": make_key("ok", seed="status-listed"),
         "deleted": make_key("invalid_api_key", seed="status-deleted"),
     }
-    _list(simulator, "proj_status", keys["listed"])
-    _list(simulator, "proj_status", make_key("ok", seed="status-unwatched"))
+    list_in_organization(simulator, "proj_status", keys["listed"])
+    list_in_organization(simulator, "proj_status", make_key("ok", seed="status-unwatched"))
     config = reload_config(tmp_path, simulator, keys)
     plain, plain_url = start_exporter_process(config, tmp_path)
     try:
@@ -44,10 +44,8 @@ def test_the_status_page_quotes_the_inventory(simulator: str, tmp_path: Path) ->
         stop_cleanly(plain)
     assert 'id="inventory"' not in without and "inventory:" not in without
 
-    admin_file = tmp_path / "admin.key"
-    admin_file.write_text(ADMIN_KEY + "\n")
-    admin_file.chmod(0o600)
-    _with_admin(config, admin_file, simulator)
+    admin_file = write_admin_key(tmp_path / "admin.key", ADMIN_KEY)
+    with_admin(config, admin_file, simulator)
     exporter, url = start_exporter_process(config, tmp_path)
     try:
         wait_until(

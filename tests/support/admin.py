@@ -1,0 +1,43 @@
+"""An admin key for an exporter under test: keys listed in the simulator's organization, the
+admin key's file, and the `admin` block of a configuration file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import yaml
+
+
+def list_in_organization(
+    base_url: str, project: str, key: str, expires_at: int | None = None
+) -> None:
+    """Lists `key` under `project` in the simulator's organization (its Admin API's key list)."""
+    root = base_url.removesuffix("/v1")
+    response = httpx.post(
+        f"{root}/_sim/admin/keys",
+        json={"project": project, "key": key, "expires_at": expires_at},
+    )
+    assert response.status_code == 201, response.text
+
+
+def write_admin_key(path: Path, key: str) -> Path:
+    """The admin key written to `path`, readable by its owner only as the exporter demands."""
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def with_admin(
+    config: Path, admin_file: Path, base_url: str, interval: str = "2s", timeout: str = "1s"
+) -> None:
+    """Adds an `admin` block to the configuration file: the admin key's file, its base URL and
+    how often and how long each inventory pass runs."""
+    document = yaml.safe_load(config.read_text())
+    document["admin"] = {
+        "api_key_file": str(admin_file),
+        "base_url": base_url,
+        "interval": interval,
+        "timeout": timeout,
+    }
+    config.write_text(yaml.safe_dump(document, sort_keys=False))
