@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,12 @@ from exporter.config import ConfigError, KeyConfig, LiveSettings, parse_config
 from exporter.keys import KeySource, SourceKind
 from exporter.metrics import ExporterMetrics, MetricsRenderer
 from exporter.probes.live import LiveProber, classify_live_error, estimated_monthly_cost
-from exporter.simulator import RunningSimulator, key_id, make_key, start_simulator
+from exporter.simulator import RunningSimulator, key_id, make_key
 from exporter.state import KeyIdentity, StateStore
 from tests.conftest import require_tool
+from tests.support.simulator import simulator
+
+__all__ = ["simulator"]  # a fixture from tests/support
 
 TIMEOUT = 2.0
 
@@ -46,15 +48,6 @@ EXPECTED: dict[str, tuple[Result, int, int | None, str]] = {
     "rt_forbidden": (Result.OK, 101, 1000, ""),  # a Realtime-only refusal
 }
 NO_SESSION = {"invalid_api_key", "live_key_in_band", "account_deactivated", "insufficient_quota"}
-
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[RunningSimulator]:
-    running = await start_simulator()
-    try:
-        yield running
-    finally:
-        await running.close()
 
 
 def live_config(base_url: str, **overrides: Any) -> KeyConfig:

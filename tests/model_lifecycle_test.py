@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 import logging
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,21 +19,15 @@ from exporter.metrics import ExporterMetrics, MetricsRenderer, render_key
 from exporter.models import ModelStatus, read_statuses, shutdown_timestamp, watched_models
 from exporter.probes.rest import RestProber
 from exporter.result import ProbeResult
-from exporter.simulator import RunningSimulator, make_key, start_simulator
+from exporter.simulator import RunningSimulator, make_key
 from exporter.state import KeyIdentity, StateStore
 from tests.conftest import require_tool
+from tests.support.simulator import simulator
+
+__all__ = ["simulator"]  # a fixture from tests/support
 
 GPT_REALTIME_SHUTDOWN = datetime.datetime(2027, 1, 20, tzinfo=datetime.UTC).timestamp()
 GONE = "gpt-4o-realtime-preview-2024-12-17"  # shut down in 2026: no longer listed
-
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[RunningSimulator]:
-    running = await start_simulator()
-    try:
-        yield running
-    finally:
-        await running.close()
 
 
 def _config(simulator: RunningSimulator, **overrides: object) -> KeyConfig:
