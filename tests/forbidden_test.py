@@ -12,10 +12,10 @@ from aiohttp import web
 
 from exporter.classify import RESULTS, Result, Validity
 from exporter.config import KeyConfig
-from exporter.keys import KeySource, SourceKind
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
 from exporter.simulator import make_key
+from tests.support.key_config import key_config
 
 
 def envelope(message: str, error_type: str | None, code: str | None) -> str:
@@ -71,19 +71,13 @@ async def forbidding() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-def key_config(base_url: str) -> KeyConfig:
-    return KeyConfig(
-        name="web",
-        source=KeySource(SourceKind.ENV, "UNUSED"),
-        base_url=base_url,
-        timeout=5.0,
-        probes=("rest", "realtime"),
-    )
+def web_config(base_url: str) -> KeyConfig:
+    return key_config("web", base_url=base_url, timeout=5.0, probes=("rest", "realtime"))
 
 
 @pytest.mark.parametrize("case", BODIES)
 async def test_a_403_is_read_by_what_its_body_proves(forbidding: str, case: str) -> None:
-    config = key_config(f"{forbidding}/{case}/v1")
+    config = web_config(f"{forbidding}/{case}/v1")
     key = make_key("ok")
     rest = RestProber()
     try:

@@ -26,20 +26,15 @@ from exporter.runner import ProbeRunner
 from exporter.simulator import RunningSimulator, make_key
 from exporter.simulator.state import key_id
 from exporter.state import StateStore
+from tests.support.key_config import key_config
 from tests.support.simulator import simulator
 
 __all__ = ["simulator"]  # a fixture from tests/support
 
 
 def _config(base_url: str, **changes: Any) -> KeyConfig:
-    config = KeyConfig(
-        name="billed",
-        source=KeySource(SourceKind.ENV, "UNUSED"),
-        base_url=base_url,
-        timeout=3.0,
-        probes=("rest", "inference"),
-    )
-    return replace(config, **changes)
+    defaults = {"base_url": base_url, "timeout": 3.0, "probes": ("rest", "inference")}
+    return key_config("billed", **(defaults | changes))
 
 
 async def _probe(simulator: RunningSimulator, key: str, **changes: Any) -> Any:

@@ -50,6 +50,7 @@ from tests.harness import (
     start_simulator_process,
     write_config,
 )
+from tests.support.key_config import key_config
 from tests.support.metrics import parse_metrics
 from tests.support.secrets import assert_no_piece
 from tests.support.simulator import SimulatorThread
@@ -332,9 +333,7 @@ def test_errors_the_probers_raise_on_a_header_they_cannot_send_are_scrubbed(
     websockets quotes it whole; each prober's result must hold no piece of it."""
     plain, _ = simulators
     plain.reset()  # the module's other tests used it: count from here
-    config = KeyConfig(
-        name="leak", source=KeySource(SourceKind.ENV, "UNUSED"), base_url=plain.base_url
-    )
+    config = key_config("leak", base_url=plain.base_url)
 
     async def results() -> dict[str, ProbeResult]:
         rest = RestProber()

@@ -14,12 +14,12 @@ from aiohttp import WSMsgType, web
 
 from exporter.classify import Result
 from exporter.config import ConfigError, KeyConfig, LiveSettings, parse_config
-from exporter.keys import KeySource, SourceKind
 from exporter.metrics import ExporterMetrics, MetricsRenderer
 from exporter.probes.live import LiveProber, classify_live_error, estimated_monthly_cost
 from exporter.simulator import RunningSimulator, key_id, make_key
 from exporter.state import KeyIdentity, StateStore
 from tests.conftest import require_tool
+from tests.support.key_config import key_config
 from tests.support.simulator import simulator
 
 __all__ = ["simulator"]  # a fixture from tests/support
@@ -51,16 +51,13 @@ NO_SESSION = {"invalid_api_key", "live_key_in_band", "account_deactivated", "ins
 
 
 def live_config(base_url: str, **overrides: Any) -> KeyConfig:
-    settings: dict[str, Any] = {
-        "name": "voice",
-        "source": KeySource(SourceKind.ENV, "UNUSED"),
+    defaults = {
         "base_url": base_url,
         "timeout": TIMEOUT,
         "probes": ("rest", "live"),
         "live": LiveSettings(model="gpt-live-1"),
     }
-    settings.update(overrides)
-    return KeyConfig(**settings)
+    return key_config("voice", **(defaults | overrides))
 
 
 def _key_stats(simulator: RunningSimulator, key: str) -> dict[str, Any]:
@@ -249,12 +246,9 @@ async def test_billed_seconds_and_close_codes_are_published(
 
 
 def test_estimated_monthly_cost() -> None:
-    source = KeySource(SourceKind.ENV, "UNUSED")
     keys = [
-        KeyConfig(
-            name="a", source=source, probes=("rest", "live"), live=LiveSettings("m", None, 900)
-        ),
-        KeyConfig(name="b", source=source, probes=("rest",), live=LiveSettings("m", None, 60)),
+        key_config("a", probes=("rest", "live"), live=LiveSettings("m", None, 900)),
+        key_config("b", probes=("rest",), live=LiveSettings("m", None, 60)),
     ]
     count, monthly = estimated_monthly_cost(keys)
     assert count == 1

@@ -39,6 +39,7 @@ from tests.harness import (
     wait_http,
     write_config,
 )
+from tests.support.key_config import key_config
 from tests.support.metrics import probe_results
 from tests.support.proxy import TunnelProxy, no_proxy_from_outside
 from tests.support.simulator import SimulatorThread
@@ -68,10 +69,9 @@ def plain_simulator() -> Iterator[RunningSimulator]:
         thread.close()
 
 
-def key_config(base_url: str, timeout: float = 2.0, ca_file: Path | None = None) -> KeyConfig:
-    return KeyConfig(
-        name="network",
-        source=KeySource(SourceKind.ENV, "UNUSED"),
+def network_config(base_url: str, timeout: float = 2.0, ca_file: Path | None = None) -> KeyConfig:
+    return key_config(
+        "network",
         base_url=base_url,
         timeout=timeout,
         interval=60.0,
@@ -101,7 +101,7 @@ def on_host(simulator: RunningSimulator, host: str) -> str:
 
 
 async def test_certificates_are_verified_by_default(tls_simulator: RunningSimulator) -> None:
-    results = await probe_both(key_config(tls_simulator.base_url), make_key("ok"))
+    results = await probe_both(network_config(tls_simulator.base_url), make_key("ok"))
     for probe, result in results.items():
         assert result.result is Result.TLS_ERROR, (probe, result)
         assert "CERTIFICATE_VERIFY_FAILED" in result.message, (probe, result)
@@ -110,7 +110,7 @@ async def test_certificates_are_verified_by_default(tls_simulator: RunningSimula
 async def test_a_corporate_root_in_tls_ca_file_is_trusted(
     tls_simulator: RunningSimulator, tls: Tls
 ) -> None:
-    config = key_config(tls_simulator.base_url, ca_file=tls.ca_file)
+    config = network_config(tls_simulator.base_url, ca_file=tls.ca_file)
     results = await probe_both(config, make_key("ok"))
     assert {probe: result.result for probe, result in results.items()} == {
         "rest": Result.OK,
@@ -124,7 +124,7 @@ async def test_the_corporate_root_adds_to_trust_and_checks_names(
 ) -> None:
     """ca_file trusts the root for the names it signed, not for any name."""
     other = make_tls(tmp_path)  # another CA: its root must not vouch for our simulator
-    config = key_config(tls_simulator.base_url, ca_file=other.ca_file)
+    config = network_config(tls_simulator.base_url, ca_file=other.ca_file)
     results = await probe_both(config, make_key("ok"))
     assert {result.result for result in results.values()} == {Result.TLS_ERROR}, results
 
@@ -146,7 +146,7 @@ async def test_https_proxy_carries_rest_and_realtime(
 ) -> None:
     monkeypatch.setenv("HTTPS_PROXY", proxy.url)
     base_url = on_host(tls_simulator, "localhost")
-    results = await probe_both(key_config(base_url, ca_file=tls.ca_file), make_key("ok"))
+    results = await probe_both(network_config(base_url, ca_file=tls.ca_file), make_key("ok"))
     assert {result.result for result in results.values()} == {Result.OK}, results
     target = f"CONNECT localhost:{tls_simulator.port}"
     # REST on its own connection, REST through the shared pool, then Realtime
@@ -158,7 +158,7 @@ async def test_http_proxy_carries_plain_rest_and_realtime(
 ) -> None:
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
     base_url = on_host(plain_simulator, "localhost")
-    results = await probe_both(key_config(base_url), make_key("ok"))
+    results = await probe_both(network_config(base_url), make_key("ok"))
     assert {result.result for result in results.values()} == {Result.OK}, results
     assert proxy.requests == [
         f"GET {base_url}/models",  # the own connection: plain HTTP is forwarded, not tunnelled
@@ -191,7 +191,7 @@ async def test_no_proxy_is_honoured(
     if no_proxy:
         monkeypatch.setenv("NO_PROXY", no_proxy)
     base_url = on_host(tls_simulator, host)
-    results = await probe_both(key_config(base_url, ca_file=tls.ca_file), make_key("ok"))
+    results = await probe_both(network_config(base_url, ca_file=tls.ca_file), make_key("ok"))
     assert {result.result for result in results.values()} == {Result.OK}, results
     assert len(proxy.requests) == (3 if proxied else 0), proxy.requests
 
@@ -202,7 +202,7 @@ async def test_a_proxy_that_is_down_fails_both_probes(
     """The variable is read, not just tolerated: a dead proxy is a connection error."""
     monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{free_port()}")
     base_url = on_host(tls_simulator, "localhost")
-    results = await probe_both(key_config(base_url, ca_file=tls.ca_file), make_key("ok"))
+    results = await probe_both(network_config(base_url, ca_file=tls.ca_file), make_key("ok"))
     assert {result.result for result in results.values()} == {Result.CONNECTION_ERROR}, results
 
 

@@ -9,19 +9,18 @@ import pytest
 import yarl
 
 from exporter.config import KeyConfig
-from exporter.keys import KeySource, SourceKind
 from exporter.probes import rest
 from exporter.probes.rest import FRESH_CONNECTION_EVERY, RestProber
 from exporter.simulator import RunningSimulator, make_key
 from tests.harness import LoopbackRelay
+from tests.support.key_config import key_config
 from tests.support.simulator import simulator
 
 __all__ = ["simulator"]  # a fixture from tests/support
 
 
 def _config(simulator: RunningSimulator, name: str) -> KeyConfig:
-    source = KeySource(SourceKind.ENV, "UNUSED")
-    return KeyConfig(name=name, source=source, base_url=simulator.base_url, timeout=5.0)
+    return key_config(name, base_url=simulator.base_url, timeout=5.0)
 
 
 async def test_every_tenth_probe_of_a_key_opens_its_own_connection(

@@ -5,31 +5,23 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter
-from dataclasses import replace
 
 import pytest
 
 from exporter.classify import Result
 from exporter.config import Config, KeyConfig
-from exporter.keys import KeySource, SourceKind
 from exporter.result import ProbeResult
 from exporter.scheduler import ProbeScheduler, first_round_spread, first_run_offset
 from exporter.state import KeyIdentity, StateStore
+from tests.support.key_config import key_config
 from tests.support.virtual_clock import run_virtual
 
 PROBE_SECONDS = 3.0
 
 
 def key(name: str, **changes: object) -> KeyConfig:
-    config = KeyConfig(
-        name=name,
-        source=KeySource(SourceKind.ENV, "UNUSED"),
-        interval=5.0,
-        retry_interval=1.0,
-        timeout=4.0,
-        probes=("rest",),
-    )
-    return replace(config, **changes)  # type: ignore[arg-type]
+    defaults = {"interval": 5.0, "retry_interval": 1.0, "timeout": 4.0, "probes": ("rest",)}
+    return key_config(name, **(defaults | changes))
 
 
 class SlowRunner:

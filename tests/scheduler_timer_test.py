@@ -8,16 +8,15 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 
 import pytest
 
 from exporter.classify import Result
 from exporter.config import Config, KeyConfig
-from exporter.keys import KeySource, SourceKind
 from exporter.result import ProbeResult
 from exporter.scheduler import ProbeScheduler, first_round_spread, first_run_offset
 from exporter.state import KeyIdentity, StateStore
+from tests.support.key_config import key_config
 from tests.support.virtual_clock import run_virtual
 
 INTERVAL = 0.6
@@ -25,14 +24,8 @@ SLACK = 1e-6  # the clock is virtual: times are exact but for float rounding
 
 
 def key(name: str, **changes: object) -> KeyConfig:
-    config = KeyConfig(
-        name=name,
-        source=KeySource(SourceKind.ENV, "UNUSED"),
-        interval=INTERVAL,
-        retry_interval=0.15,
-        probes=("rest",),
-    )
-    return replace(config, **changes)  # type: ignore[arg-type]
+    defaults = {"interval": INTERVAL, "retry_interval": 0.15, "probes": ("rest",)}
+    return key_config(name, **(defaults | changes))
 
 
 class FakeRunner:

@@ -15,12 +15,12 @@ import trustme
 
 from exporter.classify import Result
 from exporter.config import KeyConfig
-from exporter.keys import KeySource, SourceKind
 from exporter.probes import tls
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
 from exporter.probes.tls import CaFileUnreadable, tls_context
 from exporter.simulator import RunningSimulator, make_key, start_simulator
+from tests.support.key_config import key_config
 from tests.support.proxy import no_proxy_from_outside
 
 __all__ = ["no_proxy_from_outside"]  # a fixture from tests/support
@@ -54,13 +54,7 @@ async def two_servers() -> AsyncIterator[tuple[trustme.CA, trustme.CA, list[Runn
 
 
 def config_for(server: RunningSimulator, ca_file: Path) -> KeyConfig:
-    return KeyConfig(
-        name="rotated",
-        source=KeySource(SourceKind.ENV, "UNUSED"),
-        base_url=server.base_url,
-        timeout=5.0,
-        tls_ca_file=str(ca_file),
-    )
+    return key_config("rotated", base_url=server.base_url, timeout=5.0, tls_ca_file=str(ca_file))
 
 
 async def results(server: RunningSimulator, ca_file: Path) -> dict[str, Result]:

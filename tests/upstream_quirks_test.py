@@ -12,13 +12,13 @@ from aiohttp import web
 
 from exporter.classify import Result
 from exporter.config import KeyConfig
-from exporter.keys import KeySource, SourceKind
 from exporter.metrics import render_key
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
 from exporter.result import ProbeResult
 from exporter.simulator import make_key, start_simulator
 from exporter.state import KeyState, ProbeState
+from tests.support.key_config import key_config
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 FRESH_OR_POOLED = pytest.mark.parametrize("fresh", [True, False], ids=["own-connection", "pooled"])
@@ -54,9 +54,7 @@ async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
 
 
 def config(base_url: str) -> KeyConfig:
-    return KeyConfig(
-        name="quirk", source=KeySource(SourceKind.ENV, "UNUSED"), base_url=base_url, timeout=2.0
-    )
+    return key_config("quirk", base_url=base_url, timeout=2.0)
 
 
 async def probe(base_url: str, key: str = "", *, fresh: bool = True) -> ProbeResult:
