@@ -31,8 +31,7 @@ def write_admin_key(path: Path, key: str) -> Path:
 def with_admin(
     config: Path, admin_file: Path, base_url: str, interval: str = "2s", timeout: str = "1s"
 ) -> None:
-    """Adds an `admin` block to the configuration file: the admin key's file, its base URL and
-    how often and how long each inventory pass runs."""
+    """Adds an `admin` block to the config file: the key's file, base URL, pass interval, timeout."""
     document = yaml.safe_load(config.read_text())
     document["admin"] = {
         "api_key_file": str(admin_file),
