@@ -17,6 +17,7 @@ from exporter.probes.rest import RestProber
 from exporter.simulator import RunningSimulator
 from exporter.simulator.azure import make_azure_key
 from tests.support.key_config import key_config
+from tests.support.loopback_app import served_on_loopback
 from tests.support.simulator import simulator
 
 __all__ = ["simulator"]  # a fixture from tests/support
@@ -130,15 +131,8 @@ async def recorder() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", record)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with served_on_loopback(app, access_log=None) as port:
         yield f"http://127.0.0.1:{port}/openai/v1", seen
-    finally:
-        await runner.cleanup()
 
 
 async def test_every_probe_sends_api_key_and_never_authorization(

@@ -16,6 +16,7 @@ from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
 from exporter.simulator import make_key
 from tests.support.key_config import key_config
+from tests.support.loopback_app import served_on_loopback
 
 
 def envelope(message: str, error_type: str | None, code: str | None) -> str:
@@ -60,15 +61,8 @@ async def forbidding() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/{case}/v1/{tail:.*}", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with served_on_loopback(app) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 def web_config(base_url: str) -> KeyConfig:

@@ -20,6 +20,7 @@ from exporter.simulator import RunningSimulator, key_id, make_key
 from exporter.state import KeyIdentity, StateStore
 from tests.conftest import require_tool
 from tests.support.key_config import key_config
+from tests.support.loopback_app import served_on_loopback
 from tests.support.simulator import simulator
 
 __all__ = ["simulator"]  # a fixture from tests/support
@@ -149,16 +150,9 @@ async def test_the_probe_sends_only_the_documented_shape() -> None:
 
     app = web.Application()
     app.router.add_get("/v1/live/sessions", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with served_on_loopback(app) as port:
         config = live_config(f"http://127.0.0.1:{port}/v1", organization="org-x", project="proj_y")
         result = await LiveProber().probe(config, make_key("ok"))
-    finally:
-        await runner.cleanup()
     assert result.result is Result.OK and result.billed_seconds == 2.0
     assert seen["query"] == {}
     assert seen["authorization"] == f"Bearer {make_key('ok')}"
@@ -304,8 +298,8 @@ def test_live_configuration() -> None:
     assert "live" not in plain.probes  # opt-in: never on by default
 
 
-async def _serve_live(behaviour: str) -> tuple[web.AppRunner, str]:
-    """A Live endpoint that misbehaves as `behaviour` says, over a real socket."""
+def _live_app(behaviour: str) -> web.Application:
+    """A Live endpoint that misbehaves as `behaviour` says (served on loopback by the test)."""
 
     async def handler(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
@@ -335,12 +329,7 @@ async def _serve_live(behaviour: str) -> tuple[web.AppRunner, str]:
 
     app = web.Application()
     app.router.add_get("/v1/live/sessions", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}/v1"
+    return app
 
 
 @pytest.mark.parametrize(
@@ -357,14 +346,13 @@ async def _serve_live(behaviour: str) -> tuple[web.AppRunner, str]:
 async def test_live_probe_survives_a_misbehaving_server(
     behaviour: str, expected: Result, close: int | None
 ) -> None:
-    runner, base_url = await _serve_live(behaviour)
-    try:
+    async with served_on_loopback(_live_app(behaviour)) as port:
         loop = asyncio.get_running_loop()
         began = loop.time()
-        result = await LiveProber().probe(live_config(base_url), make_key("ok"))
+        result = await LiveProber().probe(
+            live_config(f"http://127.0.0.1:{port}/v1"), make_key("ok")
+        )
         elapsed = loop.time() - began
-    finally:
-        await runner.cleanup()
     assert (result.result, result.close_code) == (expected, close), result
     assert elapsed < TIMEOUT + 1.0  # within the runner's slack, whatever the server does
     if behaviour == "no_closed":

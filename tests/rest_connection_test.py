@@ -18,6 +18,7 @@ from exporter.simulator import RunningSimulator, key_id, make_key, start_simulat
 from tests.conftest import require_ipv6_loopback
 from tests.harness import LoopbackRelay
 from tests.support.key_config import key_config
+from tests.support.loopback_app import served_on_loopback
 from tests.support.proxy import TunnelProxy, no_proxy_from_outside
 from tests.support.tls import Tls, simulator_over_tls, tls
 
@@ -231,18 +232,13 @@ async def test_no_cookie_from_one_answer_goes_with_the_next_probe() -> None:
 
     app = web.Application()
     app.router.add_get("/v1/models", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    prober = RestProber()
-    config = conn_config(f"http://localhost:{port}/v1", None)  # a name: IPs get no cookies
-    try:
-        for fresh in (False, False, True):
-            result = await prober.probe_on_connection(config, make_key("ok"), fresh=fresh)
-            assert result.result is Result.OK, result
-    finally:
-        await prober.aclose()
-        await runner.cleanup()
+    async with served_on_loopback(app) as port:
+        prober = RestProber()
+        config = conn_config(f"http://localhost:{port}/v1", None)  # a name: IPs get no cookies
+        try:
+            for fresh in (False, False, True):
+                result = await prober.probe_on_connection(config, make_key("ok"), fresh=fresh)
+                assert result.result is Result.OK, result
+        finally:
+            await prober.aclose()
     assert seen == [None, None, None]
