@@ -11,7 +11,13 @@ import yaml
 
 from exporter.simulator import make_key
 from tests.harness import assert_no_secret, start_exporter_process
-from tests.support.admin import list_in_organization, with_admin, write_admin_key
+from tests.support.admin import (
+    list_in_organization,
+    reject_admin_key,
+    wait_for_revoked,
+    with_admin,
+    write_admin_key,
+)
 from tests.support.exporter_process import reload_config, stop_cleanly
 from tests.support.metrics import scrape
 from tests.support.waiting import wait_until
@@ -30,24 +36,12 @@ def test_admin_key_passes_reload_and_secrecy(simulator: str, tmp_path: Path) -> 
     with_admin(config, admin_file, simulator)
     exporter, url = start_exporter_process(config, tmp_path, "--log.level", "debug")
     try:
-        wait_until(
-            lambda: scrape(url).result("deleted", "rest") == "key_revoked",
-            20,
-            "the deleted key to be reported revoked",
-            log=exporter,
-        )
+        wait_for_revoked(url, exporter)
         first = scrape(url)
         assert first.value("openai_admin_probe_success") == 1
         assert first.value("openai_key_inventory_listed", key="listed") == 1
         # Another admin key, rejected: the next pass fails and keeps the last good inventory.
-        bad_admin = make_key("invalid_api_key", prefix="sk-admin-", seed="process-bad")
-        admin_file.write_text(bad_admin + "\n")
-        wait_until(
-            lambda: scrape(url).value("openai_admin_probe_success") == 0,
-            20,
-            "the pass with a rejected admin key",
-            log=exporter,
-        )
+        bad_admin = reject_admin_key(admin_file, url, exporter, seed="process-bad")
         failed = scrape(url)
         assert failed.value("openai_admin_probe_result", result="invalid_admin_key") == 1
         assert failed.value("openai_key_inventory_listed", key="listed") == 1

@@ -11,7 +11,13 @@ import httpx
 
 from exporter.simulator import make_key
 from tests.harness import assert_no_secret, start_exporter_process
-from tests.support.admin import list_in_organization, with_admin, write_admin_key
+from tests.support.admin import (
+    list_in_organization,
+    reject_admin_key,
+    wait_for_revoked,
+    with_admin,
+    write_admin_key,
+)
 from tests.support.exporter_process import reload_config, stop_cleanly
 from tests.support.metrics import scrape
 from tests.support.waiting import wait_until
@@ -48,12 +54,7 @@ def test_the_status_page_quotes_the_inventory(simulator: str, tmp_path: Path) ->
     with_admin(config, admin_file, simulator)
     exporter, url = start_exporter_process(config, tmp_path)
     try:
-        wait_until(
-            lambda: scrape(url).result("deleted", "rest") == "key_revoked",
-            20,
-            "the deleted key to be reported revoked",
-            log=exporter,
-        )
+        wait_for_revoked(url, exporter)
         page = httpx.get(url).text
         summary = re.search(r'<p class="inventory" id="inventory">(.*?)</p>', page, re.S)
         assert summary is not None
@@ -66,14 +67,7 @@ def test_the_status_page_quotes_the_inventory(simulator: str, tmp_path: Path) ->
         assert "inventory: not listed in the organization&#x27;s key list" in deleted
 
         # A rejected admin key: the pass fails, the page says so and still quotes the last list.
-        bad_admin = make_key("invalid_api_key", prefix="sk-admin-", seed="status-bad")
-        admin_file.write_text(bad_admin + "\n")
-        wait_until(
-            lambda: scrape(url).value("openai_admin_probe_success") == 0,
-            20,
-            "the pass with a rejected admin key",
-            log=exporter,
-        )
+        bad_admin = reject_admin_key(admin_file, url, exporter, seed="status-bad")
         failed = httpx.get(url).text
     finally:
         stop_cleanly(exporter)

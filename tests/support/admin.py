@@ -1,5 +1,5 @@
 """An admin key for an exporter under test: keys listed in the simulator's organization, the
-admin key's file, and the `admin` block of a configuration file."""
+admin key's file, the `admin` block of a configuration file, and waiting on its passes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ from pathlib import Path
 
 import httpx
 import yaml
+
+from exporter.simulator import make_key
+from tests.harness import Process
+from tests.support.metrics import scrape
+from tests.support.waiting import wait_until
 
 
 def list_in_organization(
@@ -40,3 +45,26 @@ def with_admin(
         "timeout": timeout,
     }
     config.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def wait_for_revoked(url: str, exporter: Process, name: str = "deleted") -> None:
+    """Waits until the exporter reports key `name` (one its inventory lacks) key_revoked."""
+    wait_until(
+        lambda: scrape(url).result(name, "rest") == "key_revoked",
+        20,
+        f"the {name} key to be reported revoked",
+        log=exporter,
+    )
+
+
+def reject_admin_key(admin_file: Path, url: str, exporter: Process, seed: str) -> str:
+    """Writes a rejected admin key to `admin_file`, waits for the failed pass; returns the key."""
+    bad_admin = make_key("invalid_api_key", prefix="sk-admin-", seed=seed)
+    admin_file.write_text(bad_admin + "\n")
+    wait_until(
+        lambda: scrape(url).value("openai_admin_probe_success") == 0,
+        20,
+        "the pass with a rejected admin key",
+        log=exporter,
+    )
+    return bad_admin
