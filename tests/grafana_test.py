@@ -34,7 +34,7 @@ from tests.harness import (
     write_config,
     write_key,
 )
-from tests.support.admin import list_in_organization, with_admin, write_admin_key
+from tests.support.admin import add_admin_block, list_in_organization, write_admin_key
 
 REPO = Path(__file__).resolve().parents[1]
 GRAFANA = REPO / "grafana"
@@ -520,7 +520,7 @@ def _add_inventory(config: Path, workdir: Path, base_url: str) -> None:
     for project, key, expires_at in entries:
         list_in_organization(base_url, project, key, expires_at)
     admin_key = write_admin_key(workdir / "admin.key", "sk-admin-" + "grafanaLive0" * 12)
-    with_admin(config, admin_key, base_url, interval="5s", timeout="2s")
+    add_admin_block(config, admin_key, base_url, interval="5s", timeout="2s")
 
 
 def live_queries() -> list[tuple[Query, str]]:

@@ -11,13 +11,7 @@ import yaml
 
 from exporter.simulator import make_key
 from tests.harness import assert_no_secret, start_exporter_process
-from tests.support.admin import (
-    list_in_organization,
-    reject_admin_key,
-    wait_for_revoked,
-    with_admin,
-    write_admin_key,
-)
+from tests.support import admin
 from tests.support.exporter_process import reload_config, stop_cleanly
 from tests.support.metrics import scrape
 from tests.support.waiting import wait_until
@@ -30,18 +24,18 @@ def test_admin_key_passes_reload_and_secrecy(simulator: str, tmp_path: Path) -> 
         "listed": make_key("ok", seed="process-listed"),
         "deleted": make_key("invalid_api_key", seed="process-deleted"),
     }
-    list_in_organization(simulator, "proj_process", keys["listed"])
+    admin.list_in_organization(simulator, "proj_process", keys["listed"])
     config = reload_config(tmp_path, simulator, keys)
-    admin_file = write_admin_key(tmp_path / "admin.key", ADMIN_KEY)
-    with_admin(config, admin_file, simulator)
+    admin_file = admin.write_admin_key(tmp_path / "admin.key", ADMIN_KEY)
+    admin.add_admin_block(config, admin_file, simulator)
     exporter, url = start_exporter_process(config, tmp_path, "--log.level", "debug")
     try:
-        wait_for_revoked(url, exporter)
+        admin.wait_for_revoked(url, exporter)
         first = scrape(url)
         assert first.value("openai_admin_probe_success") == 1
         assert first.value("openai_key_inventory_listed", key="listed") == 1
         # Another admin key, rejected: the next pass fails and keeps the last good inventory.
-        bad_admin = reject_admin_key(admin_file, url, exporter, seed="process-bad")
+        bad_admin = admin.reject_admin_key(admin_file, url, exporter, seed="process-bad")
         failed = scrape(url)
         assert failed.value("openai_admin_probe_result", result="invalid_admin_key") == 1
         assert failed.value("openai_key_inventory_listed", key="listed") == 1

@@ -33,7 +33,7 @@ def write_admin_key(path: Path, key: str) -> Path:
     return path
 
 
-def with_admin(
+def add_admin_block(
     config: Path, admin_file: Path, base_url: str, interval: str = "2s", timeout: str = "1s"
 ) -> None:
     """Adds an `admin` block to the config file: the key's file, base URL, pass interval, timeout."""
