@@ -13,10 +13,10 @@ from aiohttp import web
 from exporter.classify import RESULTS, Result, Validity
 from exporter.config import KeyConfig
 from exporter.probes.realtime import RealtimeProber
-from exporter.probes.rest import RestProber
 from exporter.simulator import make_key
 from tests.support.key_config import key_config
 from tests.support.loopback_app import served_on_loopback
+from tests.support.rest_paths import rest_both_ways
 
 
 def envelope(message: str, error_type: str | None, code: str | None) -> str:
@@ -73,15 +73,7 @@ def web_config(base_url: str) -> KeyConfig:
 async def test_a_403_is_read_by_what_its_body_proves(forbidding: str, case: str) -> None:
     config = web_config(f"{forbidding}/{case}/v1")
     key = make_key("ok")
-    rest = RestProber()
-    try:
-        results = [
-            await rest.probe_on_connection(config, key, fresh=True),
-            await rest.probe_on_connection(config, key, fresh=False),
-            await RealtimeProber().probe(config, key),
-        ]
-    finally:
-        await rest.aclose()
+    results = [*await rest_both_ways(config, key), await RealtimeProber().probe(config, key)]
     for result in results:
         assert result.result is EXPECTED[case], result
         assert result.http_status == 403

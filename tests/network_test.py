@@ -42,6 +42,7 @@ from tests.harness import (
 from tests.support.key_config import key_config
 from tests.support.metrics import probe_results
 from tests.support.proxy import TunnelProxy, no_proxy_from_outside
+from tests.support.rest_paths import rest_both_ways
 from tests.support.simulator import SimulatorThread
 from tests.support.tls import Tls, make_tls, tls
 
@@ -81,13 +82,8 @@ def network_config(base_url: str, timeout: float = 2.0, ca_file: Path | None = N
 
 
 async def probe_both(config: KeyConfig, key: str) -> dict[str, ProbeResult]:
-    rest = RestProber()
-    try:
-        rest_result = await rest.probe_on_connection(config, key, fresh=True)
-        # The shared pool must see the network exactly as a probe's own connection does.
-        pooled = await rest.probe_on_connection(config, key, fresh=False)
-    finally:
-        await rest.aclose()
+    # The shared pool must see the network exactly as a probe's own connection does.
+    rest_result, pooled = await rest_both_ways(config, key)
     assert pooled.result is rest_result.result, (rest_result, pooled)
     realtime_result = await RealtimeProber().probe(config, key)
     return {"rest": rest_result, "realtime": realtime_result}

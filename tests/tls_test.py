@@ -22,6 +22,7 @@ from exporter.probes.tls import CaFileUnreadable, tls_context
 from exporter.simulator import RunningSimulator, make_key, start_simulator
 from tests.support.key_config import key_config
 from tests.support.proxy import no_proxy_from_outside
+from tests.support.rest_paths import rest_both_ways
 
 __all__ = ["no_proxy_from_outside"]  # a fixture from tests/support
 
@@ -59,15 +60,12 @@ def config_for(server: RunningSimulator, ca_file: Path) -> KeyConfig:
 
 async def results(server: RunningSimulator, ca_file: Path) -> dict[str, Result]:
     config, key = config_for(server, ca_file), make_key("ok")
-    rest, realtime = RestProber(), RealtimeProber()
+    own, pooled = await rest_both_ways(config, key)
+    realtime = RealtimeProber()
     try:
-        return {
-            "own connection": (await rest.probe_on_connection(config, key, fresh=True)).result,
-            "pooled": (await rest.probe_on_connection(config, key, fresh=False)).result,
-            "realtime": (await realtime.probe(config, key)).result,
-        }
+        found = {"own connection": own.result, "pooled": pooled.result}
+        return {**found, "realtime": (await realtime.probe(config, key)).result}
     finally:
-        await rest.aclose()
         await realtime.aclose()
 
 
