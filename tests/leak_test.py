@@ -53,7 +53,7 @@ from tests.harness import (
 from tests.support.key_config import key_config
 from tests.support.metrics import parse_metrics
 from tests.support.secrets import assert_no_piece
-from tests.support.simulator import SimulatorThread
+from tests.support.simulator import simulator_in_thread
 from tests.support.tls import Tls, tls
 from tests.support.waiting import wait_until
 
@@ -152,12 +152,8 @@ def simulators(tls: Tls) -> Iterator[tuple[RunningSimulator, RunningSimulator]]:
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
-    plain, secure = SimulatorThread(), SimulatorThread(ssl_context=context)
-    try:
-        yield plain.simulator, secure.simulator
-    finally:
-        plain.close()
-        secure.close()
+    with simulator_in_thread() as plain, simulator_in_thread(ssl_context=context) as secure:
+        yield plain, secure
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ from tests.support.key_config import key_config
 from tests.support.metrics import probe_results
 from tests.support.proxy import TunnelProxy, no_proxy_from_outside
 from tests.support.rest_paths import rest_both_ways
-from tests.support.simulator import SimulatorThread
+from tests.support.simulator import SimulatorThread, simulator_in_thread
 from tests.support.tls import Tls, make_tls, tls
 
 __all__ = ["no_proxy_from_outside", "tls"]  # fixtures from tests/support
@@ -63,11 +63,8 @@ def tls_simulator(tls: Tls) -> Iterator[RunningSimulator]:
 
 @pytest.fixture(scope="module")
 def plain_simulator() -> Iterator[RunningSimulator]:
-    thread = SimulatorThread()
-    try:
-        yield thread.simulator
-    finally:
-        thread.close()
+    with simulator_in_thread() as simulator:
+        yield simulator
 
 
 def network_config(base_url: str, timeout: float = 2.0, ca_file: Path | None = None) -> KeyConfig:
@@ -208,9 +205,7 @@ async def test_a_proxy_that_is_down_fails_both_probes(
 def test_ipv6_listen_address_serves_metrics(tmp_path: Path) -> None:
     require_ipv6_loopback()
     # The upstream stays on IPv4: start_simulator binds AF_INET whatever the host.
-    thread = SimulatorThread()
-    try:
-        simulator = thread.simulator
+    with simulator_in_thread() as simulator:
         key_file = tmp_path / "ipv6.key"
         key_file.write_text(make_key("ok") + "\n")
         key_file.chmod(0o600)
@@ -232,8 +227,6 @@ def test_ipv6_listen_address_serves_metrics(tmp_path: Path) -> None:
         assert probe_results(metrics) == {("ipv6", "rest"): "ok", ("ipv6", "realtime"): "ok"}
         with pytest.raises(httpx.ConnectError):  # [::1] means IPv6 loopback only
             httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
-    finally:
-        thread.close()
 
 
 # --- the per-probe timeout ----------------------------------------------------------------------
