@@ -4,7 +4,6 @@ the answer: from connecting on the probe's own connection, from the request on a
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -16,10 +15,9 @@ from exporter.config import KeyConfig
 from exporter.probes.rest import RestProber
 from exporter.simulator import RunningSimulator, key_id, make_key, start_simulator
 from tests.conftest import require_ipv6_loopback
-from tests.harness import LoopbackRelay
 from tests.support.key_config import key_config
 from tests.support.loopback_app import served_on_loopback
-from tests.support.proxy import TunnelProxy, no_proxy_from_outside
+from tests.support.proxy import CountingRelay, TunnelProxy, no_proxy_from_outside
 from tests.support.tls import Tls, simulator_over_tls, tls
 
 __all__ = ["no_proxy_from_outside", "simulator_over_tls", "tls"]  # fixtures from tests/support
@@ -30,21 +28,6 @@ TIMED_POOLED = {"first_byte", "transfer"}
 def conn_config(base_url: str, tls: Tls | None, name: str = "conn") -> KeyConfig:
     ca_file = str(tls.ca_file) if tls else None
     return key_config(name, base_url=base_url, timeout=5.0, interval=60.0, tls_ca_file=ca_file)
-
-
-class CountingForwarder(LoopbackRelay):
-    """A TCP port forwarder on loopback that counts the connections it accepts."""
-
-    def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
-        super().__init__(host)
-        self.target_port = target_port
-        self.accepted = 0
-
-    async def connect_upstream(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        self.accepted += 1
-        return await asyncio.open_connection("127.0.0.1", self.target_port)
 
 
 async def test_a_fresh_probe_times_connect_and_tls_apart(
@@ -73,7 +56,7 @@ async def test_a_fresh_probe_times_connect_and_tls_apart(
 async def test_pooled_probes_share_one_connection_and_fresh_ones_never(
     simulator: RunningSimulator, tls: Tls
 ) -> None:
-    forwarder = await CountingForwarder(simulator.port).start()
+    forwarder = await CountingRelay(simulator.port).start()
     prober = RestProber()
     config = conn_config(f"https://127.0.0.1:{forwarder.port}/v1", tls)
     key = make_key("ok")
@@ -178,7 +161,7 @@ async def test_through_a_proxy_tls_is_the_handshake_with_the_target(
 async def test_an_ipv6_upstream_over_tls(simulator: RunningSimulator, tls: Tls) -> None:
     """The simulator listens on IPv4 only: a forwarder on [::1] stands in for an IPv6 upstream."""
     require_ipv6_loopback()
-    forwarder = await CountingForwarder(simulator.port, "::1").start()
+    forwarder = await CountingRelay(simulator.port, "::1").start()
     prober = RestProber()
     config = conn_config(f"https://[::1]:{forwarder.port}/v1", tls)
     try:
