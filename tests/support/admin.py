@@ -36,7 +36,7 @@ def write_admin_key(path: Path, key: str) -> Path:
 def add_admin_block(
     config: Path, admin_file: Path, base_url: str, interval: str = "2s", timeout: str = "1s"
 ) -> None:
-    """Adds an `admin` block to the config file: the key's file, base URL, pass interval, timeout."""
+    """Adds an `admin` block to the config file: key file, base URL, pass interval and timeout."""
     document = yaml.safe_load(config.read_text())
     document["admin"] = {
         "api_key_file": str(admin_file),

@@ -45,7 +45,7 @@ OWNERS = {
 
 
 def dockerfile_instructions(path: Path = DOCKERFILE) -> list[tuple[str, str]]:
-    """The Dockerfile's (INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    """The Dockerfile's (INSTRUCTION, arguments) pairs, continuations joined, comments dropped."""
     joined: list[str] = []
     pending = ""
     for line in path.read_text(encoding="utf-8").splitlines():
