@@ -16,19 +16,13 @@ import pytest
 from exporter.config import ConfigError, load_config, parse_config
 from exporter.redaction import redact
 from exporter.webconfig import WebConfigError, load_web_config
-from tests.config_test import KEY, assert_no_key
+from tests.support.secrets import SAMPLE_KEY as KEY
+from tests.support.secrets import assert_no_key
+from tests.support.yaml_bomb import bomb
 
 MAX_SECONDS = 0.5
 MAX_PEAK_BYTES = 4 * 1024 * 1024
 MAX_MESSAGE_CHARS = 1000
-
-
-def bomb(anchor_levels: int = 10) -> str:
-    """The issue's bomb: 9 aliases of 9 aliases of ... of 9 strings, 9**10 values in all."""
-    levels = ["&a0 [lol,lol,lol,lol,lol,lol,lol,lol,lol]"] + [
-        f"&a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, anchor_levels)
-    ]
-    return "[" + ", ".join(levels) + "]"
 
 
 BOMBED_FIELDS = {

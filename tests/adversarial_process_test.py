@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 
 from exporter.simulator import make_key
-from tests.adversarial_config_test import bomb
-from tests.fault_matrix_test import proc_status_kb
 from tests.harness import free_port, start_exporter_process, write_config, write_key
+from tests.support.sockets import proc_status_kb
+from tests.support.yaml_bomb import bomb
 
 # /-/healthy froze for about 60 s on a bomb, and for ever on a FIFO; the margin is for a CPU
 # shared with other tests.

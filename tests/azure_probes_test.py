@@ -10,13 +10,14 @@ from aiohttp import web
 
 from exporter.classify import Result
 from exporter.config import InferenceSettings, KeyConfig, LiveSettings, RealtimeSettings
-from exporter.keys import KeySource, SourceKind
 from exporter.probes.inference import InferenceProber
 from exporter.probes.live import LiveProber
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
 from exporter.simulator import RunningSimulator
 from exporter.simulator.azure import make_azure_key
+from tests.support.key_config import key_config
+from tests.support.loopback_app import served_on_loopback
 from tests.support.simulator import simulator
 
 __all__ = ["simulator"]  # a fixture from tests/support
@@ -26,16 +27,13 @@ HEX_KEY = "0123456789abcdef0123456789abcdef"  # an older resource's key shape, u
 
 
 def azure_config(base_url: str, deployment: str = "my-realtime", **overrides: object) -> KeyConfig:
-    settings: dict[str, object] = {
-        "name": "azure",
-        "source": KeySource(SourceKind.ENV, "UNUSED"),
+    defaults = {
         "base_url": base_url,
         "timeout": PROBE_TIMEOUT,
         "provider": "azure",
         "realtime": RealtimeSettings(model=deployment),
     }
-    settings.update(overrides)
-    return KeyConfig(**settings)  # type: ignore[arg-type]
+    return key_config("azure", **(defaults | overrides))
 
 
 @pytest.mark.parametrize("fresh", [True, False], ids=["own-connection", "pooled"])
@@ -133,15 +131,8 @@ async def recorder() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", record)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with served_on_loopback(app, access_log=None) as port:
         yield f"http://127.0.0.1:{port}/openai/v1", seen
-    finally:
-        await runner.cleanup()
 
 
 async def test_every_probe_sends_api_key_and_never_authorization(

@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from exporter.webconfig import WebConfigWatcher, auth_middleware
+from tests.support.loopback_app import served_on_loopback
 
 COST = 12  # above exporter-toolkit's fixed stand-in cost of 10: a wrong password took 4x longer
 
@@ -28,15 +29,8 @@ async def protected(tmp_path: Path) -> AsyncIterator[str]:
         return web.Response(text="ok\n")
 
     app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with served_on_loopback(app) as port:
         yield f"http://127.0.0.1:{port}/metrics"
-    finally:
-        await runner.cleanup()
 
 
 async def fastest_refusal(client: httpx.AsyncClient, url: str, user: str, tries: int = 4) -> float:

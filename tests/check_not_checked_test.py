@@ -7,25 +7,13 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from exporter.simulator import make_key
-from tests.harness import start_simulator_process, write_config, write_key
+from tests.harness import write_config, write_key
 
 PROVERS = {"source", "lint", "rest", "realtime", "inference"}
 REALTIME_ITEMS = ("Realtime session opened", "Realtime permission", "Realtime model accepted")
-
-
-@pytest.fixture(scope="module")
-def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    process, base_url = start_simulator_process(tmp_path_factory.mktemp("simulator"))
-    try:
-        yield base_url
-    finally:
-        process.stop()
 
 
 def run_check(config: Path, *args: str) -> subprocess.CompletedProcess[str]:

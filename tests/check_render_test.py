@@ -16,7 +16,7 @@ import yaml
 
 from exporter.check import run_check
 from exporter.simulator import RunningSimulator, make_key
-from tests.support.simulator import SimulatorThread
+from tests.support.simulator import simulator_in_thread
 
 GOLDEN = Path(__file__).resolve().parent / "testdata" / "check"
 KEYS = {  # name -> (scenario, settings); the file holds a simulator key for the scenario
@@ -37,11 +37,8 @@ KEYS = {  # name -> (scenario, settings); the file holds a simulator key for the
 
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[RunningSimulator]:
-    thread = SimulatorThread()
-    try:
-        yield thread.simulator
-    finally:
-        thread.close()
+    with simulator_in_thread() as simulator:
+        yield simulator
 
 
 def write_checked_config(directory: Path, base_url: str) -> Path:

@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from exporter.links import Links, default_external_url
 from exporter.simulator import make_key
 from tests.harness import (
     assert_no_secret,
-    start_simulator_process,
     write_config,
     write_key,
 )
@@ -99,15 +97,6 @@ CASES: dict[str, Case] = {
 def test_every_reachable_result_class_has_a_case() -> None:
     # key_revoked needs an admin key and the simulator's inventory: tests/inventory_check_test.py
     assert {case.result for case in CASES.values()} == set(Result) - {Result.OK, Result.KEY_REVOKED}
-
-
-@pytest.fixture(scope="module")
-def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    process, base_url = start_simulator_process(tmp_path_factory.mktemp("simulator"))
-    try:
-        yield base_url
-    finally:
-        process.stop()
 
 
 def command() -> list[str]:

@@ -25,25 +25,20 @@ from exporter.config import (
     parse_duration,
 )
 from exporter.keys import DotenvFormat, SourceKind
-from tests.support.secrets import assert_no_piece
+from tests.support.secrets import SAMPLE_KEY as KEY
+from tests.support.secrets import assert_no_key
 
 REPO = Path(__file__).resolve().parent.parent
 TESTDATA = Path(__file__).resolve().parent / "testdata" / "config"
 BAD = sorted((TESTDATA / "bad").glob("*.yml"))
 GOOD = sorted((TESTDATA / "good").glob("*.yml"))
+
+
 # Looks like a real project key; never written anywhere but the temporary key files.
-KEY = "sk-proj-" + "Qx7vB2mZ9kLwR4tY8nH3cJ6pD1sF5gA0" * 4 + "sQoA"
-
-
 def expected_error(path: Path) -> str:
     first = path.read_text(encoding="utf-8").splitlines()[0]
     assert first.startswith("# error: "), f"{path.name}: first line must be `# error: ...`"
     return first.removeprefix("# error: ").strip()
-
-
-def assert_no_key(text: str, key: str = KEY) -> None:
-    assert key not in text
-    assert_no_piece(text, [key], "the output", "the key")
 
 
 # Bad configurations, one per file ----------------------------------------------------------

@@ -31,7 +31,8 @@ from tests.harness import (
     wait_http,
     write_config,
 )
-from tests.image_spec import REPO, ImageSpec, read_spec
+from tests.image_spec import ImageSpec, read_spec
+from tests.support.deploy import REPO
 from tests.support.metrics import parse_metrics
 
 # The first run makes the stand-in with debootstrap (about a minute) and builds without cache.

@@ -20,34 +20,13 @@ from tests.support.deploy import (
     EXPORTER_PORT,
     REPO,
     assert_flags_known,
+    dockerfile_instructions,
     pyproject,
     require_file,
 )
 
 # --------------------------------------------------------------------------------------------
 # Dockerfile
-
-
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    joined: list[str] = []
-    pending = ""
-    for line in DOCKERFILE.read_text(encoding="utf-8").splitlines():
-        stripped = line.strip()
-        if not pending and (not stripped or stripped.startswith("#")):
-            continue
-        if stripped.startswith("#"):
-            continue
-        if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
-            continue
-        joined.append(pending + stripped)
-        pending = ""
-    result = []
-    for line in joined:
-        instruction, _, arguments = line.partition(" ")
-        result.append((instruction.upper(), arguments.strip()))
-    return result
 
 
 def final_stage() -> list[tuple[str, str]]:

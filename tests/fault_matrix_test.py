@@ -32,7 +32,10 @@ from tests.harness import (
     write_key,
 )
 from tests.support.metrics import probe_results
-from tests.support.simulator import SimulatorThread, start_tls_simulator_process
+from tests.support.simulator import (
+    simulator_in_thread,
+    start_tls_simulator_process,
+)
 from tests.support.sockets import established_to, open_fds, proc_status_kb
 from tests.support.tls import make_tls
 
@@ -281,11 +284,8 @@ def test_no_fd_or_socket_accumulates_across_rounds(measured: Measurements) -> No
 
 @pytest.fixture
 def simulator_thread() -> Iterator[RunningSimulator]:
-    thread = SimulatorThread()
-    try:
-        yield thread.simulator
-    finally:
-        thread.close()
+    with simulator_in_thread() as simulator:
+        yield simulator
 
 
 async def test_in_process_no_task_or_socket_left_behind(

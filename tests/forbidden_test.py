@@ -12,10 +12,11 @@ from aiohttp import web
 
 from exporter.classify import RESULTS, Result, Validity
 from exporter.config import KeyConfig
-from exporter.keys import KeySource, SourceKind
 from exporter.probes.realtime import RealtimeProber
-from exporter.probes.rest import RestProber
 from exporter.simulator import make_key
+from tests.support.key_config import key_config
+from tests.support.loopback_app import served_on_loopback
+from tests.support.rest_paths import rest_both_ways
 
 
 def envelope(message: str, error_type: str | None, code: str | None) -> str:
@@ -60,40 +61,19 @@ async def forbidding() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/{case}/v1/{tail:.*}", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with served_on_loopback(app) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
-def key_config(base_url: str) -> KeyConfig:
-    return KeyConfig(
-        name="web",
-        source=KeySource(SourceKind.ENV, "UNUSED"),
-        base_url=base_url,
-        timeout=5.0,
-        probes=("rest", "realtime"),
-    )
+def web_config(base_url: str) -> KeyConfig:
+    return key_config("web", base_url=base_url, timeout=5.0, probes=("rest", "realtime"))
 
 
 @pytest.mark.parametrize("case", BODIES)
 async def test_a_403_is_read_by_what_its_body_proves(forbidding: str, case: str) -> None:
-    config = key_config(f"{forbidding}/{case}/v1")
+    config = web_config(f"{forbidding}/{case}/v1")
     key = make_key("ok")
-    rest = RestProber()
-    try:
-        results = [
-            await rest.probe_on_connection(config, key, fresh=True),
-            await rest.probe_on_connection(config, key, fresh=False),
-            await RealtimeProber().probe(config, key),
-        ]
-    finally:
-        await rest.aclose()
+    results = [*await rest_both_ways(config, key), await RealtimeProber().probe(config, key)]
     for result in results:
         assert result.result is EXPECTED[case], result
         assert result.http_status == 403

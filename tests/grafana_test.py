@@ -34,6 +34,7 @@ from tests.harness import (
     write_config,
     write_key,
 )
+from tests.support.admin import add_admin_block, list_in_organization, write_admin_key
 
 REPO = Path(__file__).resolve().parents[1]
 GRAFANA = REPO / "grafana"
@@ -513,27 +514,13 @@ def _add_inventory(config: Path, workdir: Path, base_url: str) -> None:
     project that nobody watches."""
     from exporter.simulator.scenarios import make_key
 
-    root = base_url.removesuffix("/v1")
     entries = [("proj_live", make_key(*scenario), None) for scenario in LIVE_KEYS.values()]
     entries[0] = ("proj_live", entries[0][1], int(time.time()) + 20 * 86400)
     entries.append(("proj_other", make_key("ok", seed="nobody-watches"), None))
     for project, key, expires_at in entries:
-        response = httpx.post(
-            f"{root}/_sim/admin/keys",
-            json={"project": project, "key": key, "expires_at": expires_at},
-        )
-        assert response.status_code == 201, response.text
-    admin_key = workdir / "admin.key"
-    admin_key.write_text("sk-admin-" + "grafanaLive0" * 12 + "\n")
-    admin_key.chmod(0o600)
-    document = yaml.safe_load(config.read_text())
-    document["admin"] = {
-        "api_key_file": str(admin_key),
-        "base_url": base_url,
-        "interval": "5s",
-        "timeout": "2s",
-    }
-    config.write_text(yaml.safe_dump(document, sort_keys=False))
+        list_in_organization(base_url, project, key, expires_at)
+    admin_key = write_admin_key(workdir / "admin.key", "sk-admin-" + "grafanaLive0" * 12)
+    add_admin_block(config, admin_key, base_url, interval="5s", timeout="2s")
 
 
 def live_queries() -> list[tuple[Query, str]]:

@@ -16,7 +16,7 @@ from exporter.probes.http_sessions import HttpSessions
 from exporter.probes.inference import InferenceProber
 from exporter.simulator import RunningSimulator, make_key
 from tests.support.proxy import no_proxy_from_outside
-from tests.tls_test import config_for, replace_file, two_servers
+from tests.support.tls import config_for, replace_file, two_servers
 
 __all__ = ["no_proxy_from_outside", "two_servers"]  # fixtures
 

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from exporter.cli import parse_listen_address
-from tests.image_spec import REPO, ImageSpec, read_spec
+from tests.image_spec import ImageSpec, read_spec
+from tests.support.deploy import REPO
 
 COMPOSE_DIR = REPO / "deploy" / "compose"
 COMPOSE_FILE = COMPOSE_DIR / "compose.yaml"

@@ -11,30 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-REPO = Path(__file__).resolve().parents[1]
-DOCKERFILE = REPO / "Dockerfile"
+from tests.support.deploy import DOCKERFILE, dockerfile_instructions
 
 _DURATION = re.compile(r"(\d+)s")
-
-
-def instructions(path: Path = DOCKERFILE) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    joined: list[str] = []
-    pending = ""
-    for line in path.read_text(encoding="utf-8").splitlines():
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
-            continue
-        joined.append(pending + stripped)
-        pending = ""
-    result = []
-    for line in joined:
-        instruction, _, arguments = line.partition(" ")
-        result.append((instruction.upper(), arguments.strip()))
-    return result
 
 
 def _seconds(flags: dict[str, str], name: str) -> int:
@@ -85,7 +64,7 @@ def _env(arguments: str) -> dict[str, str]:
 
 
 def read_spec(path: Path = DOCKERFILE) -> ImageSpec:
-    steps = instructions(path)
+    steps = dockerfile_instructions(path)
     global_args = {}
     for name, arguments in steps:
         if name == "FROM":

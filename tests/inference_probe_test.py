@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -24,45 +23,36 @@ from exporter.probes.inference import (
     monthly_cost,
 )
 from exporter.runner import ProbeRunner
-from exporter.simulator import RunningSimulator, make_key, start_simulator
+from exporter.simulator import RunningSimulator, make_key
 from exporter.simulator.state import key_id
 from exporter.state import StateStore
+from tests.support.key_config import key_config
+from tests.support.simulator import simulator
 
-
-@pytest.fixture
-async def sim() -> AsyncIterator[RunningSimulator]:
-    simulator = await start_simulator()
-    yield simulator
-    await simulator.close()
+__all__ = ["simulator"]  # a fixture from tests/support
 
 
 def _config(base_url: str, **changes: Any) -> KeyConfig:
-    config = KeyConfig(
-        name="billed",
-        source=KeySource(SourceKind.ENV, "UNUSED"),
-        base_url=base_url,
-        timeout=3.0,
-        probes=("rest", "inference"),
-    )
-    return replace(config, **changes)
+    defaults = {"base_url": base_url, "timeout": 3.0, "probes": ("rest", "inference")}
+    return key_config("billed", **(defaults | changes))
 
 
-async def _probe(sim: RunningSimulator, key: str, **changes: Any) -> Any:
+async def _probe(simulator: RunningSimulator, key: str, **changes: Any) -> Any:
     prober = InferenceProber()
     try:
-        return await prober.probe(_config(sim.base_url, **changes), key)
+        return await prober.probe(_config(simulator.base_url, **changes), key)
     finally:
         await prober.aclose()
 
 
 async def test_a_healthy_key_costs_a_few_tokens_and_sends_the_smallest_request(
-    sim: RunningSimulator,
+    simulator: RunningSimulator,
 ) -> None:
     key = make_key("ok", seed="inference-ok")
-    result = await _probe(sim, key)
+    result = await _probe(simulator, key)
     assert (result.probe, result.result, result.http_status) == ("inference", Result.OK, 200)
     assert 0 < result.billed_tokens <= 10 + MAX_OUTPUT_TOKENS
-    entry = sim.stats()["keys"][key_id(key)]
+    entry = simulator.stats()["keys"][key_id(key)]
     assert entry["responses_requests"] == 1 and entry["rest_requests"] == 0
     (body,) = entry["responses_bodies"]
     assert body == {
@@ -76,10 +66,10 @@ async def test_a_healthy_key_costs_a_few_tokens_and_sends_the_smallest_request(
 
 @pytest.mark.parametrize("scenario", ["insufficient_quota", "credit_balance_exhausted"])
 async def test_no_credit_is_insufficient_quota_on_the_billed_call_only(
-    sim: RunningSimulator, scenario: str
+    simulator: RunningSimulator, scenario: str
 ) -> None:
     key = make_key(scenario, seed="inference-broke")
-    result = await _probe(sim, key)
+    result = await _probe(simulator, key)
     assert (result.result, result.http_status, result.error_code) == (
         Result.INSUFFICIENT_QUOTA,
         429,
@@ -89,14 +79,14 @@ async def test_no_credit_is_insufficient_quota_on_the_billed_call_only(
     # The free call does not see it: that is why the inference probe exists.
     async with httpx.AsyncClient(timeout=3) as http:
         models = await http.get(
-            f"{sim.base_url}/models", headers={"Authorization": f"Bearer {key}"}
+            f"{simulator.base_url}/models", headers={"Authorization": f"Bearer {key}"}
         )
     assert models.status_code == 200 and models.json()["object"] == "list"
 
 
-async def test_a_model_openai_refuses_is_model_not_found(sim: RunningSimulator) -> None:
+async def test_a_model_openai_refuses_is_model_not_found(simulator: RunningSimulator) -> None:
     key = make_key("ok", seed="inference-model")
-    result = await _probe(sim, key, inference=InferenceSettings(model="gpt-no-such-model"))
+    result = await _probe(simulator, key, inference=InferenceSettings(model="gpt-no-such-model"))
     assert (result.result, result.error_code) == (Result.MODEL_NOT_FOUND, "model_not_found")
     assert result.billed_tokens == 0
 
@@ -112,26 +102,26 @@ async def test_a_model_openai_refuses_is_model_not_found(sim: RunningSimulator) 
     ],
 )
 async def test_failures_are_classified_by_the_rest_table(
-    sim: RunningSimulator, scenario: str, expected: Result
+    simulator: RunningSimulator, scenario: str, expected: Result
 ) -> None:
-    result = await _probe(sim, make_key(scenario, seed=f"inference-{scenario}"))
+    result = await _probe(simulator, make_key(scenario, seed=f"inference-{scenario}"))
     assert result.result is expected, result
     assert result.probe == "inference" and result.billed_tokens == 0
 
 
-async def test_a_hang_is_a_timeout(sim: RunningSimulator) -> None:
-    result = await _probe(sim, make_key("hang", seed="inference-hang"), timeout=0.5)
+async def test_a_hang_is_a_timeout(simulator: RunningSimulator) -> None:
+    result = await _probe(simulator, make_key("hang", seed="inference-hang"), timeout=0.5)
     assert result.result is Result.TIMEOUT
 
 
 async def test_billed_tokens_are_counted_per_key_in_metrics(
-    sim: RunningSimulator, monkeypatch: pytest.MonkeyPatch
+    simulator: RunningSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key = make_key("ok", seed="inference-metrics")
     store = StateStore()
     store.configure({"billed": ("rest", "inference")})
     runner = ProbeRunner(store, {"inference": InferenceProber()})
-    config = _config(sim.base_url, source=KeySource(SourceKind.ENV, "INFERENCE_TEST_KEY"))
+    config = _config(simulator.base_url, source=KeySource(SourceKind.ENV, "INFERENCE_TEST_KEY"))
     monkeypatch.setenv("INFERENCE_TEST_KEY", key)
     try:
         first = await runner.run(config, "inference")
@@ -205,7 +195,7 @@ def test_monthly_cost_is_logged_and_bounded(caplog: pytest.LogCaptureFixture) ->
 
 
 async def test_promtool_accepts_the_exposition_with_the_billed_probe(
-    sim: RunningSimulator, monkeypatch: pytest.MonkeyPatch
+    simulator: RunningSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import subprocess
 
@@ -219,7 +209,7 @@ async def test_promtool_accepts_the_exposition_with_the_billed_probe(
     store.configure({"billed": ("rest", "inference")})
     runner = ProbeRunner(store, {"inference": InferenceProber()})
     monkeypatch.setenv("INFERENCE_TEST_KEY", make_key("ok", seed="promtool"))
-    config = _config(sim.base_url, source=KeySource(SourceKind.ENV, "INFERENCE_TEST_KEY"))
+    config = _config(simulator.base_url, source=KeySource(SourceKind.ENV, "INFERENCE_TEST_KEY"))
     try:
         await runner.run(config, "inference")
     finally:

@@ -5,25 +5,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 import yaml
 
 from exporter.check import check_keys, render_json, render_text
 from exporter.config import parse_config
 from exporter.links import DEFAULT_LINKS
-from exporter.simulator import RunningSimulator, make_key, start_simulator
+from exporter.simulator import RunningSimulator, make_key
 from tests.harness import assert_no_secret
+from tests.support.simulator import simulator
+
+__all__ = ["simulator"]  # a fixture from tests/support
 
 ADMIN_KEY = "sk-admin-" + "Check7admin" * 12
-
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[RunningSimulator]:
-    async with await start_simulator() as running:
-        yield running
 
 
 def _config_text(tmp_path: Path, base_url: str, keys: dict[str, str], admin_key: str) -> str:

@@ -7,7 +7,6 @@ import asyncio
 import math
 import subprocess
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,18 +16,15 @@ from exporter.classify import Result
 from exporter.config import Config, parse_config
 from exporter.inventory import AdminResult, KeyInventory
 from exporter.service import Exporter
-from exporter.simulator import RunningSimulator, make_key, start_simulator
+from exporter.simulator import RunningSimulator, make_key
 from exporter.simulator.admin import redacted_form
 from tests.conftest import require_tool
 from tests.support.metrics import Scrape
+from tests.support.simulator import simulator
+
+__all__ = ["simulator"]  # a fixture from tests/support
 
 ADMIN_KEY = "sk-admin-" + "Q7adminKEYbody" * 9 + "Zz9"
-
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[RunningSimulator]:
-    async with await start_simulator() as running:
-        yield running
 
 
 def _write_config(

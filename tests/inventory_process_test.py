@@ -11,6 +11,7 @@ import yaml
 
 from exporter.simulator import make_key
 from tests.harness import assert_no_secret, start_exporter_process
+from tests.support import admin
 from tests.support.exporter_process import reload_config, stop_cleanly
 from tests.support.metrics import scrape
 from tests.support.waiting import wait_until
@@ -18,54 +19,23 @@ from tests.support.waiting import wait_until
 ADMIN_KEY = "sk-admin-" + "ProcessAdmin7" * 11
 
 
-def _list(base_url: str, project: str, key: str) -> None:
-    root = base_url.removesuffix("/v1")
-    response = httpx.post(f"{root}/_sim/admin/keys", json={"project": project, "key": key})
-    assert response.status_code == 201, response.text
-
-
-def _with_admin(config: Path, admin_file: Path, base_url: str) -> None:
-    document = yaml.safe_load(config.read_text())
-    document["admin"] = {
-        "api_key_file": str(admin_file),
-        "base_url": base_url,
-        "interval": "2s",
-        "timeout": "1s",
-    }
-    config.write_text(yaml.safe_dump(document))
-
-
 def test_admin_key_passes_reload_and_secrecy(simulator: str, tmp_path: Path) -> None:
     keys = {
         "listed": make_key("ok", seed="process-listed"),
         "deleted": make_key("invalid_api_key", seed="process-deleted"),
     }
-    _list(simulator, "proj_process", keys["listed"])
+    admin.list_in_organization(simulator, "proj_process", keys["listed"])
     config = reload_config(tmp_path, simulator, keys)
-    admin_file = tmp_path / "admin.key"
-    admin_file.write_text(ADMIN_KEY + "\n")
-    admin_file.chmod(0o600)
-    _with_admin(config, admin_file, simulator)
+    admin_file = admin.write_admin_key(tmp_path / "admin.key", ADMIN_KEY)
+    admin.add_admin_block(config, admin_file, simulator)
     exporter, url = start_exporter_process(config, tmp_path, "--log.level", "debug")
     try:
-        wait_until(
-            lambda: scrape(url).result("deleted", "rest") == "key_revoked",
-            20,
-            "the deleted key to be reported revoked",
-            log=exporter,
-        )
+        admin.wait_for_revoked(url, exporter)
         first = scrape(url)
         assert first.value("openai_admin_probe_success") == 1
         assert first.value("openai_key_inventory_listed", key="listed") == 1
         # Another admin key, rejected: the next pass fails and keeps the last good inventory.
-        bad_admin = make_key("invalid_api_key", prefix="sk-admin-", seed="process-bad")
-        admin_file.write_text(bad_admin + "\n")
-        wait_until(
-            lambda: scrape(url).value("openai_admin_probe_success") == 0,
-            20,
-            "the pass with a rejected admin key",
-            log=exporter,
-        )
+        bad_admin = admin.reject_admin_key(admin_file, url, exporter, seed="process-bad")
         failed = scrape(url)
         assert failed.value("openai_admin_probe_result", result="invalid_admin_key") == 1
         assert failed.value("openai_key_inventory_listed", key="listed") == 1

@@ -15,12 +15,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
-from aiohttp import web
 
 from exporter.config import parse_config
 from exporter.connection_hygiene import IDLE_TIMEOUT_S, runner_options
 from exporter.server import create_app
 from exporter.service import Exporter
+from tests.support.loopback_app import served_on_loopback
 from tests.support.virtual_clock import run_virtual
 
 # prometheus/common config.DefaultHTTPClientConfig: IdleConnTimeout 5 * time.Minute, the pool
@@ -36,14 +36,9 @@ async def exporter_server() -> AsyncIterator[int]:
     exporter = Exporter(None)
     keys = "".join(f"  - {{name: key-{i}, api_key_env: UNUSED}}\n" for i in range(3))
     exporter.switch_to(parse_config("keys:\n" + keys, "keys.yml"))
-    runner = web.AppRunner(create_app(exporter), handle_signals=False, **runner_options())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    finally:
-        await runner.cleanup()
+    app = create_app(exporter)
+    async with served_on_loopback(app, handle_signals=False, **runner_options()) as port:
+        yield port
 
 
 async def answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:

@@ -50,9 +50,10 @@ from tests.harness import (
     start_simulator_process,
     write_config,
 )
+from tests.support.key_config import key_config
 from tests.support.metrics import parse_metrics
 from tests.support.secrets import assert_no_piece
-from tests.support.simulator import SimulatorThread
+from tests.support.simulator import simulator_in_thread
 from tests.support.tls import Tls, tls
 from tests.support.waiting import wait_until
 
@@ -151,12 +152,8 @@ def simulators(tls: Tls) -> Iterator[tuple[RunningSimulator, RunningSimulator]]:
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
-    plain, secure = SimulatorThread(), SimulatorThread(ssl_context=context)
-    try:
-        yield plain.simulator, secure.simulator
-    finally:
-        plain.close()
-        secure.close()
+    with simulator_in_thread() as plain, simulator_in_thread(ssl_context=context) as secure:
+        yield plain, secure
 
 
 @pytest.fixture
@@ -332,9 +329,7 @@ def test_errors_the_probers_raise_on_a_header_they_cannot_send_are_scrubbed(
     websockets quotes it whole; each prober's result must hold no piece of it."""
     plain, _ = simulators
     plain.reset()  # the module's other tests used it: count from here
-    config = KeyConfig(
-        name="leak", source=KeySource(SourceKind.ENV, "UNUSED"), base_url=plain.base_url
-    )
+    config = key_config("leak", base_url=plain.base_url)
 
     async def results() -> dict[str, ProbeResult]:
         rest = RestProber()

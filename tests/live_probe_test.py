@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +14,16 @@ from aiohttp import WSMsgType, web
 
 from exporter.classify import Result
 from exporter.config import ConfigError, KeyConfig, LiveSettings, parse_config
-from exporter.keys import KeySource, SourceKind
 from exporter.metrics import ExporterMetrics, MetricsRenderer
 from exporter.probes.live import LiveProber, classify_live_error, estimated_monthly_cost
-from exporter.simulator import RunningSimulator, key_id, make_key, start_simulator
+from exporter.simulator import RunningSimulator, key_id, make_key
 from exporter.state import KeyIdentity, StateStore
 from tests.conftest import require_tool
+from tests.support.key_config import key_config
+from tests.support.loopback_app import served_on_loopback
+from tests.support.simulator import simulator
+
+__all__ = ["simulator"]  # a fixture from tests/support
 
 TIMEOUT = 2.0
 
@@ -48,26 +51,14 @@ EXPECTED: dict[str, tuple[Result, int, int | None, str]] = {
 NO_SESSION = {"invalid_api_key", "live_key_in_band", "account_deactivated", "insufficient_quota"}
 
 
-@pytest.fixture
-async def simulator() -> AsyncIterator[RunningSimulator]:
-    running = await start_simulator()
-    try:
-        yield running
-    finally:
-        await running.close()
-
-
 def live_config(base_url: str, **overrides: Any) -> KeyConfig:
-    settings: dict[str, Any] = {
-        "name": "voice",
-        "source": KeySource(SourceKind.ENV, "UNUSED"),
+    defaults = {
         "base_url": base_url,
         "timeout": TIMEOUT,
         "probes": ("rest", "live"),
         "live": LiveSettings(model="gpt-live-1"),
     }
-    settings.update(overrides)
-    return KeyConfig(**settings)
+    return key_config("voice", **(defaults | overrides))
 
 
 def _key_stats(simulator: RunningSimulator, key: str) -> dict[str, Any]:
@@ -159,16 +150,9 @@ async def test_the_probe_sends_only_the_documented_shape() -> None:
 
     app = web.Application()
     app.router.add_get("/v1/live/sessions", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with served_on_loopback(app) as port:
         config = live_config(f"http://127.0.0.1:{port}/v1", organization="org-x", project="proj_y")
         result = await LiveProber().probe(config, make_key("ok"))
-    finally:
-        await runner.cleanup()
     assert result.result is Result.OK and result.billed_seconds == 2.0
     assert seen["query"] == {}
     assert seen["authorization"] == f"Bearer {make_key('ok')}"
@@ -256,12 +240,9 @@ async def test_billed_seconds_and_close_codes_are_published(
 
 
 def test_estimated_monthly_cost() -> None:
-    source = KeySource(SourceKind.ENV, "UNUSED")
     keys = [
-        KeyConfig(
-            name="a", source=source, probes=("rest", "live"), live=LiveSettings("m", None, 900)
-        ),
-        KeyConfig(name="b", source=source, probes=("rest",), live=LiveSettings("m", None, 60)),
+        key_config("a", probes=("rest", "live"), live=LiveSettings("m", None, 900)),
+        key_config("b", probes=("rest",), live=LiveSettings("m", None, 60)),
     ]
     count, monthly = estimated_monthly_cost(keys)
     assert count == 1
@@ -317,8 +298,8 @@ def test_live_configuration() -> None:
     assert "live" not in plain.probes  # opt-in: never on by default
 
 
-async def _serve_live(behaviour: str) -> tuple[web.AppRunner, str]:
-    """A Live endpoint that misbehaves as `behaviour` says, over a real socket."""
+def _live_app(behaviour: str) -> web.Application:
+    """A Live endpoint that misbehaves as `behaviour` says (served on loopback by the test)."""
 
     async def handler(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
@@ -348,12 +329,7 @@ async def _serve_live(behaviour: str) -> tuple[web.AppRunner, str]:
 
     app = web.Application()
     app.router.add_get("/v1/live/sessions", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}/v1"
+    return app
 
 
 @pytest.mark.parametrize(
@@ -370,14 +346,13 @@ async def _serve_live(behaviour: str) -> tuple[web.AppRunner, str]:
 async def test_live_probe_survives_a_misbehaving_server(
     behaviour: str, expected: Result, close: int | None
 ) -> None:
-    runner, base_url = await _serve_live(behaviour)
-    try:
+    async with served_on_loopback(_live_app(behaviour)) as port:
         loop = asyncio.get_running_loop()
         began = loop.time()
-        result = await LiveProber().probe(live_config(base_url), make_key("ok"))
+        result = await LiveProber().probe(
+            live_config(f"http://127.0.0.1:{port}/v1"), make_key("ok")
+        )
         elapsed = loop.time() - began
-    finally:
-        await runner.cleanup()
     assert (result.result, result.close_code) == (expected, close), result
     assert elapsed < TIMEOUT + 1.0  # within the runner's slack, whatever the server does
     if behaviour == "no_closed":

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 import logging
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,33 +13,25 @@ import pytest
 from exporter.check import _checklist, _report
 from exporter.classify import Result
 from exporter.config import ConfigError, KeyConfig, LiveSettings, RealtimeSettings, parse_config
-from exporter.keys import KeySource, SourceKind
 from exporter.links import DEFAULT_LINKS
 from exporter.metrics import ExporterMetrics, MetricsRenderer, render_key
 from exporter.models import ModelStatus, read_statuses, shutdown_timestamp, watched_models
 from exporter.probes.rest import RestProber
 from exporter.result import ProbeResult
-from exporter.simulator import RunningSimulator, make_key, start_simulator
+from exporter.simulator import RunningSimulator, make_key
 from exporter.state import KeyIdentity, StateStore
 from tests.conftest import require_tool
+from tests.support.key_config import key_config
+from tests.support.simulator import simulator
+
+__all__ = ["simulator"]  # a fixture from tests/support
 
 GPT_REALTIME_SHUTDOWN = datetime.datetime(2027, 1, 20, tzinfo=datetime.UTC).timestamp()
 GONE = "gpt-4o-realtime-preview-2024-12-17"  # shut down in 2026: no longer listed
 
 
-@pytest.fixture
-async def simulator() -> AsyncIterator[RunningSimulator]:
-    running = await start_simulator()
-    try:
-        yield running
-    finally:
-        await running.close()
-
-
 def _config(simulator: RunningSimulator, **overrides: object) -> KeyConfig:
-    settings: dict[str, object] = {
-        "name": "voice",
-        "source": KeySource(SourceKind.ENV, "UNUSED"),
+    defaults = {
         "base_url": simulator.base_url,
         "timeout": 2.0,
         "probes": ("rest", "realtime"),
@@ -48,8 +39,7 @@ def _config(simulator: RunningSimulator, **overrides: object) -> KeyConfig:
         "realtime": RealtimeSettings(model="gpt-realtime"),
         "models": (GONE, "gpt-realtime-2.1"),
     }
-    settings.update(overrides)
-    return KeyConfig(**settings)  # type: ignore[arg-type]
+    return key_config("voice", **(defaults | overrides))
 
 
 @pytest.mark.parametrize(
@@ -92,16 +82,14 @@ def test_unexpected_shutdown_date_is_ignored_with_one_warning(
 
 
 def test_watched_models_are_the_probes_and_the_models_field() -> None:
-    source = KeySource(SourceKind.ENV, "UNUSED")
-    plain = KeyConfig(name="a", source=source, probes=("rest",))
+    plain = key_config("a", probes=("rest",))
     assert watched_models(plain) == frozenset()  # REST only, no models: nothing read at all
-    default = KeyConfig(name="d", source=source)  # both probes, the default Realtime model
+    default = key_config("d")  # both probes, the default Realtime model
     assert watched_models(default) == {"gpt-realtime-2.1"}
-    billed = KeyConfig(name="i", source=source, probes=("rest", "inference"))
+    billed = key_config("i", probes=("rest", "inference"))
     assert watched_models(billed) == {"gpt-4.1-nano"}
-    voice = KeyConfig(
-        name="b",
-        source=source,
+    voice = key_config(
+        "b",
         probes=("rest", "realtime", "live"),
         realtime=RealtimeSettings(model="gpt-realtime"),
         live=LiveSettings(model="gpt-live-1"),
@@ -201,12 +189,7 @@ def test_metrics_with_models_pass_promtool(tmp_path: Path) -> None:
 
 
 def test_check_lists_each_model_with_days_left() -> None:
-    config = KeyConfig(
-        name="voice",
-        source=KeySource(SourceKind.ENV, "UNUSED"),
-        probes=("rest",),
-        models=("gpt-realtime", GONE, "soon"),
-    )
+    config = key_config("voice", probes=("rest",), models=("gpt-realtime", GONE, "soon"))
     store = StateStore()
     store.configure({"voice": ("rest",)})
     now = datetime.datetime.now(datetime.UTC).timestamp()

@@ -39,9 +39,11 @@ from tests.harness import (
     wait_http,
     write_config,
 )
+from tests.support.key_config import key_config
 from tests.support.metrics import probe_results
 from tests.support.proxy import TunnelProxy, no_proxy_from_outside
-from tests.support.simulator import SimulatorThread
+from tests.support.rest_paths import rest_both_ways
+from tests.support.simulator import SimulatorThread, simulator_in_thread
 from tests.support.tls import Tls, make_tls, tls
 
 __all__ = ["no_proxy_from_outside", "tls"]  # fixtures from tests/support
@@ -61,17 +63,13 @@ def tls_simulator(tls: Tls) -> Iterator[RunningSimulator]:
 
 @pytest.fixture(scope="module")
 def plain_simulator() -> Iterator[RunningSimulator]:
-    thread = SimulatorThread()
-    try:
-        yield thread.simulator
-    finally:
-        thread.close()
+    with simulator_in_thread() as simulator:
+        yield simulator
 
 
-def key_config(base_url: str, timeout: float = 2.0, ca_file: Path | None = None) -> KeyConfig:
-    return KeyConfig(
-        name="network",
-        source=KeySource(SourceKind.ENV, "UNUSED"),
+def network_config(base_url: str, timeout: float = 2.0, ca_file: Path | None = None) -> KeyConfig:
+    return key_config(
+        "network",
         base_url=base_url,
         timeout=timeout,
         interval=60.0,
@@ -81,13 +79,8 @@ def key_config(base_url: str, timeout: float = 2.0, ca_file: Path | None = None)
 
 
 async def probe_both(config: KeyConfig, key: str) -> dict[str, ProbeResult]:
-    rest = RestProber()
-    try:
-        rest_result = await rest.probe_on_connection(config, key, fresh=True)
-        # The shared pool must see the network exactly as a probe's own connection does.
-        pooled = await rest.probe_on_connection(config, key, fresh=False)
-    finally:
-        await rest.aclose()
+    # The shared pool must see the network exactly as a probe's own connection does.
+    rest_result, pooled = await rest_both_ways(config, key)
     assert pooled.result is rest_result.result, (rest_result, pooled)
     realtime_result = await RealtimeProber().probe(config, key)
     return {"rest": rest_result, "realtime": realtime_result}
@@ -101,7 +94,7 @@ def on_host(simulator: RunningSimulator, host: str) -> str:
 
 
 async def test_certificates_are_verified_by_default(tls_simulator: RunningSimulator) -> None:
-    results = await probe_both(key_config(tls_simulator.base_url), make_key("ok"))
+    results = await probe_both(network_config(tls_simulator.base_url), make_key("ok"))
     for probe, result in results.items():
         assert result.result is Result.TLS_ERROR, (probe, result)
         assert "CERTIFICATE_VERIFY_FAILED" in result.message, (probe, result)
@@ -110,7 +103,7 @@ async def test_certificates_are_verified_by_default(tls_simulator: RunningSimula
 async def test_a_corporate_root_in_tls_ca_file_is_trusted(
     tls_simulator: RunningSimulator, tls: Tls
 ) -> None:
-    config = key_config(tls_simulator.base_url, ca_file=tls.ca_file)
+    config = network_config(tls_simulator.base_url, ca_file=tls.ca_file)
     results = await probe_both(config, make_key("ok"))
     assert {probe: result.result for probe, result in results.items()} == {
         "rest": Result.OK,
@@ -124,7 +117,7 @@ async def test_the_corporate_root_adds_to_trust_and_checks_names(
 ) -> None:
     """ca_file trusts the root for the names it signed, not for any name."""
     other = make_tls(tmp_path)  # another CA: its root must not vouch for our simulator
-    config = key_config(tls_simulator.base_url, ca_file=other.ca_file)
+    config = network_config(tls_simulator.base_url, ca_file=other.ca_file)
     results = await probe_both(config, make_key("ok"))
     assert {result.result for result in results.values()} == {Result.TLS_ERROR}, results
 
@@ -146,7 +139,7 @@ async def test_https_proxy_carries_rest_and_realtime(
 ) -> None:
     monkeypatch.setenv("HTTPS_PROXY", proxy.url)
     base_url = on_host(tls_simulator, "localhost")
-    results = await probe_both(key_config(base_url, ca_file=tls.ca_file), make_key("ok"))
+    results = await probe_both(network_config(base_url, ca_file=tls.ca_file), make_key("ok"))
     assert {result.result for result in results.values()} == {Result.OK}, results
     target = f"CONNECT localhost:{tls_simulator.port}"
     # REST on its own connection, REST through the shared pool, then Realtime
@@ -158,7 +151,7 @@ async def test_http_proxy_carries_plain_rest_and_realtime(
 ) -> None:
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
     base_url = on_host(plain_simulator, "localhost")
-    results = await probe_both(key_config(base_url), make_key("ok"))
+    results = await probe_both(network_config(base_url), make_key("ok"))
     assert {result.result for result in results.values()} == {Result.OK}, results
     assert proxy.requests == [
         f"GET {base_url}/models",  # the own connection: plain HTTP is forwarded, not tunnelled
@@ -191,7 +184,7 @@ async def test_no_proxy_is_honoured(
     if no_proxy:
         monkeypatch.setenv("NO_PROXY", no_proxy)
     base_url = on_host(tls_simulator, host)
-    results = await probe_both(key_config(base_url, ca_file=tls.ca_file), make_key("ok"))
+    results = await probe_both(network_config(base_url, ca_file=tls.ca_file), make_key("ok"))
     assert {result.result for result in results.values()} == {Result.OK}, results
     assert len(proxy.requests) == (3 if proxied else 0), proxy.requests
 
@@ -202,7 +195,7 @@ async def test_a_proxy_that_is_down_fails_both_probes(
     """The variable is read, not just tolerated: a dead proxy is a connection error."""
     monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{free_port()}")
     base_url = on_host(tls_simulator, "localhost")
-    results = await probe_both(key_config(base_url, ca_file=tls.ca_file), make_key("ok"))
+    results = await probe_both(network_config(base_url, ca_file=tls.ca_file), make_key("ok"))
     assert {result.result for result in results.values()} == {Result.CONNECTION_ERROR}, results
 
 
@@ -212,9 +205,7 @@ async def test_a_proxy_that_is_down_fails_both_probes(
 def test_ipv6_listen_address_serves_metrics(tmp_path: Path) -> None:
     require_ipv6_loopback()
     # The upstream stays on IPv4: start_simulator binds AF_INET whatever the host.
-    thread = SimulatorThread()
-    try:
-        simulator = thread.simulator
+    with simulator_in_thread() as simulator:
         key_file = tmp_path / "ipv6.key"
         key_file.write_text(make_key("ok") + "\n")
         key_file.chmod(0o600)
@@ -236,8 +227,6 @@ def test_ipv6_listen_address_serves_metrics(tmp_path: Path) -> None:
         assert probe_results(metrics) == {("ipv6", "rest"): "ok", ("ipv6", "realtime"): "ok"}
         with pytest.raises(httpx.ConnectError):  # [::1] means IPv6 loopback only
             httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
-    finally:
-        thread.close()
 
 
 # --- the per-probe timeout ----------------------------------------------------------------------

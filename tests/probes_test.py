@@ -14,6 +14,7 @@ from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
 from exporter.simulator import RunningSimulator, key_id, make_key
 from tests.harness import LoopbackRelay
+from tests.support.key_config import key_config
 from tests.support.simulator import simulator
 from tests.support.sockets import established_to
 
@@ -81,16 +82,9 @@ REALTIME_EXPECTED: dict[str, tuple[Result, int, int | None]] = {
 }
 
 
-def key_config(simulator: RunningSimulator, **overrides: object) -> KeyConfig:
-    settings: dict[str, object] = {
-        "name": "test",
-        "source": KeySource(SourceKind.ENV, "UNUSED"),
-        "base_url": simulator.base_url,
-        "timeout": PROBE_TIMEOUT,
-        "interval": 60.0,
-    }
-    settings.update(overrides)
-    return KeyConfig(**settings)  # type: ignore[arg-type]
+def probe_config(simulator: RunningSimulator, **overrides: object) -> KeyConfig:
+    defaults = {"base_url": simulator.base_url, "timeout": PROBE_TIMEOUT, "interval": 60.0}
+    return key_config("test", **(defaults | overrides))
 
 
 @pytest.mark.parametrize("fresh", [True, False], ids=["own-connection", "pooled"])
@@ -103,7 +97,7 @@ async def test_rest_probe_classifies_scenario(
     prober = RestProber()
     try:
         result = await prober.probe_on_connection(
-            key_config(simulator), make_key(scenario), fresh=fresh
+            probe_config(simulator), make_key(scenario), fresh=fresh
         )
     finally:
         await prober.aclose()
@@ -122,8 +116,8 @@ async def test_rest_probe_classifies_scenario(
 async def test_rest_probe_reports_ratelimit_and_retry_after(simulator: RunningSimulator) -> None:
     prober = RestProber()
     try:
-        limited = await prober.probe(key_config(simulator), make_key("rate_limited", 37))
-        ok = await prober.probe(key_config(simulator), make_key("ok"))
+        limited = await prober.probe(probe_config(simulator), make_key("rate_limited", 37))
+        ok = await prober.probe(probe_config(simulator), make_key("ok"))
     finally:
         await prober.aclose()
     assert limited.retry_after == 37
@@ -135,7 +129,7 @@ async def test_rest_probe_reports_ratelimit_and_retry_after(simulator: RunningSi
 async def test_rest_probe_timing_includes_server_delay(simulator: RunningSimulator) -> None:
     prober = RestProber()
     try:
-        result = await prober.probe(key_config(simulator), make_key("slow", 300))
+        result = await prober.probe(probe_config(simulator), make_key("slow", 300))
     finally:
         await prober.aclose()
     assert result.result is Result.OK
@@ -169,7 +163,7 @@ async def test_every_probe_sends_organization_and_project(
 ) -> None:
     recorder = await HeadRecorder(yarl.URL(simulator.base_url).port or 0).start()
     base_url = f"http://127.0.0.1:{recorder.port}/v1"
-    config = key_config(simulator, base_url=base_url, organization="org-abc", project="proj_abc")
+    config = probe_config(simulator, base_url=base_url, organization="org-abc", project="proj_abc")
     rest = RestProber()
     try:
         if path == "Realtime upgrade":
@@ -207,7 +201,7 @@ async def test_realtime_probe_classifies_scenario(
     simulator: RunningSimulator, scenario: str
 ) -> None:
     expected, status, close_code = REALTIME_EXPECTED[scenario]
-    result = await RealtimeProber().probe(key_config(simulator), make_key(scenario))
+    result = await RealtimeProber().probe(probe_config(simulator), make_key(scenario))
     assert (result.result, result.http_status) == (expected, status), result
     if close_code is not None:
         assert result.close_code == close_code, result
@@ -219,21 +213,21 @@ async def test_realtime_probe_classifies_scenario(
 
 
 async def test_realtime_invalid_key_reports_openai_error_code(simulator: RunningSimulator) -> None:
-    result = await RealtimeProber().probe(key_config(simulator), make_key("invalid_api_key"))
+    result = await RealtimeProber().probe(probe_config(simulator), make_key("invalid_api_key"))
     assert result.error_code == "invalid_api_key"
     assert "Incorrect API key provided" in result.message
     assert "connect" in result.phases
 
 
 async def test_realtime_beta_shape_is_retired(simulator: RunningSimulator) -> None:
-    config = key_config(simulator, realtime=RealtimeSettings(api="beta"))
+    config = probe_config(simulator, realtime=RealtimeSettings(api="beta"))
     result = await RealtimeProber().probe(config, make_key("ok"))
     assert result.result is Result.API_SHAPE_RETIRED
     assert (result.close_code, result.error_code) == (4000, "beta_api_shape_disabled")
 
 
 async def test_realtime_unknown_model(simulator: RunningSimulator) -> None:
-    config = key_config(simulator, realtime=RealtimeSettings(model="gpt-nope"))
+    config = probe_config(simulator, realtime=RealtimeSettings(model="gpt-nope"))
     result = await RealtimeProber().probe(config, make_key("ok"))
     assert result.result is Result.MODEL_NOT_FOUND
     assert (result.close_code, result.error_code) == (4000, "invalid_model")
@@ -242,7 +236,7 @@ async def test_realtime_unknown_model(simulator: RunningSimulator) -> None:
 async def test_realtime_delay_before_session_created_is_its_phase(
     simulator: RunningSimulator,
 ) -> None:
-    result = await RealtimeProber().probe(key_config(simulator), make_key("slow", 250))
+    result = await RealtimeProber().probe(probe_config(simulator), make_key("slow", 250))
     assert result.result is Result.OK
     assert 0.25 <= result.phases["session_created"] < 0.5
     assert result.phases["connect"] < 0.2
@@ -261,7 +255,7 @@ async def test_realtime_probe_never_bills_and_leaks_nothing(simulator: RunningSi
     keys = {scenario: make_key(scenario) for scenario in scenarios}
     prober = RealtimeProber()
     tasks_before = len(asyncio.all_tasks())
-    config = key_config(simulator, timeout=0.3)
+    config = probe_config(simulator, timeout=0.3)
     for index in range(100):
         await prober.probe(config, keys[scenarios[index % len(scenarios)]])
     await asyncio.sleep(0.2)

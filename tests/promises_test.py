@@ -15,14 +15,12 @@ from exporter import __version__
 from exporter.sharding import shard_for
 from exporter.simulator import make_key
 from tests.harness import (
-    Process,
     exporter_command,
-    free_port,
     start_exporter_process,
-    wait_http,
     write_config,
     write_key,
 )
+from tests.support.demo import DEMO_RESULTS, results_shown, running_demo
 from tests.support.exporter_process import (
     sim_override,
     sim_stats,
@@ -43,53 +41,18 @@ def test_version_names_the_package_version() -> None:
     assert run.stdout.startswith(f"openai-key-exporter {__version__} (python 3."), run.stdout
 
 
-# The demo's keys and what each must show: README's "keys in many states".
-DEMO_RESULTS = {
-    ("prod", "rest"): "ok",
-    ("prod", "realtime"): "ok",
-    ("voice-agent-beta", "realtime"): "api_shape_retired",
-    # The demo's admin key lists every key but this one (a rejected key listed nowhere), and
-    # `mistyped` with its head and tail (the value in its source is a wrong copy).
-    ("revoked", "rest"): "key_revoked",
-    ("revoked", "realtime"): "key_revoked",
-    ("mistyped", "rest"): "invalid_api_key",
-    ("restricted", "rest"): "insufficient_permissions",
-    ("realtime-denied", "realtime"): "model_not_found",
-    ("no-credit", "rest"): "ok",  # no free call sees credit
-    ("no-credit", "inference"): "insufficient_quota",  # the opt-in billed probe does
-    ("live-no-credit", "live"): "insufficient_quota",
-    ("throttled", "rest"): "rate_limited",
-    ("flaky-upstream", "rest"): "server_error",
-    ("missing", "rest"): "key_missing",
-}
-
-
 def test_demo_serves_keys_in_many_states(tmp_path: Path) -> None:
-    port = free_port()
-    demo = Process(
-        exporter_command("demo", "--web.listen-address", f"127.0.0.1:{port}"),
-        tmp_path / "demo.log",
-    ).start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/-/ready", timeout=60, process=demo)
-
+    with running_demo(tmp_path) as (demo, url):
         # A probe that ran before the first inventory pass says invalid_api_key; its quick
         # re-probe (5 s later) reads the rejection against the inventory.
-        def results() -> dict[tuple[str, str], str | None]:
-            metrics = scrape(url)
-            return {pair: metrics.result(*pair) for pair in DEMO_RESULTS}
-
         wait_until(
-            lambda: results() == DEMO_RESULTS,
+            lambda: results_shown(scrape(url), DEMO_RESULTS) == DEMO_RESULTS,
             30,
             "every demo key's result",
             log=demo,
         )
         assert "revoked" in httpx.get(f"{url}/", timeout=5).text
         assert httpx.post(f"{url}/-/reload", timeout=5).status_code == 200  # lifecycle is on
-    finally:
-        stop_cleanly(demo)
 
 
 def test_quick_mode_probes_the_environment_key_with_no_config_file(

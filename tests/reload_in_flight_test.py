@@ -24,6 +24,7 @@ from tests.harness import (
     write_config,
     write_key,
 )
+from tests.support.loopback_app import served_on_loopback
 
 SLOW_MS = 3000  # each answer takes this long: every reload below lands mid-probe
 INTERVAL = 5.0
@@ -90,14 +91,10 @@ class CountingProxy:
 
             app = web.Application()
             app.router.add_get("/v1/{tail:.*}", forward)
-            runner = web.AppRunner(app)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            self.port = runner.addresses[0][1]
-            self._ready.set()
-            await self._stop.wait()
-            await runner.cleanup()
+            async with served_on_loopback(app) as port:
+                self.port = port
+                self._ready.set()
+                await self._stop.wait()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ the answer: from connecting on the probe's own connection, from the request on a
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -13,12 +12,12 @@ from aiohttp import web
 
 from exporter.classify import Result
 from exporter.config import KeyConfig
-from exporter.keys import KeySource, SourceKind
 from exporter.probes.rest import RestProber
 from exporter.simulator import RunningSimulator, key_id, make_key, start_simulator
 from tests.conftest import require_ipv6_loopback
-from tests.harness import LoopbackRelay
-from tests.support.proxy import TunnelProxy, no_proxy_from_outside
+from tests.support.key_config import key_config
+from tests.support.loopback_app import served_on_loopback
+from tests.support.proxy import CountingRelay, TunnelProxy, no_proxy_from_outside
 from tests.support.tls import Tls, simulator_over_tls, tls
 
 __all__ = ["no_proxy_from_outside", "simulator_over_tls", "tls"]  # fixtures from tests/support
@@ -26,30 +25,9 @@ TIMED_FRESH = {"connect", "tls", "first_byte", "transfer"}
 TIMED_POOLED = {"first_byte", "transfer"}
 
 
-def key_config(base_url: str, tls: Tls | None, name: str = "conn") -> KeyConfig:
-    return KeyConfig(
-        name=name,
-        source=KeySource(SourceKind.ENV, "UNUSED"),
-        base_url=base_url,
-        timeout=5.0,
-        interval=60.0,
-        tls_ca_file=str(tls.ca_file) if tls else None,
-    )
-
-
-class CountingForwarder(LoopbackRelay):
-    """A TCP port forwarder on loopback that counts the connections it accepts."""
-
-    def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
-        super().__init__(host)
-        self.target_port = target_port
-        self.accepted = 0
-
-    async def connect_upstream(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        self.accepted += 1
-        return await asyncio.open_connection("127.0.0.1", self.target_port)
+def conn_config(base_url: str, tls: Tls | None, name: str = "conn") -> KeyConfig:
+    ca_file = str(tls.ca_file) if tls else None
+    return key_config(name, base_url=base_url, timeout=5.0, interval=60.0, tls_ca_file=ca_file)
 
 
 async def test_a_fresh_probe_times_connect_and_tls_apart(
@@ -59,7 +37,7 @@ async def test_a_fresh_probe_times_connect_and_tls_apart(
     try:
         wall = time.perf_counter()
         result = await prober.probe_on_connection(
-            key_config(simulator.base_url, tls), make_key("ok"), fresh=True
+            conn_config(simulator.base_url, tls), make_key("ok"), fresh=True
         )
         wall = time.perf_counter() - wall
     finally:
@@ -78,9 +56,9 @@ async def test_a_fresh_probe_times_connect_and_tls_apart(
 async def test_pooled_probes_share_one_connection_and_fresh_ones_never(
     simulator: RunningSimulator, tls: Tls
 ) -> None:
-    forwarder = await CountingForwarder(simulator.port).start()
+    forwarder = await CountingRelay(simulator.port).start()
     prober = RestProber()
-    config = key_config(f"https://127.0.0.1:{forwarder.port}/v1", tls)
+    config = conn_config(f"https://127.0.0.1:{forwarder.port}/v1", tls)
     key = make_key("ok")
     try:
         pooled = [await prober.probe_on_connection(config, key, fresh=False) for _ in range(5)]
@@ -104,7 +82,7 @@ async def test_the_duration_ends_with_the_last_byte_of_the_body(
 ) -> None:
     """`drip` sends the body in ten pieces over 0.9 x 400 ms: the transfer phase covers them."""
     prober = RestProber()
-    config = key_config(simulator.base_url, tls)
+    config = conn_config(simulator.base_url, tls)
     try:
         for fresh in (True, False):
             wall = time.perf_counter()
@@ -129,7 +107,7 @@ async def test_a_server_delay_is_the_first_byte_phase(
     simulator: RunningSimulator, tls: Tls
 ) -> None:
     prober = RestProber()
-    config = key_config(simulator.base_url, tls)
+    config = conn_config(simulator.base_url, tls)
     try:
         await prober.probe_on_connection(config, make_key("ok"), fresh=False)  # a warm connection
         for fresh in (False, True):
@@ -151,7 +129,7 @@ async def test_a_failed_handshake_keeps_the_connect_phase(simulator: RunningSimu
     prober = RestProber()
     try:
         result = await prober.probe_on_connection(
-            key_config(simulator.base_url, None), make_key("ok"), fresh=True
+            conn_config(simulator.base_url, None), make_key("ok"), fresh=True
         )
     finally:
         await prober.aclose()
@@ -169,7 +147,7 @@ async def test_through_a_proxy_tls_is_the_handshake_with_the_target(
     base_url = simulator.base_url.replace("127.0.0.1", "localhost", 1)
     try:
         result = await prober.probe_on_connection(
-            key_config(base_url, tls), make_key("ok"), fresh=True
+            conn_config(base_url, tls), make_key("ok"), fresh=True
         )
     finally:
         await prober.aclose()
@@ -183,9 +161,9 @@ async def test_through_a_proxy_tls_is_the_handshake_with_the_target(
 async def test_an_ipv6_upstream_over_tls(simulator: RunningSimulator, tls: Tls) -> None:
     """The simulator listens on IPv4 only: a forwarder on [::1] stands in for an IPv6 upstream."""
     require_ipv6_loopback()
-    forwarder = await CountingForwarder(simulator.port, "::1").start()
+    forwarder = await CountingRelay(simulator.port, "::1").start()
     prober = RestProber()
-    config = key_config(f"https://[::1]:{forwarder.port}/v1", tls)
+    config = conn_config(f"https://[::1]:{forwarder.port}/v1", tls)
     try:
         results = [
             await prober.probe_on_connection(config, make_key("ok"), fresh=fresh)
@@ -201,7 +179,7 @@ async def test_an_ipv6_upstream_over_tls(simulator: RunningSimulator, tls: Tls) 
 
 async def test_an_unknown_host_is_a_connection_error_without_phases(tls: Tls) -> None:
     prober = RestProber()
-    config = key_config("https://host.invalid/v1", tls)
+    config = conn_config("https://host.invalid/v1", tls)
     try:
         for fresh in (True, False):
             result = await prober.probe_on_connection(config, make_key("ok"), fresh=fresh)
@@ -216,7 +194,7 @@ async def test_a_plain_http_fresh_probe_has_no_tls_phase(tmp_path: Path) -> None
     prober = RestProber()
     try:
         result = await prober.probe_on_connection(
-            key_config(simulator.base_url, None), make_key("ok"), fresh=True
+            conn_config(simulator.base_url, None), make_key("ok"), fresh=True
         )
     finally:
         await prober.aclose()
@@ -237,18 +215,13 @@ async def test_no_cookie_from_one_answer_goes_with_the_next_probe() -> None:
 
     app = web.Application()
     app.router.add_get("/v1/models", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    prober = RestProber()
-    config = key_config(f"http://localhost:{port}/v1", None)  # a name: IPs get no cookies
-    try:
-        for fresh in (False, False, True):
-            result = await prober.probe_on_connection(config, make_key("ok"), fresh=fresh)
-            assert result.result is Result.OK, result
-    finally:
-        await prober.aclose()
-        await runner.cleanup()
+    async with served_on_loopback(app) as port:
+        prober = RestProber()
+        config = conn_config(f"http://localhost:{port}/v1", None)  # a name: IPs get no cookies
+        try:
+            for fresh in (False, False, True):
+                result = await prober.probe_on_connection(config, make_key("ok"), fresh=fresh)
+                assert result.result is Result.OK, result
+        finally:
+            await prober.aclose()
     assert seen == [None, None, None]

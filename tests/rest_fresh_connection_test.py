@@ -17,12 +17,13 @@ import pytest
 
 from exporter.classify import Result
 from exporter.config import KeyConfig
-from exporter.keys import KeySource, SourceKind
 from exporter.probes.rest import RestProber
 from exporter.result import ProbeResult
 from exporter.simulator import SCENARIOS, RunningSimulator, make_key
 from exporter.simulator.rest import REST_BEHAVIOURS
+from tests.support.key_config import key_config
 from tests.support.proxy import no_proxy_from_outside
+from tests.support.rest_paths import rest_both_ways
 from tests.support.sockets import established_to
 from tests.support.tls import Tls, simulator_over_tls, tls
 
@@ -33,26 +34,9 @@ TIMEOUT_S = 1.0
 DELAYED = {"slow": 50, "drip": 50}
 
 
-def key_config(base_url: str, tls: Tls | None = None, **fields: Any) -> KeyConfig:
-    return KeyConfig(
-        name="own",
-        source=KeySource(SourceKind.ENV, "UNUSED"),
-        base_url=base_url,
-        timeout=TIMEOUT_S,
-        tls_ca_file=str(tls.ca_file) if tls else None,
-        **fields,
-    )
-
-
-async def both_paths(config: KeyConfig, key: str) -> tuple[ProbeResult, ProbeResult]:
-    """The probe on a new connection, then one on a pooled connection."""
-    prober = RestProber()
-    try:
-        own = await prober.probe_on_connection(config, key, fresh=True)
-        through_aiohttp = await prober.probe_on_connection(config, key, fresh=False)
-    finally:
-        await prober.aclose()
-    return own, through_aiohttp
+def own_config(base_url: str, tls: Tls | None = None, **fields: Any) -> KeyConfig:
+    ca_file = str(tls.ca_file) if tls else None
+    return key_config("own", base_url=base_url, timeout=TIMEOUT_S, tls_ca_file=ca_file, **fields)
 
 
 def verdict(result: ProbeResult) -> dict[str, Any]:
@@ -84,7 +68,7 @@ async def test_every_simulator_answer_reads_the_same_fresh_and_pooled(
     scenario: str, simulator: RunningSimulator, tls: Tls
 ) -> None:
     key = make_key(scenario, DELAYED.get(scenario))
-    own, through_aiohttp = await both_paths(key_config(simulator.base_url, tls), key)
+    own, through_aiohttp = await rest_both_ways(own_config(simulator.base_url, tls), key)
     assert verdict(own) == verdict(through_aiohttp), (own, through_aiohttp)
     assert key not in own.message
 
@@ -92,7 +76,7 @@ async def test_every_simulator_answer_reads_the_same_fresh_and_pooled(
 async def test_an_untrusted_certificate_reads_the_same_fresh_and_pooled(
     simulator: RunningSimulator,
 ) -> None:
-    own, through_aiohttp = await both_paths(key_config(simulator.base_url), make_key("ok"))
+    own, through_aiohttp = await rest_both_ways(own_config(simulator.base_url), make_key("ok"))
     assert own.result is through_aiohttp.result is Result.TLS_ERROR
     assert "CERTIFICATE_VERIFY_FAILED" in own.message
     assert set(own.phases) == {"connect"}
@@ -180,7 +164,9 @@ async def test_raw_answers_read_the_same_fresh_and_pooled(case: str) -> None:
     closes = case in {"not_http", "header_line_too_long", "body_cut_short", "closed_without_answer"}
     server = RawServer(raw, close_after_answer=closes or case == "http_1_0_body_to_eof")
     try:
-        own, through_aiohttp = await both_paths(key_config(await server.start()), make_key("ok"))
+        own, through_aiohttp = await rest_both_ways(
+            own_config(await server.start()), make_key("ok")
+        )
     finally:
         await server.close()
     assert own.result is expected, own
@@ -189,10 +175,10 @@ async def test_raw_answers_read_the_same_fresh_and_pooled(case: str) -> None:
 
 async def test_the_request_head_carries_the_keys_headers() -> None:
     server = RawServer(answer("HTTP/1.1 200 OK", MODELS))
-    config = key_config(await server.start(), organization="org-1", project="proj_2")
+    config = own_config(await server.start(), organization="org-1", project="proj_2")
     key = make_key("ok")
     try:
-        own, through_aiohttp = await both_paths(config, key)
+        own, through_aiohttp = await rest_both_ways(config, key)
     finally:
         await server.close()
     assert own.result is through_aiohttp.result is Result.OK
@@ -222,7 +208,7 @@ async def test_a_key_that_cannot_be_a_header_is_never_sent(bad: str) -> None:
     prober = RestProber()
     try:
         result = await prober.probe_on_connection(
-            key_config(await server.start()), broken, fresh=True
+            own_config(await server.start()), broken, fresh=True
         )
     finally:
         await prober.aclose()
@@ -238,7 +224,7 @@ async def test_the_connection_is_closed_after_the_answer_and_after_a_timeout() -
     prober = RestProber()
     try:
         for server, expected in ((answered, Result.OK), (silent, Result.TIMEOUT)):
-            config = key_config(await server.start())
+            config = own_config(await server.start())
             result = await prober.probe_on_connection(config, make_key("ok"), fresh=True)
             done = time.perf_counter()
             assert result.result is expected, result
@@ -258,7 +244,7 @@ async def test_an_unknown_host_names_the_host_and_port(tls: Tls) -> None:
     prober = RestProber()
     try:
         result = await prober.probe_on_connection(
-            key_config("https://host.invalid/v1", tls), make_key("ok"), fresh=True
+            own_config("https://host.invalid/v1", tls), make_key("ok"), fresh=True
         )
     finally:
         await prober.aclose()
@@ -270,7 +256,7 @@ async def test_a_refused_connection_keeps_no_phase_and_names_the_port() -> None:
     server = RawServer(b"")
     url = await server.start()
     await server.close()  # nothing listens there any more
-    own, through_aiohttp = await both_paths(key_config(url), make_key("ok"))
+    own, through_aiohttp = await rest_both_ways(own_config(url), make_key("ok"))
     assert own.result is through_aiohttp.result is Result.CONNECTION_ERROR
     assert own.phases == through_aiohttp.phases == {}
     assert url.split("/")[2] in own.message
@@ -286,7 +272,7 @@ async def test_a_probe_cancelled_at_any_step_leaves_no_connection_open() -> None
     try:
         for steps in range(40):  # loop steps after the server saw the connection, then cancel
             accepted = server.connections
-            probe = prober.probe_on_connection(key_config(base_url), make_key("ok"), fresh=True)
+            probe = prober.probe_on_connection(own_config(base_url), make_key("ok"), fresh=True)
             task = asyncio.ensure_future(probe)
             while server.connections == accepted and not task.done():  # noqa: ASYNC110 (steps)
                 await asyncio.sleep(0)
@@ -309,8 +295,8 @@ async def test_a_control_character_in_a_header_is_refused_fresh_and_pooled(field
     refuses such a value before it gets here)."""
     server = RawServer(answer("HTTP/1.1 200 OK", MODELS))
     try:
-        config = key_config(await server.start(), **{field: "org-\x01\x7f"})
-        own, through_aiohttp = await both_paths(config, make_key("ok"))
+        config = own_config(await server.start(), **{field: "org-\x01\x7f"})
+        own, through_aiohttp = await rest_both_ways(config, make_key("ok"))
     finally:
         await server.close()
     assert own.result is through_aiohttp.result is Result.CONNECTION_ERROR, (own, through_aiohttp)
@@ -322,7 +308,7 @@ async def test_a_key_echoed_in_the_request_id_is_not_kept() -> None:
     key = make_key("ok")
     server = RawServer(answer("HTTP/1.1 200 OK", MODELS, f"X-Request-Id: {key}"))
     try:
-        own, through_aiohttp = await both_paths(key_config(await server.start()), key)
+        own, through_aiohttp = await rest_both_ways(own_config(await server.start()), key)
     finally:
         await server.close()
     for result in (own, through_aiohttp):

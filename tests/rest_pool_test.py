@@ -9,19 +9,18 @@ import pytest
 import yarl
 
 from exporter.config import KeyConfig
-from exporter.keys import KeySource, SourceKind
 from exporter.probes import rest
 from exporter.probes.rest import FRESH_CONNECTION_EVERY, RestProber
 from exporter.simulator import RunningSimulator, make_key
-from tests.harness import LoopbackRelay
+from tests.support.key_config import key_config
+from tests.support.proxy import CountingRelay
 from tests.support.simulator import simulator
 
 __all__ = ["simulator"]  # a fixture from tests/support
 
 
 def _config(simulator: RunningSimulator, name: str) -> KeyConfig:
-    source = KeySource(SourceKind.ENV, "UNUSED")
-    return KeyConfig(name=name, source=source, base_url=simulator.base_url, timeout=5.0)
+    return key_config(name, base_url=simulator.base_url, timeout=5.0)
 
 
 async def test_every_tenth_probe_of_a_key_opens_its_own_connection(
@@ -37,21 +36,6 @@ async def test_every_tenth_probe_of_a_key_opens_its_own_connection(
     connected = [index for index, result in enumerate(results) if "connect" in result.phases]
     # Only the probes on a connection of their own time connect and TLS; pooled ones do not.
     assert connected == [0, FRESH_CONNECTION_EVERY]
-
-
-class CountingRelay(LoopbackRelay):
-    """Forwards every connection to the simulator and counts the connections it accepted."""
-
-    def __init__(self, upstream_port: int) -> None:
-        super().__init__()
-        self.upstream_port = upstream_port
-        self.accepted = 0
-
-    async def connect_upstream(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        self.accepted += 1
-        return await asyncio.open_connection("127.0.0.1", self.upstream_port)
 
 
 async def test_fresh_probes_never_share_a_connection(

@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 
 from exporter.config import KeyConfig
-from exporter.keys import KeySource, SourceKind
 from exporter.probes.rest import RestProber
 from exporter.simulator import RunningSimulator, make_key
+from tests.support.key_config import key_config
 from tests.support.proxy import no_proxy_from_outside
 from tests.support.tls import Tls, simulator_over_tls, tls
 
@@ -27,13 +27,9 @@ BROKEN = (
 )
 
 
-def key_config(simulator: RunningSimulator, tls: Tls) -> KeyConfig:
-    return KeyConfig(
-        name="timed",
-        source=KeySource(SourceKind.ENV, "UNUSED"),
-        base_url=simulator.base_url,
-        timeout=5.0,
-        tls_ca_file=str(tls.ca_file),
+def timed_config(simulator: RunningSimulator, tls: Tls) -> KeyConfig:
+    return key_config(
+        "timed", base_url=simulator.base_url, timeout=5.0, tls_ca_file=str(tls.ca_file)
     )
 
 
@@ -42,7 +38,7 @@ async def test_every_phase_is_stamped_through_public_hooks(
     simulator: RunningSimulator, tls: Tls, fresh: bool
 ) -> None:
     prober = RestProber()
-    config = key_config(simulator, tls)
+    config = timed_config(simulator, tls)
     try:
         if not fresh:
             await prober.probe_on_connection(config, make_key("ok"), fresh=False)  # warm the pool

@@ -20,13 +20,14 @@ from exporter.runbook_pages import RunbookMissing, load_runbook_pages, page_file
 from exporter.simulator import make_key
 from tests.harness import (
     REPO,
+    Process,
     exporter_command,
     start_exporter_process,
     start_simulator_process,
     write_config,
     write_key,
 )
-from tests.runbook_test import RUNBOOK_EN, RUNBOOK_FR, anchors
+from tests.support.runbook import RUNBOOK_EN, RUNBOOK_FR, anchors, sections
 
 SOURCES = {"en": RUNBOOK_EN, "fr": RUNBOOK_FR}
 EXTERNAL = "https://keys.ops.test:8443/exporter"
@@ -138,15 +139,21 @@ def test_external_url_is_kept_without_its_trailing_slash() -> None:
     assert links.runbook("key-invalid", "fr") == "http://[::1]:10077/runbook/fr#key-invalid"
 
 
-def test_the_running_exporter_serves_and_links_its_runbook(tmp_path: Path) -> None:
+def _revoked_key_setup(tmp_path: Path, seed: str) -> tuple[Process, Path]:
+    """A simulator process and a config whose one key, `revoked`, the simulator rejects."""
     simulator, base_url = start_simulator_process(tmp_path)
-    bad = write_key(tmp_path, "revoked", make_key("invalid_api_key", seed="served"))
+    bad = write_key(tmp_path, "revoked", make_key("invalid_api_key", seed=seed))
     config = write_config(
         tmp_path / "config.yml",
         base_url,
         [{"name": "revoked", "api_key_file": str(bad)}],
         probes=("rest",),
     )
+    return simulator, config
+
+
+def test_the_running_exporter_serves_and_links_its_runbook(tmp_path: Path) -> None:
+    simulator, config = _revoked_key_setup(tmp_path, seed="served")
     process, url = start_exporter_process(config, tmp_path, "--web.external-url", EXTERNAL)
     try:
         for path, language in (("/runbook", "en"), ("/runbook/fr", "fr")):
@@ -166,14 +173,7 @@ def test_the_running_exporter_serves_and_links_its_runbook(tmp_path: Path) -> No
 
 
 def test_check_links_to_the_same_address(tmp_path: Path) -> None:
-    simulator, base_url = start_simulator_process(tmp_path)
-    bad = write_key(tmp_path, "revoked", make_key("invalid_api_key", seed="check-link"))
-    config = write_config(
-        tmp_path / "config.yml",
-        base_url,
-        [{"name": "revoked", "api_key_file": str(bad)}],
-        probes=("rest",),
-    )
+    simulator, config = _revoked_key_setup(tmp_path, seed="check-link")
     try:
         checked = subprocess.run(
             exporter_command("--config.file", str(config), "check", "--web.external-url", EXTERNAL),
@@ -255,8 +255,6 @@ def test_the_container_build_checks_the_runbook_loads() -> None:
 def test_the_runbook_has_what_the_seed_runbook_taught(language: str) -> None:
     """The restart after fixing a key, the log lines that prove recovery, and logging the
     WebSocket close code and reason, in both languages."""
-    from tests.runbook_test import sections
-
     section = sections(SOURCES[language])["application-restart"]
     for line in (
         "OpenAI Realtime API connected",

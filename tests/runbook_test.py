@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from exporter.classify import RESULTS
-from tests.support.runbook import _ANCHOR, RUNBOOK_EN, RUNBOOK_FR, RUNBOOKS, anchors
+from tests.support.runbook import _ANCHOR, RUNBOOK_EN, RUNBOOK_FR, RUNBOOKS, anchors, sections
 
 # Sections the alerts and the dashboards link to beyond the result classes.
 ALERT_ANCHORS = {
@@ -35,20 +35,6 @@ SECTION_PARTS = {
 }
 # Sections that are not the troubleshooting of one alert or class.
 GENERAL_SECTIONS = {"checklist", "by-hand", "alerts"}
-
-
-def sections(path: Path) -> dict[str, str]:
-    """Each anchor and the text up to the next anchor."""
-    found: dict[str, str] = {}
-    current = ""
-    for line in path.read_text(encoding="utf-8").splitlines():
-        match = _ANCHOR.match(line.strip())
-        if match:
-            current = match.group(1)
-            found[current] = ""
-        elif current:
-            found[current] += line + "\n"
-    return found
 
 
 def _class_anchors() -> set[str]:

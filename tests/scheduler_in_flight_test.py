@@ -5,49 +5,33 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter
-from dataclasses import replace
 
 import pytest
 
 from exporter.classify import Result
 from exporter.config import Config, KeyConfig
-from exporter.keys import KeySource, SourceKind
 from exporter.result import ProbeResult
 from exporter.scheduler import ProbeScheduler, first_round_spread, first_run_offset
-from exporter.state import KeyIdentity, StateStore
+from tests.support.fake_runner import StoreBackedRunner
+from tests.support.key_config import key_config
 from tests.support.virtual_clock import run_virtual
 
 PROBE_SECONDS = 3.0
 
 
 def key(name: str, **changes: object) -> KeyConfig:
-    config = KeyConfig(
-        name=name,
-        source=KeySource(SourceKind.ENV, "UNUSED"),
-        interval=5.0,
-        retry_interval=1.0,
-        timeout=4.0,
-        probes=("rest",),
-    )
-    return replace(config, **changes)  # type: ignore[arg-type]
+    defaults = {"interval": 5.0, "retry_interval": 1.0, "timeout": 4.0, "probes": ("rest",)}
+    return key_config(name, **(defaults | changes))
 
 
-class SlowRunner:
+class SlowRunner(StoreBackedRunner):
     """Each probe takes PROBE_SECONDS; counts the probes of each key running at once."""
 
     def __init__(self) -> None:
-        self.store = StateStore()
+        super().__init__()
         self.running: Counter[str] = Counter()
         self.most_running: Counter[str] = Counter()
         self.starts: list[tuple[str, float, float]] = []  # name, loop time, the config's timeout
-
-    def forget(self, name: str) -> None:
-        pass  # no prober here keeps anything per key
-
-    def consecutive_failures(self, name: str, probe: str) -> int:
-        state = self.store.get(name)
-        probe_state = state.probe(probe) if state is not None else None
-        return probe_state.consecutive_failures if probe_state is not None else 0
 
     async def run(self, config: KeyConfig, probe: str) -> ProbeResult:
         self.starts.append((config.name, asyncio.get_running_loop().time(), config.timeout))
@@ -59,9 +43,7 @@ class SlowRunner:
             await asyncio.sleep(PROBE_SECONDS)
         finally:
             self.running[config.name] -= 1
-        result = ProbeResult("rest", Result.OK)
-        self.store.record(config.name, KeyIdentity(), result)
-        return result
+        return self.record(config, ProbeResult("rest", Result.OK))
 
 
 def test_a_changed_key_waits_for_its_probe_in_flight() -> None:

@@ -8,16 +8,15 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 
 import pytest
 
 from exporter.classify import Result
 from exporter.config import Config, KeyConfig
-from exporter.keys import KeySource, SourceKind
 from exporter.result import ProbeResult
 from exporter.scheduler import ProbeScheduler, first_round_spread, first_run_offset
-from exporter.state import KeyIdentity, StateStore
+from tests.support.fake_runner import StoreBackedRunner
+from tests.support.key_config import key_config
 from tests.support.virtual_clock import run_virtual
 
 INTERVAL = 0.6
@@ -25,40 +24,24 @@ SLACK = 1e-6  # the clock is virtual: times are exact but for float rounding
 
 
 def key(name: str, **changes: object) -> KeyConfig:
-    config = KeyConfig(
-        name=name,
-        source=KeySource(SourceKind.ENV, "UNUSED"),
-        interval=INTERVAL,
-        retry_interval=0.15,
-        probes=("rest",),
-    )
-    return replace(config, **changes)  # type: ignore[arg-type]
+    defaults = {"interval": INTERVAL, "retry_interval": 0.15, "probes": ("rest",)}
+    return key_config(name, **(defaults | changes))
 
 
-class FakeRunner:
+class FakeRunner(StoreBackedRunner):
     """Records when each key ran; its answer comes from `answer` (healthy by default)."""
 
     def __init__(self) -> None:
-        self.store = StateStore()
+        super().__init__()
         self.runs: list[tuple[str, float]] = []
         self.answer: Callable[[str, int], ProbeResult] = lambda name, count: ProbeResult(
             "rest", Result.OK
         )
 
-    def forget(self, name: str) -> None:
-        pass  # no prober here keeps anything per key
-
-    def consecutive_failures(self, name: str, probe: str) -> int:
-        state = self.store.get(name)
-        probe_state = state.probe(probe) if state is not None else None
-        return probe_state.consecutive_failures if probe_state is not None else 0
-
     async def run(self, config: KeyConfig, probe: str) -> ProbeResult:
         self.runs.append((config.name, asyncio.get_running_loop().time()))
         count = sum(1 for name, _ in self.runs if name == config.name)
-        result = self.answer(config.name, count)
-        self.store.record(config.name, KeyIdentity(), result)
-        return result
+        return self.record(config, self.answer(config.name, count))
 
     def times(self, name: str) -> list[float]:
         return [when for run_name, when in self.runs if run_name == name]

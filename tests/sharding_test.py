@@ -8,11 +8,11 @@ from dataclasses import replace
 import pytest
 
 from exporter.cli import shard_filter
-from exporter.config import Config, KeyConfig
-from exporter.keys import KeySource, SourceKind
+from exporter.config import Config
 from exporter.sharding import ordinal_from_hostname, resolve_shard, shard_for
+from tests.support.key_config import key_config
 
-KEY = KeyConfig(name="", source=KeySource(SourceKind.ENV, "UNUSED"))
+KEY = key_config("")
 NAMES = [f"team-{i % 37}/key-{i}" for i in range(10_000)]
 
 

@@ -11,7 +11,7 @@ import httpx
 
 from exporter.simulator import make_key
 from tests.harness import assert_no_secret, start_exporter_process
-from tests.inventory_process_test import _list, _with_admin
+from tests.support import admin
 from tests.support.exporter_process import reload_config, stop_cleanly
 from tests.support.metrics import scrape
 from tests.support.waiting import wait_until
@@ -33,8 +33,8 @@ def test_the_status_page_quotes_the_inventory(simulator: str, tmp_path: Path) ->
         "listed": make_key("ok", seed="status-listed"),
         "deleted": make_key("invalid_api_key", seed="status-deleted"),
     }
-    _list(simulator, "proj_status", keys["listed"])
-    _list(simulator, "proj_status", make_key("ok", seed="status-unwatched"))
+    admin.list_in_organization(simulator, "proj_status", keys["listed"])
+    admin.list_in_organization(simulator, "proj_status", make_key("ok", seed="status-unwatched"))
     config = reload_config(tmp_path, simulator, keys)
     plain, plain_url = start_exporter_process(config, tmp_path)
     try:
@@ -44,18 +44,11 @@ def test_the_status_page_quotes_the_inventory(simulator: str, tmp_path: Path) ->
         stop_cleanly(plain)
     assert 'id="inventory"' not in without and "inventory:" not in without
 
-    admin_file = tmp_path / "admin.key"
-    admin_file.write_text(ADMIN_KEY + "\n")
-    admin_file.chmod(0o600)
-    _with_admin(config, admin_file, simulator)
+    admin_file = admin.write_admin_key(tmp_path / "admin.key", ADMIN_KEY)
+    admin.add_admin_block(config, admin_file, simulator)
     exporter, url = start_exporter_process(config, tmp_path)
     try:
-        wait_until(
-            lambda: scrape(url).result("deleted", "rest") == "key_revoked",
-            20,
-            "the deleted key to be reported revoked",
-            log=exporter,
-        )
+        admin.wait_for_revoked(url, exporter)
         page = httpx.get(url).text
         summary = re.search(r'<p class="inventory" id="inventory">(.*?)</p>', page, re.S)
         assert summary is not None
@@ -68,14 +61,7 @@ def test_the_status_page_quotes_the_inventory(simulator: str, tmp_path: Path) ->
         assert "inventory: not listed in the organization&#x27;s key list" in deleted
 
         # A rejected admin key: the pass fails, the page says so and still quotes the last list.
-        bad_admin = make_key("invalid_api_key", prefix="sk-admin-", seed="status-bad")
-        admin_file.write_text(bad_admin + "\n")
-        wait_until(
-            lambda: scrape(url).value("openai_admin_probe_success") == 0,
-            20,
-            "the pass with a rejected admin key",
-            log=exporter,
-        )
+        bad_admin = admin.reject_admin_key(admin_file, url, exporter, seed="status-bad")
         failed = httpx.get(url).text
     finally:
         stop_cleanly(exporter)

@@ -7,73 +7,32 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import trustme
 
 from exporter.classify import Result
-from exporter.config import KeyConfig
-from exporter.keys import KeySource, SourceKind
 from exporter.probes import tls
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
 from exporter.probes.tls import CaFileUnreadable, tls_context
-from exporter.simulator import RunningSimulator, make_key, start_simulator
+from exporter.simulator import RunningSimulator, make_key
 from tests.support.proxy import no_proxy_from_outside
+from tests.support.rest_paths import rest_both_ways
+from tests.support.tls import config_for, replace_file, two_servers
 
-__all__ = ["no_proxy_from_outside"]  # a fixture from tests/support
-
-
-def server_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    return context
-
-
-def replace_file(path: Path, data: bytes) -> None:
-    """Written beside, then renamed over: what a secret rotation does (a new inode)."""
-    fresh = path.with_suffix(".new")
-    fresh.write_bytes(data)
-    os.replace(fresh, path)
-
-
-@pytest.fixture
-async def two_servers() -> AsyncIterator[tuple[trustme.CA, trustme.CA, list[RunningSimulator]]]:
-    first, second = trustme.CA(), trustme.CA()
-    servers = [
-        await start_simulator("127.0.0.1", 0, server_context(first)),
-        await start_simulator("127.0.0.1", 0, server_context(second)),
-    ]
-    try:
-        yield first, second, servers
-    finally:
-        for server in servers:
-            await server.close()
-
-
-def config_for(server: RunningSimulator, ca_file: Path) -> KeyConfig:
-    return KeyConfig(
-        name="rotated",
-        source=KeySource(SourceKind.ENV, "UNUSED"),
-        base_url=server.base_url,
-        timeout=5.0,
-        tls_ca_file=str(ca_file),
-    )
+__all__ = ["no_proxy_from_outside", "two_servers"]  # fixtures from tests/support
 
 
 async def results(server: RunningSimulator, ca_file: Path) -> dict[str, Result]:
     config, key = config_for(server, ca_file), make_key("ok")
-    rest, realtime = RestProber(), RealtimeProber()
+    own, pooled = await rest_both_ways(config, key)
+    realtime = RealtimeProber()
     try:
-        return {
-            "own connection": (await rest.probe_on_connection(config, key, fresh=True)).result,
-            "pooled": (await rest.probe_on_connection(config, key, fresh=False)).result,
-            "realtime": (await realtime.probe(config, key)).result,
-        }
+        found = {"own connection": own.result, "pooled": pooled.result}
+        return {**found, "realtime": (await realtime.probe(config, key)).result}
     finally:
-        await rest.aclose()
         await realtime.aclose()
 
 

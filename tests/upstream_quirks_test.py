@@ -6,19 +6,21 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 
 import pytest
 from aiohttp import web
 
 from exporter.classify import Result
 from exporter.config import KeyConfig
-from exporter.keys import KeySource, SourceKind
 from exporter.metrics import render_key
 from exporter.probes.realtime import RealtimeProber
 from exporter.probes.rest import RestProber
 from exporter.result import ProbeResult
 from exporter.simulator import make_key, start_simulator
 from exporter.state import KeyState, ProbeState
+from tests.support.key_config import key_config
+from tests.support.loopback_app import served_on_loopback
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 FRESH_OR_POOLED = pytest.mark.parametrize("fresh", [True, False], ids=["own-connection", "pooled"])
@@ -35,28 +37,19 @@ INVALID = {
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
-    runners: list[web.AppRunner] = []
+    async with AsyncExitStack() as servers:
 
-    async def start(handler: Handler) -> str:
-        app = web.Application()
-        app.router.add_route("*", "/v1/{tail:.*}", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        port = runner.addresses[0][1]
-        return f"http://127.0.0.1:{port}/v1"
+        async def start(handler: Handler) -> str:
+            app = web.Application()
+            app.router.add_route("*", "/v1/{tail:.*}", handler)
+            port = await servers.enter_async_context(served_on_loopback(app))
+            return f"http://127.0.0.1:{port}/v1"
 
-    yield start
-    for runner in runners:
-        await runner.cleanup()
+        yield start
 
 
 def config(base_url: str) -> KeyConfig:
-    return KeyConfig(
-        name="quirk", source=KeySource(SourceKind.ENV, "UNUSED"), base_url=base_url, timeout=2.0
-    )
+    return key_config("quirk", base_url=base_url, timeout=2.0)
 
 
 async def probe(base_url: str, key: str = "", *, fresh: bool = True) -> ProbeResult:

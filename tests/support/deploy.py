@@ -44,6 +44,26 @@ OWNERS = {
 }
 
 
+def dockerfile_instructions(path: Path = DOCKERFILE) -> list[tuple[str, str]]:
+    """The Dockerfile's (INSTRUCTION, arguments) pairs, continuations joined, comments dropped."""
+    joined: list[str] = []
+    pending = ""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        joined.append(pending + stripped)
+        pending = ""
+    result = []
+    for line in joined:
+        instruction, _, arguments = line.partition(" ")
+        result.append((instruction.upper(), arguments.strip()))
+    return result
+
+
 def require_file(path: Path) -> Path:
     """The path, or a failure naming what has not landed yet (never a skip: CI has them all)."""
     if not path.exists():

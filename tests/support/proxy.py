@@ -48,3 +48,18 @@ class TunnelProxy(LoopbackRelay):
         up_reader, up_writer = await asyncio.open_connection(url.hostname, url.port)
         up_writer.write(head)  # absolute-form: HTTP/1.1 servers must accept it
         return up_reader, up_writer
+
+
+class CountingRelay(LoopbackRelay):
+    """Forwards every connection to 127.0.0.1:`upstream_port` and counts those it accepted."""
+
+    def __init__(self, upstream_port: int, host: str = "127.0.0.1") -> None:
+        super().__init__(host)
+        self.upstream_port = upstream_port
+        self.accepted = 0
+
+    async def connect_upstream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        self.accepted += 1
+        return await asyncio.open_connection("127.0.0.1", self.upstream_port)

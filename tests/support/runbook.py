@@ -19,3 +19,17 @@ def anchors(path: Path) -> list[str]:
         for line in path.read_text(encoding="utf-8").splitlines()
         if (match := _ANCHOR.match(line.strip()))
     ]
+
+
+def sections(path: Path) -> dict[str, str]:
+    """Each anchor of a runbook and its section's text, up to the next anchor."""
+    found: dict[str, str] = {}
+    current = ""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = _ANCHOR.match(line.strip())
+        if match:
+            current = match.group(1)
+            found[current] = ""
+        elif current:
+            found[current] += line + "\n"
+    return found

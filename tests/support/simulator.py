@@ -6,8 +6,9 @@ import asyncio
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -41,6 +42,16 @@ class SimulatorThread:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+
+
+@contextmanager
+def simulator_in_thread(ssl_context: object = None) -> Iterator[RunningSimulator]:
+    """The simulator on its own thread and loop (SimulatorThread) for the block's length."""
+    thread = SimulatorThread(ssl_context=ssl_context)
+    try:
+        yield thread.simulator
+    finally:
+        thread.close()
 
 
 def start_tls_simulator_process(tmp_path: Path, tls: Tls) -> tuple[Process, str]:
