@@ -366,6 +366,7 @@ class KeyInventory:
         self._task: asyncio.Task[None] | None = None
         self._exposition = b""
         self._running = False  # start() called: a new admin block starts its schedule
+        self._other_providers: frozenset[str] = frozenset()
 
     @property
     def admin(self) -> AdminConfig | None:
@@ -375,6 +376,11 @@ class KeyInventory:
         """A new configuration: a changed admin block restarts the schedule, from a pass now."""
         previous = self.admin
         self._config = config
+        # Keys of another provider (Azure) by name, so `describe` (a status page row) need not
+        # walk every key to tell them from a key that could not be read.
+        self._other_providers = frozenset(
+            key.name for key in config.keys if key.provider != "openai"
+        )
         if config.admin != previous:
             if config.admin is None:
                 SECRETS.forget(ADMIN_KEY_NAME)  # no longer held: nothing to scrub
@@ -504,8 +510,7 @@ class KeyInventory:
             return None
         match = self.state.matches.get(name)
         if self.state.index is not None and match is None:  # match_keys skipped it
-            keys = self._config.keys if self._config is not None else ()
-            if any(key.name == name and key.provider != "openai" for key in keys):
+            if name in self._other_providers:
                 return "not checked: the organization's key list holds only OpenAI keys"
             return "not checked: no key could be read from its source"
         if self.state.index is None or match is None:

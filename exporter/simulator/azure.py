@@ -24,7 +24,7 @@ from aiohttp import web
 from exporter.provider import is_azure_key_shape
 from exporter.simulator import openai_shapes as shapes
 from exporter.simulator import rest
-from exporter.simulator.connection import hang
+from exporter.simulator.connection import hang, session_websocket
 from exporter.simulator.live import LiveSession
 from exporter.simulator.realtime import RealtimeSession
 from exporter.simulator.scenarios import Selection, selection
@@ -33,7 +33,6 @@ from exporter.simulator.timing import arrived_at
 PREFIX = "/openai/v1"
 AZURE_SCENARIOS = ("ok", "invalid_api_key", "rate_limited", "hang")  # what Azure shapes exist for
 _MARKER = re.compile(r"SIM([a-z0-9U]+?)X")
-_HEARTBEAT_S = 20.0
 # The model every other deployment serves: the OpenAI session it opens is the GA one.
 DEPLOYED_REALTIME_MODEL = "gpt-realtime"
 
@@ -154,8 +153,8 @@ async def handle_realtime(request: web.Request) -> web.StreamResponse:
     refusal = _deployment_refusal(request.query.get("model", ""))
     if refusal is not None:
         return refusal
-    ws = web.WebSocketResponse(heartbeat=_HEARTBEAT_S, timeout=5.0, max_msg_size=16 * 2**20)
-    if not ws.can_prepare(request).ok:
+    ws = session_websocket(request)
+    if ws is None:
         return _error(400, "400", "This endpoint expects a WebSocket upgrade.")
     await ws.prepare(request)
     # The deployment's model opens the same GA session as on OpenAI (same events, facts).
@@ -177,8 +176,8 @@ async def handle_live(request: web.Request) -> web.StreamResponse:
     assert selected is not None
     if selected.scenario == "hang":
         await hang()
-    ws = web.WebSocketResponse(heartbeat=_HEARTBEAT_S, timeout=5.0, max_msg_size=16 * 2**20)
-    if not ws.can_prepare(request).ok:
+    ws = session_websocket(request)
+    if ws is None:
         return _error(400, "400", "This endpoint expects a WebSocket upgrade.")
     await ws.prepare(request)
     with contextlib.suppress(ConnectionError):  # the client left mid-send

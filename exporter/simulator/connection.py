@@ -48,3 +48,14 @@ def drop_connection(request: web.Request) -> None:
     transport = request.transport
     if transport is not None:
         transport.close()
+
+
+_HEARTBEAT_S = 20.0  # OpenAI pings about every 20 s
+
+
+def session_websocket(request: web.Request) -> web.WebSocketResponse | None:
+    """The WebSocket a session endpoint answers with, as OpenAI's behaves (pings, a 16 MiB
+    frame limit); None when the request is no WebSocket upgrade (the caller says so in its
+    own words)."""
+    ws = web.WebSocketResponse(heartbeat=_HEARTBEAT_S, timeout=5.0, max_msg_size=16 * 2**20)
+    return ws if ws.can_prepare(request).ok else None

@@ -19,7 +19,13 @@ from aiohttp import WSMsgType, web
 
 from exporter.simulator import openai_shapes as shapes
 from exporter.simulator import rest
-from exporter.simulator.connection import bearer_token, drop_connection, hang, reset_connection
+from exporter.simulator.connection import (
+    bearer_token,
+    drop_connection,
+    hang,
+    reset_connection,
+    session_websocket,
+)
 from exporter.simulator.scenarios import Selection
 from exporter.simulator.state import SimulatorState
 from exporter.simulator.timing import arrived_at
@@ -30,7 +36,6 @@ SESSION_FIELDS = frozenset({"model", "instructions", "audio", "delegation", "inp
 # Not documented: the code OpenAI closes with after an in-band admission error. The probe
 # classifies by the error event, whatever the code.
 CLOSE_AFTER_ADMISSION_ERROR = 1008
-_HEARTBEAT_S = 20.0
 
 _EDGE_REJECTIONS: dict[str, rest.RestBehaviour] = {
     "unsupported_region": rest.unsupported_region,
@@ -274,8 +279,8 @@ async def handle_live(request: web.Request) -> web.StreamResponse:
     if scenario in _EDGE_REJECTIONS:
         call = rest.RestCall(request, state, token, selected.arg, None, arrived_at(request))
         return await _EDGE_REJECTIONS[scenario](call)
-    ws = web.WebSocketResponse(heartbeat=_HEARTBEAT_S, timeout=5.0, max_msg_size=16 * 2**20)
-    if not ws.can_prepare(request).ok:
+    ws = session_websocket(request)
+    if ws is None:
         message = (
             "This endpoint expects a WebSocket upgrade (wss://api.openai.com/v1/live/sessions)."
         )

@@ -13,7 +13,13 @@ from aiohttp import WSMsgType, web
 
 from exporter.simulator import openai_shapes as shapes
 from exporter.simulator import rest
-from exporter.simulator.connection import bearer_token, drop_connection, hang, reset_connection
+from exporter.simulator.connection import (
+    bearer_token,
+    drop_connection,
+    hang,
+    reset_connection,
+    session_websocket,
+)
 from exporter.simulator.scenarios import Selection
 from exporter.simulator.state import SimulatorState
 from exporter.simulator.timing import arrived_at
@@ -21,7 +27,6 @@ from exporter.simulator.timing import arrived_at
 CLOSE_AUTH = 3000  # OpenAI's code for a key or permission problem
 CLOSE_PROTOCOL = 4000  # OpenAI's code for a bad request (beta shape, model)
 CLOSE_UNKNOWN = 4999
-_HEARTBEAT_S = 20.0  # OpenAI pings about every 20 s
 
 # Scenarios whose key problem OpenAI reports in-band, with the code in the close reason.
 _IN_BAND_KEY_ERRORS: dict[str, tuple[str, str | None]] = {
@@ -368,8 +373,8 @@ async def handle_realtime(request: web.Request) -> web.StreamResponse:
     if scenario == "rt_html_502":
         return rest.edge_html_response(502, "Bad Gateway")
 
-    ws = web.WebSocketResponse(heartbeat=_HEARTBEAT_S, timeout=5.0, max_msg_size=16 * 2**20)
-    if not ws.can_prepare(request).ok:
+    ws = session_websocket(request)
+    if ws is None:
         message = "This endpoint expects a WebSocket upgrade (wss://api.openai.com/v1/realtime)."
         return rest.json_error(400, message, "invalid_request_error", None)
     await ws.prepare(request)
