@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import mmap
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from exporter.connection_hygiene import Scrape, ScrapeLimiter, plain_server_header
-from exporter.gzip_body import GZIP_HEADER, GzipBody, accepts_gzip
+from exporter.gzip_body import Deflated, accepts_gzip, inflate
 from exporter.links import DEFAULT_LINKS, RUNBOOK_LANGUAGES, RUNBOOK_PATH, Links
-from exporter.metrics import CONTENT_TYPE, MetricsRenderer
+from exporter.metrics import CONTENT_TYPE, Exposition
 from exporter.runbook_pages import load_runbook_pages
 from exporter.service import Exporter
 from exporter.status_page import status_page
@@ -36,7 +37,6 @@ def create_app(
 
     limiter = ScrapeLimiter(max_requests)
     scrapes = _InFlight()
-    deflating = asyncio.Lock()  # one scrape deflates at a time; the next reuses its pieces
 
     async def metrics(request: web.Request) -> web.StreamResponse:
         # Only the stored results are rendered: a scrape never causes an upstream request.
@@ -47,13 +47,15 @@ def create_app(
             )
         with scrape:
             async with scrapes:
+                exposition = exporter.renderer.scrape()
                 if accepts_gzip(request.headers.get("Accept-Encoding", "")):
-                    async with deflating:
-                        body = await _gzip_body(exporter.renderer)
-                    return await _stream(
-                        request, body, scrapes, scrape, {"Content-Encoding": "gzip"}
-                    )
-                return await _stream(request, exporter.renderer.render_parts(), scrapes, scrape)
+                    body = exposition.gzipped()
+                    length = sum(map(len, body))
+                    gzip_header = {"Content-Encoding": "gzip"}
+                    return await _stream(request, body, length, scrapes, scrape, gzip_header)
+                with scrapes.plain_texts.shared(exposition.held) as texts:
+                    plain = _plain_text(exposition, texts)
+                    return await _stream(request, plain, exposition.size, scrapes, scrape)
 
     async def healthy(_: web.Request) -> web.Response:
         return web.Response(text="OK\n")
@@ -115,10 +117,11 @@ _PAGE_HEADERS = {
 
 
 class _InFlight:
-    """Scrapes being sent now."""
+    """Scrapes being sent now, and the texts the plain ones share."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.plain_texts = _PlainTexts()
 
     async def __aenter__(self) -> None:
         self.count += 1
@@ -127,38 +130,62 @@ class _InFlight:
         self.count -= 1
 
 
-async def _gzip_body(renderer: MetricsRenderer) -> list[bytes]:
-    """The exposition gzipped, as pieces: blocks deflated by an earlier scrape are reused, the
-    others deflated now, on the loop (not in a thread: see bench/NOTES.md), which it lets probes
-    use every SCRAPE_STEP_SECONDS. The pieces made go back to the renderer, which keeps them."""
-    snapshot = renderer.gzip_snapshot()
-    body = GzipBody()
-    pieces: list[bytes] = []
-    loop = asyncio.get_running_loop()
-    held_since = loop.time()
-    for block, kept in zip(snapshot.blocks, snapshot.pieces, strict=True):
-        pieces.append(body.piece(block, kept))
-        if loop.time() - held_since >= SCRAPE_STEP_SECONDS:
-            await asyncio.sleep(0)
-            held_since = loop.time()
-    renderer.keep_pieces(snapshot, pieces)
-    return [GZIP_HEADER, *pieces, body.end()]
+class _PlainTexts:
+    """The blocks' texts that plain scrapes in flight inflated, shared among them while there
+    are two or more: under a flood of plain scrapes a block is inflated about once, not once per
+    scrape. A lone plain scrape keeps nothing, so the exposition is never held inflated whole
+    outside a flood (Prometheus asks for gzip); during one, only the newest scrape's blocks'
+    texts are kept, about one copy of the exposition."""
+
+    def __init__(self) -> None:
+        self.texts: dict[Deflated, bytes] = {}
+        self.scrapes = 0
+        self._newest: list[Deflated] | None = None
+
+    @contextlib.contextmanager
+    def shared(self, held: list[Deflated]) -> Iterator[_PlainTexts]:
+        if held is not self._newest:  # blocks replaced since are not sent again
+            self._newest = held
+            self.texts = {block: self.texts[block] for block in held if block in self.texts}
+        self.scrapes += 1
+        try:
+            yield self
+        finally:
+            self.scrapes -= 1
+            if self.scrapes <= 1:
+                self.texts = {}
+                self._newest = None
+
+
+def _plain_text(exposition: Exposition, shared: _PlainTexts) -> Iterator[bytes]:
+    """The exposition's text, each held block inflated when the scrape comes to it, or taken
+    from another plain scrape in flight that did."""
+    for block in exposition.held:
+        text = shared.texts.get(block)
+        if text is None:
+            text = inflate(block)
+            if shared.scrapes > 1:
+                shared.texts[block] = text
+        yield text
+    yield from exposition.fresh
 
 
 async def _stream(
     request: web.Request,
-    parts: list[bytes],
+    parts: Iterable[bytes],
+    length: int,
     scrapes: _InFlight,
     scrape: Scrape,
     encoding: dict[str, str] | None = None,
 ) -> web.StreamResponse:
-    """Send the exposition's blocks through one buffer of SCRAPE_SLICE_BYTES, refilled once the
-    socket took each fill: a scrape holds one buffer, never a copy of a body that is tens of
-    megabytes at 10,000 keys, and the blocks themselves are shared with every other scrape."""
+    """Send the exposition's blocks (`length` bytes in all) through one buffer of
+    SCRAPE_SLICE_BYTES, refilled once the socket took each fill: a scrape holds one buffer, never
+    a copy of a body that is tens of megabytes at 10,000 keys; a plain scrape inflates each block
+    as it comes to it."""
     response = web.StreamResponse(
         headers={"Content-Type": CONTENT_TYPE, "Vary": "Accept-Encoding", **(encoding or {})}
     )
-    response.content_length = sum(len(part) for part in parts)
+    response.content_length = length
     await response.prepare(request)
     # TLS may keep what it was given until it encrypts it: it gets copies, not the buffer.
     copies = request.transport is None or request.transport.get_extra_info("sslcontext") is not None
@@ -181,7 +208,7 @@ async def _stream(
     return response
 
 
-def _slices(parts: list[bytes], buffer: memoryview) -> Iterator[memoryview]:
+def _slices(parts: Iterable[bytes], buffer: memoryview) -> Iterator[memoryview]:
     """Small blocks copied into `buffer`, which is yielded each time it is full (the consumer is
     done with it before asking for the next); a block as large as the buffer is yielded as
     views of itself, not copied."""
