@@ -22,7 +22,7 @@ from prometheus_client import (
 
 from exporter import __version__
 from exporter.classify import error_code_label
-from exporter.gzip_body import EMPTY, Deflated, deflate, gzip_member, inflate
+from exporter.gzip_body import EMPTY, Deflated, deflate, gzip_member, inflate, text_size
 from exporter.readings import Readings
 from exporter.state import LATENCY_BUCKETS, KeyState, LatencyHistogram, ProbeState
 
@@ -483,7 +483,7 @@ class Exposition:
     @property
     def size(self) -> int:
         """Bytes of the plain text."""
-        return sum(block.size for block in self.held) + sum(map(len, self.fresh))
+        return sum(map(text_size, self.held)) + sum(map(len, self.fresh))
 
     def plain(self) -> Iterator[bytes]:
         """The text, block by block: inflated as it is sent, never held whole."""
@@ -562,7 +562,7 @@ class MetricsRenderer:
         # loop over every segment.
         columns = zip(*(segment.families for segment in self._segments), strict=True)
         for header, blocks in zip(_HEADERS, columns, strict=False):
-            samples = [block for block in blocks if block.size]
+            samples = [block for block in blocks if text_size(block)]
             if samples:
                 held.append(header)
                 held.extend(samples)
