@@ -59,7 +59,7 @@ from exporter.metrics import (
 )
 from exporter.models import ModelStatus
 from exporter.result import ProbeResult
-from exporter.server import _InFlight, _stream
+from exporter.server import _stream
 from exporter.state import KeyIdentity, KeyState, LatencyHistogram, StateStore
 from tests.harness import Process
 
@@ -630,7 +630,6 @@ def serve(form: str, parts_file: Path) -> None:
     one joined body (joined) or each block written as it is (each). Prints its port when up."""
     parts = read_parts(parts_file)
     limiter = ScrapeLimiter(0)
-    scrapes = _InFlight()
 
     async def metrics(request: web.Request) -> web.StreamResponse:
         if form == "joined":
@@ -646,8 +645,7 @@ def serve(form: str, parts_file: Path) -> None:
         scrape = limiter.enter()
         assert scrape is not None
         with scrape:
-            async with scrapes:
-                return await _stream(request, parts, sum(map(len, parts)), scrapes, scrape)
+            return await _stream(request, parts, sum(map(len, parts)), scrape)
 
     async def main() -> None:
         app = web.Application()

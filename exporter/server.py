@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import mmap
 from collections.abc import Iterable, Iterator
 
@@ -11,9 +10,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from exporter.connection_hygiene import Scrape, ScrapeLimiter, plain_server_header
-from exporter.gzip_body import Deflated, accepts_gzip, inflate
+from exporter.gzip_body import accepts_gzip
 from exporter.links import DEFAULT_LINKS, RUNBOOK_LANGUAGES, RUNBOOK_PATH, Links
-from exporter.metrics import CONTENT_TYPE, Exposition
+from exporter.metrics import CONTENT_TYPE
 from exporter.runbook_pages import load_runbook_pages
 from exporter.service import Exporter
 from exporter.status_page import status_page
@@ -36,7 +35,6 @@ def create_app(
     plain_server_header(app)
 
     limiter = ScrapeLimiter(max_requests)
-    scrapes = _InFlight()
 
     async def metrics(request: web.Request) -> web.StreamResponse:
         # Only the stored results are rendered: a scrape never causes an upstream request.
@@ -46,16 +44,12 @@ def create_app(
                 status=503, text="Too many concurrent scrapes (--web.max-requests)\n"
             )
         with scrape:
-            async with scrapes:
-                exposition = exporter.renderer.scrape()
-                if accepts_gzip(request.headers.get("Accept-Encoding", "")):
-                    body = exposition.gzipped()
-                    length = sum(map(len, body))
-                    gzip_header = {"Content-Encoding": "gzip"}
-                    return await _stream(request, body, length, scrapes, scrape, gzip_header)
-                with scrapes.plain_texts.shared(exposition.held) as texts:
-                    plain = _plain_text(exposition, texts)
-                    return await _stream(request, plain, exposition.size, scrapes, scrape)
+            exposition = exporter.renderer.scrape()
+            if accepts_gzip(request.headers.get("Accept-Encoding", "")):
+                body = exposition.gzipped()
+                gzip_header = {"Content-Encoding": "gzip"}
+                return await _stream(request, body, sum(map(len, body)), scrape, gzip_header)
+            return await _stream(request, exposition.plain(), exposition.size, scrape)
 
     async def healthy(_: web.Request) -> web.Response:
         return web.Response(text="OK\n")
@@ -116,65 +110,10 @@ _PAGE_HEADERS = {
 }
 
 
-class _InFlight:
-    """Scrapes being sent now, and the texts the plain ones share."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.plain_texts = _PlainTexts()
-
-    async def __aenter__(self) -> None:
-        self.count += 1
-
-    async def __aexit__(self, *_: object) -> None:
-        self.count -= 1
-
-
-class _PlainTexts:
-    """The blocks' texts that plain scrapes in flight inflated, shared among them while there
-    are two or more: under a flood of plain scrapes a block is inflated about once, not once per
-    scrape. A lone plain scrape keeps nothing, so the exposition is never held inflated whole
-    outside a flood (Prometheus asks for gzip); during one, only the newest scrape's blocks'
-    texts are kept, about one copy of the exposition."""
-
-    def __init__(self) -> None:
-        self.texts: dict[Deflated, bytes] = {}
-        self.scrapes = 0
-        self._newest: list[Deflated] | None = None
-
-    @contextlib.contextmanager
-    def shared(self, held: list[Deflated]) -> Iterator[_PlainTexts]:
-        if held is not self._newest:  # blocks replaced since are not sent again
-            self._newest = held
-            self.texts = {block: self.texts[block] for block in held if block in self.texts}
-        self.scrapes += 1
-        try:
-            yield self
-        finally:
-            self.scrapes -= 1
-            if self.scrapes <= 1:
-                self.texts = {}
-                self._newest = None
-
-
-def _plain_text(exposition: Exposition, shared: _PlainTexts) -> Iterator[bytes]:
-    """The exposition's text, each held block inflated when the scrape comes to it, or taken
-    from another plain scrape in flight that did."""
-    for block in exposition.held:
-        text = shared.texts.get(block)
-        if text is None:
-            text = inflate(block)
-            if shared.scrapes > 1:
-                shared.texts[block] = text
-        yield text
-    yield from exposition.fresh
-
-
 async def _stream(
     request: web.Request,
     parts: Iterable[bytes],
     length: int,
-    scrapes: _InFlight,
     scrape: Scrape,
     encoding: dict[str, str] | None = None,
 ) -> web.StreamResponse:
@@ -197,11 +136,12 @@ async def _stream(
     for chunk in _slices(parts, memoryview(buffer)):
         if not await scrape.write(request, response, bytes(chunk) if copies else chunk):
             return response  # the client went away, or stopped reading and was dropped
-        # A write that the socket takes whole does not yield: a fast reader got the whole
-        # exposition in one step of the loop, and forty of them made probes late by seconds.
-        # With others in flight a scrape holds the loop about SCRAPE_STEP_SECONDS at a time;
-        # alone, it is sent in one go (tens of ms at most) and answers sooner.
-        if scrapes.count > 1 and loop.time() - held_since >= SCRAPE_STEP_SECONDS:
+        # A write that the socket takes whole does not yield: a reader that keeps up got the
+        # whole exposition in one step of the loop, and forty of them made probes late by
+        # seconds. So a scrape holds the loop about SCRAPE_STEP_SECONDS at a time, even when it
+        # is the only one in flight: the requests waiting to start are not in flight yet, and
+        # each would take its whole step after it.
+        if loop.time() - held_since >= SCRAPE_STEP_SECONDS:
             await asyncio.sleep(0)
             held_since = loop.time()
     await scrape.finish(request, response)
