@@ -7,7 +7,7 @@ concatenate into one valid deflate stream, and each one inflates alone.
 
 A gzip body is one member (curl refuses several): a header, the pieces in order, an empty final
 block, then the CRC-32 and size of the whole text. The whole CRC comes from each block's own,
-carried over the block's length (see `Deflated.crc_tail`), so a scrape never inflates a piece.
+carried over the block's length (see `Deflated`), so a gzip scrape never inflates a piece.
 """
 
 from __future__ import annotations
