@@ -59,7 +59,7 @@ from exporter.metrics import (
 )
 from exporter.models import ModelStatus
 from exporter.result import ProbeResult
-from exporter.server import _gzip_body, _InFlight, _stream
+from exporter.server import _stream
 from exporter.state import KeyIdentity, KeyState, LatencyHistogram, StateStore
 from tests.harness import Process
 
@@ -180,7 +180,20 @@ class Fleet:
 class Exposition(Protocol):
     def update(self, state: KeyState) -> None: ...
 
-    def render_parts(self) -> list[bytes]: ...
+
+def plain_text(renderer: Exposition) -> list[bytes]:
+    """A plain scrape's blocks: ours inflated from the held pieces, the plain form joined."""
+    if isinstance(renderer, MetricsRenderer):
+        return list(renderer.scrape().plain())
+    assert isinstance(renderer, PlainRenderer)
+    return renderer.render_parts()
+
+
+def consumed(renderer: Exposition) -> int:
+    """A plain scrape's bytes, each block dropped once counted, as the server sends them."""
+    if isinstance(renderer, MetricsRenderer):
+        return sum(map(len, renderer.scrape().plain()))
+    return sum(map(len, plain_text(renderer)))
 
 
 class PlainRenderer:
@@ -207,7 +220,7 @@ class PlainRenderer:
 
 
 def streamed_gzip(parts: list[bytes]) -> list[bytes]:
-    """The gzip piece cache's plain form: one streaming compressor over every block."""
+    """The held pieces' plain form for gzip: one streaming compressor over every block."""
     compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # level 1 as gzip_body.LEVEL; gzip wrapper
     body = [compressor.compress(part) for part in parts]
     body.append(compressor.flush())
@@ -342,13 +355,13 @@ class TimedListener:
         self.ms += (time.process_time() - started) * 1000
 
 
-# --- 1, 2: the scrape's CPU, gzip piece cache and segment joins ------------------------------
+# --- 1: the scrape's CPU, the deflated segments ------------------------------------------
 
 
 @dataclass
 class ScrapeCpu:
     rows: list[Row]
-    plain_parts: list[bytes]  # the exposition as our renderer lists it, for the serving rows
+    plain_parts: list[bytes]  # the exposition as a plain scrape of ours sends it
     gzip_parts: list[bytes]  # the gzip body as our scrape sends it
 
 
@@ -357,26 +370,31 @@ def scrape_cpu(keys: int, repeats: int, log: Callable[[str], None]) -> ScrapeCpu
     metrics = ExporterMetrics()
     latency = fleet.store.latency
     ours_gzip = MetricsRenderer(metrics, latency)
-    plain_gzip = MetricsRenderer(metrics, latency)
+    plain_gzip = PlainRenderer(metrics, latency)
     ours_plain = MetricsRenderer(metrics, latency)
     plain_plain = PlainRenderer(metrics, latency)
-    timed = {"ours": TimedListener(ours_plain.update), "plain": TimedListener(plain_plain.update)}
-    fleet.listeners += [ours_gzip.update, plain_gzip.update, *timed.values()]
+    timed = {
+        "gzip ours": TimedListener(ours_gzip.update),
+        "gzip plain": TimedListener(plain_gzip.update),
+        "ours": TimedListener(ours_plain.update),
+        "plain": TimedListener(plain_plain.update),
+    }
+    fleet.listeners += timed.values()
     fleet.fill()
-    loop = asyncio.new_event_loop()
 
     def ours_gzip_scrape() -> list[bytes]:
-        return loop.run_until_complete(_gzip_body(ours_gzip))
+        return ours_gzip.scrape().gzipped()
 
     def plain_gzip_scrape() -> list[bytes]:
         return streamed_gzip(plain_gzip.render_parts())
 
-    gzip_row = Row("gzip piece cache", "CPU per gzip scrape, joins left to it + deflate", "ms")
-    gzip_held = Row("gzip piece cache", "deflated pieces held between scrapes", "MB")
+    gzip_row = Row("deflated segments", "CPU per gzip scrape, joins left to it", "ms")
     tick_row = Row(
-        "segment joins", "CPU per 15 s: updates (render_key, joins) + one scrape's blocks", "ms"
+        "deflated segments", "CPU per 15 s: updates (render_key, joins) + one gzip scrape", "ms"
     )
-    scrape_row = Row("segment joins", "CPU per scrape alone (joins left to it, listing)", "ms")
+    scrape_row = Row(
+        "deflated segments", "CPU per plain scrape, joins left to it (inflated / joined)", "ms"
+    )
     for repeat in range(-1, repeats):  # the first 15 s warms every cache up, not counted
         for listener in timed.values():
             listener.ms = 0.0
@@ -386,8 +404,8 @@ def scrape_cpu(keys: int, repeats: int, log: Callable[[str], None]) -> ScrapeCpu
         scrapes: dict[str, Callable[[], object]] = {
             "gzip ours": ours_gzip_scrape,
             "gzip plain": plain_gzip_scrape,
-            "ours": ours_plain.render_parts,
-            "plain": plain_plain.render_parts,
+            "ours": partial(consumed, ours_plain),
+            "plain": partial(consumed, plain_plain),
         }
         order = list(scrapes) if repeat % 2 else list(reversed(scrapes))
         spent = {name: _cpu_ms(scrapes[name]) for name in order}
@@ -397,31 +415,28 @@ def scrape_cpu(keys: int, repeats: int, log: Callable[[str], None]) -> ScrapeCpu
         gzip_row.plain.append(spent["gzip plain"])
         scrape_row.ours.append(spent["ours"])
         scrape_row.plain.append(spent["plain"])
-        tick_row.ours.append(timed["ours"].ms + spent["ours"])
-        tick_row.plain.append(timed["plain"].ms + spent["plain"])
-        kept = ours_gzip.gzip_snapshot().pieces
-        gzip_held.ours.append(sum(len(piece) for piece in kept if piece) / 1e6)
-        gzip_held.plain.append(0.0)
+        tick_row.ours.append(timed["gzip ours"].ms + spent["gzip ours"])
+        tick_row.plain.append(timed["gzip plain"].ms + spent["gzip plain"])
         log(
             f"  15 s #{repeat + 1}: gzip scrape {spent['gzip ours']:.1f} / "
-            f"{spent['gzip plain']:.1f} ms, scrape {spent['ours']:.1f} / {spent['plain']:.1f} ms"
+            f"{spent['gzip plain']:.1f} ms, plain scrape {spent['ours']:.1f} / "
+            f"{spent['plain']:.1f} ms"
         )
     gzip_body = ours_gzip_scrape()
-    plain_body = ours_plain.render_parts()
-    loop.close()
+    plain_body = plain_text(ours_plain)
     # Every form says the same: the keys' samples (all but the exporter-wide part) identical.
     samples = {
         "segments": _key_samples(b"".join(plain_body)),
         "plain renderer": _key_samples(b"".join(plain_plain.render_parts())),
-        "gzip pieces": _key_samples(gzip.decompress(b"".join(gzip_body))),
+        "held pieces": _key_samples(gzip.decompress(b"".join(gzip_body))),
         "streamed gzip": _key_samples(gzip.decompress(b"".join(plain_gzip_scrape()))),
     }
     different = [form for form, text in samples.items() if text != samples["segments"]]
     assert not different, f"{different} differ from the segments' exposition"
-    size = Row("gzip piece cache", "gzip body", "MB")
+    size = Row("deflated segments", "gzip body", "MB")
     size.ours.append(sum(map(len, gzip_body)) / 1e6)
     size.plain.append(sum(map(len, plain_gzip_scrape())) / 1e6)
-    rows = [gzip_row, size, gzip_held, tick_row, scrape_row]
+    rows = [gzip_row, size, tick_row, scrape_row]
     return ScrapeCpu(rows, plain_body, gzip_body)
 
 
@@ -441,8 +456,10 @@ def memory_rows(keys: int, log: Callable[[str], None]) -> list[Row]:
     """Memory held by the store (Readings or dicts) and by the exposition (segments or per-key
     bytes), and a scrape's transient peak, each form built alone under tracemalloc."""
     store_row = Row("Readings", f"store after 15 s, {keys} keys x 2 probes (tracemalloc)", "MiB")
-    held_row = Row("segment joins", "exposition held when a scrape comes (tracemalloc)", "MiB")
-    peak_row = Row("segment joins", "a scrape's transient peak above held (tracemalloc)", "MiB")
+    held_row = Row("deflated segments", "exposition held when a scrape comes (tracemalloc)", "MiB")
+    peak_row = Row(
+        "deflated segments", "a plain scrape's transient peak above held (tracemalloc)", "MiB"
+    )
     tracemalloc.start()
     try:
         fleets: dict[str, Fleet] = {}
@@ -468,16 +485,15 @@ def memory_rows(keys: int, log: Callable[[str], None]) -> list[Row]:
             )
             for state in fleet.store.states():
                 renderer.update(state)
-            renderer.render_parts()
+            consumed(renderer)
             fleet.listeners[:] = [renderer.update]
             fleet.advance()
-            renderer.render_parts()
+            consumed(renderer)
             fleet.advance()
             held = _traced()  # 15 s of probes after a scrape, when the next one comes
             tracemalloc.reset_peak()
-            parts = renderer.render_parts()
+            consumed(renderer)
             peak = tracemalloc.get_traced_memory()[1] - held
-            del parts
             getattr(held_row, form).append((held - before) / 2**20)
             getattr(peak_row, form).append(peak / 2**20)
             log(
@@ -493,19 +509,21 @@ def memory_rows(keys: int, log: Callable[[str], None]) -> list[Row]:
 
 def _gzip_peaks(fleet: Fleet, log: Callable[[str], None]) -> Row:
     """A gzip scrape's transient peak, each form after its own 15 s of probes (so each joins
-    and deflates what changed), on one renderer whose pieces a first gzip scrape made."""
-    row = Row("gzip piece cache", "a gzip scrape's transient peak above held (tracemalloc)", "MiB")
-    renderer = MetricsRenderer(ExporterMetrics(), fleet.store.latency)
+    and deflates what changed)."""
+    row = Row("deflated segments", "a gzip scrape's transient peak above held (tracemalloc)", "MiB")
+    metrics = ExporterMetrics()
+    ours = MetricsRenderer(metrics, fleet.store.latency)
+    plain = PlainRenderer(metrics, fleet.store.latency)
     for state in fleet.store.states():
-        renderer.update(state)
-    fleet.listeners[:] = [renderer.update]
-    loop = asyncio.new_event_loop()
+        ours.update(state)
+        plain.update(state)
     scrapes: dict[str, Callable[[], list[bytes]]] = {
-        "ours": lambda: loop.run_until_complete(_gzip_body(renderer)),
-        "plain": lambda: streamed_gzip(renderer.render_parts()),
+        "ours": lambda: ours.scrape().gzipped(),
+        "plain": lambda: streamed_gzip(plain.render_parts()),
     }
-    scrapes["ours"]()
     for form in ("ours", "plain"):
+        scrapes[form]()
+        fleet.listeners[:] = [ours.update if form == "ours" else plain.update]
         fleet.advance()
         held = _traced()
         tracemalloc.reset_peak()
@@ -514,7 +532,6 @@ def _gzip_peaks(fleet: Fleet, log: Callable[[str], None]) -> Row:
         del body
         getattr(row, form).append(peak)
         log(f"  gzip scrape, {form}: peak {peak:.1f} MiB")
-    loop.close()
     fleet.listeners.clear()
     return row
 
@@ -613,7 +630,6 @@ def serve(form: str, parts_file: Path) -> None:
     one joined body (joined) or each block written as it is (each). Prints its port when up."""
     parts = read_parts(parts_file)
     limiter = ScrapeLimiter(0)
-    scrapes = _InFlight()
 
     async def metrics(request: web.Request) -> web.StreamResponse:
         if form == "joined":
@@ -629,8 +645,7 @@ def serve(form: str, parts_file: Path) -> None:
         scrape = limiter.enter()
         assert scrape is not None
         with scrape:
-            async with scrapes:
-                return await _stream(request, parts, scrapes, scrape)
+            return await _stream(request, parts, sum(map(len, parts)), scrape)
 
     async def main() -> None:
         app = web.Application()
@@ -731,8 +746,7 @@ def run(keys: int, repeats: int, rounds: int, log: Callable[[str], None]) -> lis
         kinds = {"plain": scrapes.plain_parts, "gzipped": scrapes.gzip_parts}
         serving = serving_rows(kinds, rounds, workdir, log)
     store, held, peak, gzip_peak = memory
-    gzip_rows, segment_rows = scrapes.rows[:3], scrapes.rows[3:]
-    rows = [*gzip_rows, gzip_peak, *segment_rows, held, peak, store, *readings, *config, *serving]
+    rows = [*scrapes.rows, held, gzip_peak, peak, store, *readings, *config, *serving]
     log(f"done in {time.monotonic() - started:.0f} s")
     return rows
 

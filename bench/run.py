@@ -798,26 +798,28 @@ def _fleet_rows(
     largest = fleets[-1]
     for fleet in fleets:
         n = f"{fleet.size.keys:,} keys"
-        target = "p50 <= 20 ms, p99 <= 50 ms" if fleet is largest else "-"
-        ok = fleet.scrape_p50_ms <= 20 and fleet.scrape_p99_ms <= 50
         rows.append(
             (
                 f"1. /metrics latency, {n} ({fleet.scrape_count} scrapes)",
-                target,
+                "-",
                 f"p50 {fleet.scrape_p50_ms:.1f} ms, p99 {fleet.scrape_p99_ms:.1f} ms, "
                 f"{fleet.body_bytes / 1e6:.2f} MB (loopback floor for as many bytes: p50 "
                 f"{fleet.floor_p50_ms:.1f} ms)",
-                _verdict(ok) if fleet is largest else "",
+                "",
             )
         )
         if fleet.gzip is not None:
+            # The bound is on the scrape Prometheus makes: it always asks for gzip, and the
+            # exposition is held deflated (a plain scrape inflates it, see bench/NOTES.md).
+            target = "p50 <= 20 ms, p99 <= 50 ms" if fleet is largest else "-"
+            ok = fleet.gzip.p50_ms <= 20 and fleet.gzip.p99_ms <= 50
             rows.append(
                 (
                     f"1. /metrics latency gzipped (Accept-Encoding: gzip, as Prometheus asks), {n}",
-                    "-",
+                    target,
                     f"p50 {fleet.gzip.p50_ms:.1f} ms, p99 {fleet.gzip.p99_ms:.1f} ms, "
                     f"{fleet.gzip.size / 1e6:.2f} MB sent",
-                    "",
+                    _verdict(ok) if fleet is largest else "",
                 )
             )
         if fleet.idle is not None:

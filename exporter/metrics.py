@@ -1,4 +1,5 @@
-"""Prometheus exposition of the state store, kept pre-rendered per key so scrapes only join bytes."""
+"""Prometheus exposition of the state store, kept rendered and deflated so a scrape only lists
+blocks: each key is re-rendered when its state changes, never by a scrape."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import platform
 import time
 from array import array
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import (
@@ -21,6 +22,7 @@ from prometheus_client import (
 
 from exporter import __version__
 from exporter.classify import error_code_label
+from exporter.gzip_body import EMPTY, Deflated, deflate, gzip_member, inflate, text_size
 from exporter.readings import Readings
 from exporter.state import LATENCY_BUCKETS, KeyState, LatencyHistogram, ProbeState
 
@@ -379,23 +381,25 @@ class ExporterMetrics:
         self.shard.labels(str(index), str(total)).set(1)
 
 
-SEGMENT_KEYS = 64  # keys joined together; a probe re-joins only its own segment at the next scrape
-JOIN_AFTER = 4  # renderings a segment holds before joining them without waiting for a scrape
+SEGMENT_KEYS = 64  # keys joined together; a probe re-joins only its own segment
+# Renderings a segment holds before joining them without waiting for a scrape. A join deflates
+# each family that changed for the whole segment, so it is paid once per JOIN_AFTER renderings;
+# the renderings that wait are plain text (about 2.6 KB a key).
+JOIN_AFTER = 16
 
 
 class _Segment:
-    """Up to SEGMENT_KEYS keys: their samples joined per family, and where each key's lie.
+    """Up to SEGMENT_KEYS keys: their samples joined per family and held deflated, and where
+    each key's lie.
 
-    Each key's bytes live only inside the joined blocks (plus a fresh rendering until the next
-    scrape joins it in), so the exposition is held once, not once per key and once joined.
+    Each key's bytes live only inside the deflated blocks (plus a fresh rendering until the next
+    join), so the exposition is held once, and as Prometheus asks for it (gzip_body.py).
     """
 
-    __slots__ = ("deflated", "families", "lengths", "names", "pending", "position")
+    __slots__ = ("families", "lengths", "names", "pending", "position")
 
     def __init__(self) -> None:
-        self.families: list[bytes] = [b""] * len(FAMILIES)
-        # each family block's gzip piece, made at the first gzip scrape that sends it
-        self.deflated: list[bytes | None] = [None] * len(FAMILIES)
+        self.families: list[Deflated] = [EMPTY] * len(FAMILIES)
         self.names: list[str] = []  # output order
         self.position: dict[str, int] = {}  # name -> index in names
         # per family: bytes of each key (a key's samples of one family are far below 64 KiB);
@@ -406,8 +410,8 @@ class _Segment:
     def join(self) -> None:
         """Splice the pending renderings into the joined blocks.
 
-        Unchanged keys are copied as runs between the changed ones, so the cost follows the
-        number of changed keys, not the segment's size.
+        Unchanged keys are copied as runs between the changed ones, and a family none of the
+        changed keys' samples moved in is kept deflated as it is.
         """
         changed: list[tuple[int, list[bytes] | None]] = []
         added: list[tuple[str, list[bytes]]] = []
@@ -419,18 +423,16 @@ class _Segment:
                 added.append((name, fresh))
         self.pending.clear()
         changed.sort(key=lambda item: item[0])
-        families: list[bytes] = []
-        deflated: list[bytes | None] = []
-        for family, (block, lengths) in enumerate(zip(self.families, self.lengths, strict=True)):
+        families: list[Deflated] = []
+        for family, (held, lengths) in enumerate(zip(self.families, self.lengths, strict=True)):
+            block = inflate(held)
             offsets = [0, *itertools.accumulate(lengths)]
             if not added and all(
                 fresh is not None and block[offsets[index] : offsets[index + 1]] == fresh[family]
                 for index, fresh in changed
             ):
-                # Most families do not change with a probe (validity, info, result, status...):
-                # kept as they are, about half the copying of a join.
-                families.append(block)
-                deflated.append(self.deflated[family])
+                # Most families do not change with a probe (validity, info, result, status...).
+                families.append(held)
                 continue
             view = memoryview(block)
             pieces: list[bytes | memoryview] = []
@@ -445,11 +447,9 @@ class _Segment:
             for _, fresh in added:
                 pieces.append(fresh[family])
                 lengths.append(len(fresh[family]))
-            families.append(b"".join(pieces))
-            deflated.append(None)
+            families.append(deflate(b"".join(pieces)))
             view.release()
         self.families = families
-        self.deflated = deflated
         self.names.extend(name for name, _ in added)
         if any(fresh is None for _, fresh in changed):
             self._drop({index for index, fresh in changed if fresh is None})
@@ -469,6 +469,32 @@ class _Segment:
         self.position = {name: index for index, name in enumerate(self.names)}
 
 
+_HEADERS = [deflate(family.header) for family in FAMILIES]
+
+
+@dataclass(frozen=True, slots=True)
+class Exposition:
+    """What one scrape sends, taken at once: the keys' samples as held (deflated, shared with
+    every other scrape and never changed), then the exporter-wide samples rendered for it."""
+
+    held: list[Deflated]
+    fresh: list[bytes]
+
+    @property
+    def size(self) -> int:
+        """Bytes of the plain text."""
+        return sum(map(text_size, self.held)) + sum(map(len, self.fresh))
+
+    def plain(self) -> Iterator[bytes]:
+        """The text, block by block: inflated as it is sent, never held whole."""
+        yield from map(inflate, self.held)
+        yield from self.fresh
+
+    def gzipped(self) -> list[bytes]:
+        """One gzip member: the held pieces as they are, the fresh blocks deflated now."""
+        return gzip_member([*self.held, *map(deflate, self.fresh)])
+
+
 class MetricsRenderer:
     """Keeps the rendered samples; re-renders a key only when its state changes.
 
@@ -486,7 +512,7 @@ class MetricsRenderer:
         self._segment_of: dict[str, _Segment] = {}
         self._segments: list[_Segment] = []
         self._dirty: dict[int, _Segment] = {}
-        self._parts: list[bytes] | None = None  # the keys' samples, shared until a change
+        self._held: list[Deflated] | None = None  # the keys' samples, shared until a change
         # Exporter-wide samples rendered elsewhere when their data changes (the key inventory).
         self.extra_exposition: Callable[[], bytes] = bytes
 
@@ -498,10 +524,10 @@ class MetricsRenderer:
         segment.pending[state.name] = render_key(state)
         if len(segment.pending) >= JOIN_AFTER:
             # Joined now rather than at the next scrape: renderings waiting for a scrape would
-            # be a second copy of the exposition when scrapes are rare; at most JOIN_AFTER wait.
+            # be a plain copy of the exposition when scrapes are rare.
             segment.join()
             self._dirty.pop(id(segment), None)
-            self._parts = None
+            self._held = None
         else:
             self._dirty[id(segment)] = segment
 
@@ -523,85 +549,36 @@ class MetricsRenderer:
 
     def _join_dirty(self) -> None:
         if self._dirty:
-            self._parts = None  # it lists the blocks these joins replace
+            self._held = None  # it lists the blocks these joins replace
         for segment in self._dirty.values():
             segment.join()
         self._dirty.clear()
         self._segments = [segment for segment in self._segments if segment.names]
 
-    def _key_parts(self) -> list[bytes]:
+    def _keys_held(self) -> list[Deflated]:
         self._join_dirty()
-        parts: list[bytes] = []
+        held: list[Deflated] = []
         # Segments by family, transposed by zip in C: the cost of a scrape stays out of Python's
         # loop over every segment.
         columns = zip(*(segment.families for segment in self._segments), strict=True)
-        for family, blocks in zip(FAMILIES, columns, strict=False):
-            samples = list(filter(None, blocks))
+        for header, blocks in zip(_HEADERS, columns, strict=False):
+            samples = [block for block in blocks if text_size(block)]
             if samples:
-                parts.append(family.header)
-                parts.extend(samples)
-        return parts
+                held.append(header)
+                held.extend(samples)
+        return held
 
-    def render_parts(self) -> list[bytes]:
-        """The exposition as a list of blocks to send in order: the keys' samples (the
-        segments' own blocks, never copied into one body), then the exporter-wide ones."""
-        if self._parts is None or self._dirty:
-            self._parts = self._key_parts()
-        return [*self._parts, *self._exporter_wide()]
-
-    def _exporter_wide(self) -> list[bytes]:
-        return [
+    def scrape(self) -> Exposition:
+        """The exposition to send now: the keys' samples as held, then the exporter-wide ones."""
+        if self._held is None or self._dirty:
+            self._held = self._keys_held()
+        fresh = [
             render_latency(self._latency),
             self.extra_exposition(),
             generate_latest(self._exporter_metrics.registry),
         ]
+        return Exposition(self._held, fresh)
 
     def render(self) -> bytes:
-        return b"".join(self.render_parts())
-
-    def gzip_snapshot(self) -> GzipSnapshot:
-        """The blocks render_parts would send, each with its gzip piece where one is kept."""
-        self._join_dirty()
-        snapshot = GzipSnapshot()
-        for index, family in enumerate(FAMILIES):
-            header_added = False
-            for segment in self._segments:
-                block = segment.families[index]
-                if not block:
-                    continue
-                if not header_added:
-                    snapshot.add(family.header, None, None)
-                    header_added = True
-                snapshot.add(block, segment.deflated[index], (segment, index))
-        for block in self._exporter_wide():
-            snapshot.add(block, None, None)
-        return snapshot
-
-    @staticmethod
-    def keep_pieces(snapshot: GzipSnapshot, pieces: list[bytes]) -> None:
-        """Keep the gzip pieces a scrape made for `snapshot` (one per block, in order) in the
-        segments whose blocks have not changed since; the renderer alone writes its segments."""
-        for position, segment, family in snapshot.deflated_here:
-            if segment.families[family] is snapshot.blocks[position]:
-                segment.deflated[family] = pieces[position]
-
-
-class GzipSnapshot:
-    """A gzip scrape's blocks in order, taken at once, and the pieces kept for them: `pieces`
-    has None where the block still needs deflating. Read-only for the scrape."""
-
-    __slots__ = ("blocks", "deflated_here", "pieces")
-
-    def __init__(self) -> None:
-        self.blocks: list[bytes] = []
-        self.pieces: list[bytes | None] = []
-        # the blocks this scrape deflates that a segment can keep: position in `blocks`,
-        # segment, family
-        self.deflated_here: list[tuple[int, _Segment, int]] = []
-
-    def add(self, block: bytes, piece: bytes | None, home: tuple[_Segment, int] | None) -> None:
-        if piece is None and home is not None:
-            segment, family = home
-            self.deflated_here.append((len(self.blocks), segment, family))
-        self.blocks.append(block)
-        self.pieces.append(piece)
+        """The whole text at once (for checks and tests; a scrape streams it)."""
+        return b"".join(self.scrape().plain())

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import mmap
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from exporter.connection_hygiene import Scrape, ScrapeLimiter, plain_server_header
-from exporter.gzip_body import GZIP_HEADER, GzipBody, accepts_gzip
+from exporter.gzip_body import accepts_gzip
 from exporter.links import DEFAULT_LINKS, RUNBOOK_LANGUAGES, RUNBOOK_PATH, Links
-from exporter.metrics import CONTENT_TYPE, MetricsRenderer
+from exporter.metrics import CONTENT_TYPE
 from exporter.runbook_pages import load_runbook_pages
 from exporter.service import Exporter
 from exporter.status_page import status_page
@@ -35,8 +35,6 @@ def create_app(
     plain_server_header(app)
 
     limiter = ScrapeLimiter(max_requests)
-    scrapes = _InFlight()
-    deflating = asyncio.Lock()  # one scrape deflates at a time; the next reuses its pieces
 
     async def metrics(request: web.Request) -> web.StreamResponse:
         # Only the stored results are rendered: a scrape never causes an upstream request.
@@ -46,14 +44,12 @@ def create_app(
                 status=503, text="Too many concurrent scrapes (--web.max-requests)\n"
             )
         with scrape:
-            async with scrapes:
-                if accepts_gzip(request.headers.get("Accept-Encoding", "")):
-                    async with deflating:
-                        body = await _gzip_body(exporter.renderer)
-                    return await _stream(
-                        request, body, scrapes, scrape, {"Content-Encoding": "gzip"}
-                    )
-                return await _stream(request, exporter.renderer.render_parts(), scrapes, scrape)
+            exposition = exporter.renderer.scrape()
+            if accepts_gzip(request.headers.get("Accept-Encoding", "")):
+                body = exposition.gzipped()
+                gzip_header = {"Content-Encoding": "gzip"}
+                return await _stream(request, body, sum(map(len, body)), scrape, gzip_header)
+            return await _stream(request, exposition.plain(), exposition.size, scrape)
 
     async def healthy(_: web.Request) -> web.Response:
         return web.Response(text="OK\n")
@@ -114,51 +110,21 @@ _PAGE_HEADERS = {
 }
 
 
-class _InFlight:
-    """Scrapes being sent now."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    async def __aenter__(self) -> None:
-        self.count += 1
-
-    async def __aexit__(self, *_: object) -> None:
-        self.count -= 1
-
-
-async def _gzip_body(renderer: MetricsRenderer) -> list[bytes]:
-    """The exposition gzipped, as pieces: blocks deflated by an earlier scrape are reused, the
-    others deflated now, on the loop (not in a thread: see bench/NOTES.md), which it lets probes
-    use every SCRAPE_STEP_SECONDS. The pieces made go back to the renderer, which keeps them."""
-    snapshot = renderer.gzip_snapshot()
-    body = GzipBody()
-    pieces: list[bytes] = []
-    loop = asyncio.get_running_loop()
-    held_since = loop.time()
-    for block, kept in zip(snapshot.blocks, snapshot.pieces, strict=True):
-        pieces.append(body.piece(block, kept))
-        if loop.time() - held_since >= SCRAPE_STEP_SECONDS:
-            await asyncio.sleep(0)
-            held_since = loop.time()
-    renderer.keep_pieces(snapshot, pieces)
-    return [GZIP_HEADER, *pieces, body.end()]
-
-
 async def _stream(
     request: web.Request,
-    parts: list[bytes],
-    scrapes: _InFlight,
+    parts: Iterable[bytes],
+    length: int,
     scrape: Scrape,
     encoding: dict[str, str] | None = None,
 ) -> web.StreamResponse:
-    """Send the exposition's blocks through one buffer of SCRAPE_SLICE_BYTES, refilled once the
-    socket took each fill: a scrape holds one buffer, never a copy of a body that is tens of
-    megabytes at 10,000 keys, and the blocks themselves are shared with every other scrape."""
+    """Send the exposition's blocks (`length` bytes in all) through one buffer of
+    SCRAPE_SLICE_BYTES, refilled once the socket took each fill: a scrape holds one buffer, never
+    a copy of a body that is tens of megabytes at 10,000 keys; a plain scrape inflates each block
+    as it comes to it."""
     response = web.StreamResponse(
         headers={"Content-Type": CONTENT_TYPE, "Vary": "Accept-Encoding", **(encoding or {})}
     )
-    response.content_length = sum(len(part) for part in parts)
+    response.content_length = length
     await response.prepare(request)
     # TLS may keep what it was given until it encrypts it: it gets copies, not the buffer.
     copies = request.transport is None or request.transport.get_extra_info("sslcontext") is not None
@@ -170,18 +136,19 @@ async def _stream(
     for chunk in _slices(parts, memoryview(buffer)):
         if not await scrape.write(request, response, bytes(chunk) if copies else chunk):
             return response  # the client went away, or stopped reading and was dropped
-        # A write that the socket takes whole does not yield: a fast reader got the whole
-        # exposition in one step of the loop, and forty of them made probes late by seconds.
-        # With others in flight a scrape holds the loop about SCRAPE_STEP_SECONDS at a time;
-        # alone, it is sent in one go (tens of ms at most) and answers sooner.
-        if scrapes.count > 1 and loop.time() - held_since >= SCRAPE_STEP_SECONDS:
+        # A write that the socket takes whole does not yield: a reader that keeps up got the
+        # whole exposition in one step of the loop, and forty of them made probes late by
+        # seconds. So a scrape holds the loop about SCRAPE_STEP_SECONDS at a time, even when it
+        # is the only one in flight: the requests waiting to start are not in flight yet, and
+        # each would take its whole step after it.
+        if loop.time() - held_since >= SCRAPE_STEP_SECONDS:
             await asyncio.sleep(0)
             held_since = loop.time()
     await scrape.finish(request, response)
     return response
 
 
-def _slices(parts: list[bytes], buffer: memoryview) -> Iterator[memoryview]:
+def _slices(parts: Iterable[bytes], buffer: memoryview) -> Iterator[memoryview]:
     """Small blocks copied into `buffer`, which is yielded each time it is full (the consumer is
     done with it before asking for the next); a block as large as the buffer is yielded as
     views of itself, not copied."""

@@ -12,14 +12,13 @@ from tests.harness import REPO
 NUMBER = r"\d+\.\d+(?: \(\d+\.\d+-\d+\.\d+\))?"
 TINY = ("--keys", "200", "--repeats", "1", "--rounds", "1")
 ROWS = (
-    ("gzip piece cache", "CPU per gzip scrape"),
-    ("gzip piece cache", "gzip body"),
-    ("gzip piece cache", "deflated pieces held between scrapes"),
-    ("gzip piece cache", "a gzip scrape's transient peak above held"),
-    ("segment joins", "CPU per 15 s: updates"),
-    ("segment joins", "CPU per scrape alone"),
-    ("segment joins", "exposition held when a scrape comes"),
-    ("segment joins", "a scrape's transient peak above held"),
+    ("deflated segments", "CPU per gzip scrape"),
+    ("deflated segments", "gzip body"),
+    ("deflated segments", "CPU per 15 s: updates"),
+    ("deflated segments", "CPU per plain scrape"),
+    ("deflated segments", "exposition held when a scrape comes"),
+    ("deflated segments", "a gzip scrape's transient peak above held"),
+    ("deflated segments", "a plain scrape's transient peak above held"),
     ("Readings", "store after 15 s, 200 keys x 2 probes"),
     ("Readings", "CPU per 15 s of results"),
     ("Readings", "CPU to render all 200 keys"),

@@ -3,7 +3,6 @@ change, byte for byte the plain exposition once decoded, by curl and Prometheus'
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import random
 import subprocess
@@ -13,9 +12,8 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from exporter.gzip_body import GZIP_HEADER, GzipBody, accepts_gzip
+from exporter.gzip_body import accepts_gzip, deflate, gzip_member, inflate
 from exporter.metrics import SEGMENT_KEYS, ExporterMetrics, MetricsRenderer
-from exporter.server import _gzip_body
 from exporter.simulator import make_key
 from exporter.state import StateStore
 from tests.conftest import require_tool
@@ -32,32 +30,30 @@ def _single_member(body: bytes) -> bytes:
     return data
 
 
-def _gzip(blocks: list[bytes], kept: list[bytes | None]) -> bytes:
-    body = GzipBody()
-    pieces = [body.piece(block, piece) for block, piece in zip(blocks, kept, strict=True)]
-    return GZIP_HEADER + b"".join(pieces) + body.end()
-
-
 def test_pieces_made_at_different_times_make_one_valid_member() -> None:
     rng = random.Random(5)
     for _ in range(50):
         blocks = [
             rng.randbytes(rng.choice((0, 1, 300)))
-            + b"openai_probe_success 1\n" * rng.randrange(900)
+            + b"openai_probe_success 1\n" * rng.randrange(9000)  # some beyond 64 KiB
             for _ in range(rng.randrange(1, 40))
         ]
-        earlier = GzipBody()  # pieces an earlier scrape made, with its own compressor
-        kept = [earlier.piece(block) if rng.random() < 0.5 else None for block in blocks]
-        body = _gzip(blocks, kept)
+        deflated = [deflate(block) for block in blocks]
+        rng.shuffle(order := list(range(len(blocks))))
+        for index in order:  # made in another order, each one alone, then put in order
+            deflated[index] = deflate(blocks[index])
+        body = b"".join(gzip_member(deflated))
         assert _single_member(body) == b"".join(blocks)
         assert gzip.decompress(body) == b"".join(blocks)  # CRC and size checked
+        assert [inflate(block) for block in deflated] == blocks
 
 
 def test_a_wrong_piece_is_caught_by_the_crc() -> None:
-    blocks = [b"a 1\n" * 100, b"b 2\n" * 100]
-    stale = GzipBody().piece(b"b 3\n" * 100)
+    blocks = [deflate(b"a 1\n" * 100), deflate(b"b 2\n" * 100)]
+    stale = deflate(b"b 3\n" * 100)
+    wrong = (stale[0], blocks[1][1], blocks[1][2])  # the stale piece as the block
     with pytest.raises(gzip.BadGzipFile, match="CRC"):
-        gzip.decompress(_gzip(blocks, [None, stale]))
+        gzip.decompress(b"".join(gzip_member([blocks[0], wrong])))
 
 
 @pytest.mark.parametrize(
@@ -93,18 +89,17 @@ def _key_lines(text: bytes) -> list[bytes]:
     return [line for line in text.splitlines() if not line.startswith((b"process_", b"python_"))]
 
 
+def _gzipped(renderer: MetricsRenderer) -> bytes:
+    return _single_member(b"".join(renderer.scrape().gzipped()))
+
+
 def test_gzip_body_decodes_to_the_plain_exposition_through_updates() -> None:
     store, renderer, names = _fleet(3 * SEGMENT_KEYS + 7)
     rng = random.Random(2)
-
-    async def scrapes() -> None:
-        for step in range(300):
-            record_random_results(store, rng, names)
-            if step % 20 == 0:
-                body = b"".join(await _gzip_body(renderer))
-                assert key_samples(_single_member(body)) == fresh_render(store), step
-
-    asyncio.run(scrapes())
+    for step in range(300):
+        record_random_results(store, rng, names)
+        if step % 20 == 0:
+            assert key_samples(_gzipped(renderer)) == fresh_render(store), step
 
 
 def test_a_plain_scrape_after_a_gzip_one_says_what_changed_since() -> None:
@@ -113,50 +108,36 @@ def test_a_plain_scrape_after_a_gzip_one_says_what_changed_since() -> None:
     renderer.render()
     for step in range(40):
         record_random_results(store, rng, names)  # one rendering, joined by the next scrape
-        body = b"".join(asyncio.run(_gzip_body(renderer)))
-        assert key_samples(_single_member(body)) == fresh_render(store), step
+        assert key_samples(_gzipped(renderer)) == fresh_render(store), step
         assert key_samples(renderer.render()) == fresh_render(store), step
 
 
-def test_a_piece_is_deflated_once_and_kept_until_its_block_changes() -> None:
+def test_a_join_deflates_only_the_families_that_changed() -> None:
     store, renderer, names = _fleet(2 * SEGMENT_KEYS)
     rng = random.Random(4)
     for _ in range(200):
         record_random_results(store, rng, names)
-
-    def missing() -> int:
-        snapshot = renderer.gzip_snapshot()
-        return len(snapshot.deflated_here)
-
-    before = missing()
-    assert before > 0
-    asyncio.run(_gzip_body(renderer))
-    assert missing() == 0, "a second scrape deflated again what had not changed"
+    before = renderer.scrape().held
+    assert renderer.scrape().held is before, "a scrape with nothing new re-listed the blocks"
     record_random_results(store, rng, names[:1])  # one key of the first segment
-    renderer.render_parts()
-    changed = missing()
-    assert 0 < changed < before / 2, (changed, before)
+    after = renderer.scrape().held
+    kept = {id(block) for block in before}
+    remade = [block for block in after if id(block) not in kept]
+    assert 0 < len(remade) < len(after) / 4, (len(remade), len(after))
 
 
-def test_a_piece_of_a_block_that_changed_meanwhile_is_not_kept() -> None:
+def test_a_scrape_in_flight_sends_what_it_took_though_probes_land_meanwhile() -> None:
     store, renderer, names = _fleet(SEGMENT_KEYS)
     rng = random.Random(6)
     for _ in range(50):
         record_random_results(store, rng, names)
-    snapshot = renderer.gzip_snapshot()
-    body = GzipBody()
-    kept_pieces = zip(snapshot.blocks, snapshot.pieces, strict=True)
-    pieces = [body.piece(block, kept) for block, kept in kept_pieces]
-    for _ in range(10):  # probes finish while the scrape yields the loop
+    exposition = renderer.scrape()
+    taken = renderer.render()
+    for _ in range(10):  # probes finish while the scrape waits for the socket
         record_random_results(store, rng, names)
-    renderer.render_parts()
-    renderer.keep_pieces(snapshot, pieces)
-
-    async def check() -> None:
-        body = b"".join(await _gzip_body(renderer))
-        assert _key_lines(_single_member(body)) == _key_lines(renderer.render())
-
-    asyncio.run(check())
+    assert _key_lines(b"".join(exposition.plain())) == _key_lines(taken)
+    assert _key_lines(_single_member(b"".join(exposition.gzipped()))) == _key_lines(taken)
+    assert key_samples(_gzipped(renderer)) == fresh_render(store)
 
 
 @pytest.fixture(scope="module")
