@@ -6,6 +6,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import trustme
 import yaml
@@ -83,11 +84,15 @@ def _get_json(url: str, path: str, certificates: Certificates | None) -> object:
     return response.json()
 
 
-def simulator_stats(simulator: Simulator, certificates: Certificates | None) -> dict[str, dict]:
+SimulatorStats = dict[str, dict[str, Any]]  # key id -> counters and request times
+
+
+def simulator_stats(simulator: Simulator, certificates: Certificates | None) -> SimulatorStats:
     """Per key id: rest_requests, realtime_sessions and their monotonic times."""
     document = _get_json(simulator.url, "/_sim/stats", certificates)
     assert isinstance(document, dict)
-    return document["keys"]
+    keys: SimulatorStats = document["keys"]
+    return keys
 
 
 @dataclass

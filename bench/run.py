@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -44,6 +45,7 @@ from bench.processes import (
     Exporter,
     Fleet,
     Simulator,
+    SimulatorStats,
     simulator_stats,
     start_blackbox,
     start_exporter,
@@ -297,7 +299,7 @@ def _hammer(
 def _punctuality(
     fleet: Fleet,
     size: FleetSize,
-    stats: dict[str, dict],
+    stats: SimulatorStats,
     exporter: Exporter,
     result: FleetResult,
     window: tuple[float, float] | None,
@@ -553,7 +555,7 @@ def _lean_client(
     return seconds
 
 
-def _answered(entry: dict | None, index: int) -> float:
+def _answered(entry: dict[str, Any] | None, index: int) -> float:
     """The simulator's arrival-to-written time for a key's request number `index` (0-based)."""
     if entry is None or index >= len(entry["rest_request_times"]):
         return float("nan")
@@ -567,7 +569,7 @@ def _answered(entry: dict | None, index: int) -> float:
 def _ours_timing(
     result: TimingResult,
     rounds: list[dict[str, dict[str, float]]],
-    stats: dict[str, dict],
+    stats: SimulatorStats,
     ids: dict[str, str],
 ) -> None:
     """The first probe of each key opened its connection (TCP and TLS), the second reused it."""
@@ -595,7 +597,7 @@ def _ours_timing(
 def _blackbox_timing(
     result: TimingResult,
     probes: list[BlackboxProbe],
-    stats: dict[str, dict],
+    stats: SimulatorStats,
     keys: dict[str, str],
 ) -> None:
     """One key per blackbox probe, so each probe finds its own answer in the simulator's stats."""

@@ -28,6 +28,6 @@ echo "== ruff" >&2
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 echo "== mypy --strict" >&2
-.venv/bin/mypy --strict exporter
+.venv/bin/mypy --strict exporter bench
 echo "== pytest" >&2
 exec .venv/bin/pytest -p no:cacheprovider "$@"
