@@ -48,10 +48,6 @@ def is_null(node: yaml.Node) -> bool:
 class Dialect(Protocol):
     """How a file's YAML reads: the one difference between the files this module walks."""
 
-    # The configuration's messages keep the form `file: field: problem (fix)`, which its
-    # golden files and tests hold; the web configuration's name the line, as promtool's do.
-    shows_lines: bool
-
     def key(self, node: yaml.Node) -> str:
         """A mapping key as a field name; FieldProblem when it cannot be one."""
 
@@ -72,8 +68,6 @@ class Dialect(Protocol):
 class PyYaml:
     """PyYAML's reading (YAML 1.1 with PyYAML's resolver): converters get Python values, built
     by the strict loader that composed the file (`strict_yaml.StrictSafeLoader`)."""
-
-    shows_lines = False
 
     def __init__(self, loader: yaml.SafeLoader) -> None:
         self._loader = loader
@@ -105,8 +99,6 @@ class GoYamlV2:
     """Go's yaml.v2 UnmarshalStrict, as exporter-toolkit reads its file: a value is read as the
     type its field has (`string`, `boolean`, `string_list`), from the node's text, and null
     reads as the type's zero value. Converters get the node."""
-
-    shows_lines = True
 
     # yaml.v2 reads these plain scalars as booleans (YAML 1.1), y and n included, unlike PyYAML.
     _TRUE = frozenset({"y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"})
@@ -184,9 +176,7 @@ class YamlFile:
 
     def error(self, node: yaml.Node | None, where: str, problem: str, fix: str) -> Exception:
         """`path[:line]: where: problem (fix)`; `where` is "top level" for the whole file."""
-        line = (
-            f":{node.start_mark.line + 1}" if node is not None and self.dialect.shows_lines else ""
-        )
+        line = f":{node.start_mark.line + 1}" if node is not None else ""
         where = where or "top level"
         if len(where) > _WHERE_CHARS:  # field names come from the file: an excerpt, as values
             where = where[:_WHERE_CHARS] + "..."

@@ -183,7 +183,8 @@ def test_durations_are_bounded(field: str, value: str, expected: str) -> None:
     text = f"defaults:\n{base}  {field}: {value}\nkeys: [{{name: w, api_key_env: K}}]\n"
     with pytest.raises(ConfigError) as caught:
         parse_config(text, "d.yml")
-    assert str(caught.value).startswith(f"d.yml: defaults.{field}: ")
+    line = 2 if field == "interval" else 3
+    assert str(caught.value).startswith(f"d.yml:{line}: defaults.{field}: ")
     assert expected in str(caught.value)
 
 
@@ -216,14 +217,17 @@ def test_a_key_pasted_into_any_text_field_is_refused_redacted(field: str, where:
     with pytest.raises(ConfigError) as caught:
         parse_config(text, "pasted.yml")
     message = str(caught.value)
-    assert message.startswith(f"pasted.yml: {where}.{field}: holds what looks like an API key")
+    line = 2 if where == "defaults" else 4
+    assert message.startswith(
+        f"pasted.yml:{line}: {where}.{field}: holds what looks like an API key"
+    ), message
     assert redact(KEY) in message
     assert_no_key(message)
 
 
 def test_a_key_in_the_base_url_path_is_refused() -> None:
     text = f"defaults:\n  base_url: https://proxy.example.com/{KEY}/v1\nkeys: [{{name: w}}]\n"
-    with pytest.raises(ConfigError, match=r"^p\.yml: defaults\.base_url: holds what looks"):
+    with pytest.raises(ConfigError, match=r"^p\.yml:2: defaults\.base_url: holds what looks"):
         parse_config(text, "p.yml")
 
 
@@ -264,7 +268,8 @@ def test_the_issue_base_url_typo_is_refused_by_config_check(tmp_path: Path) -> N
     result = config_check(path)
     assert result.returncode == 1
     assert (
-        f"{path}: keys[0].base_url: the host 'api..openai.com' has an empty label" in result.stderr
+        f"{path}:2: keys[0].base_url: the host 'api..openai.com' has an empty label"
+        in result.stderr
     )
 
 
@@ -300,7 +305,7 @@ def test_config_check_says_what_a_key_path_is(
     result = config_check(path)  # a FIFO once hung here until something wrote to it
     assert time.monotonic() - started < 20
     assert result.returncode == 1
-    assert f"{path}: keys[0].{source}: {key_path} {said} (set {source} to a readable file)" in (
+    assert f"{path}:3: keys[0].{source}: {key_path} {said} (set {source} to a readable file)" in (
         result.stderr
     )
 

@@ -54,7 +54,7 @@ def test_an_unknown_provider_names_the_field_and_the_fix() -> None:
     with pytest.raises(ConfigError) as error:
         parse_config(config_text(provider="aws"), "c.yml")
     assert str(error.value) == (
-        "c.yml: keys[0].provider: 'aws' is not one of openai, azure (use openai or azure)"
+        "c.yml:4: keys[0].provider: 'aws' is not one of openai, azure (use openai or azure)"
     )
 
 

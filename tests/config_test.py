@@ -55,15 +55,26 @@ def test_bad_configuration_is_refused_with_file_field_and_fix(path: Path) -> Non
     with pytest.raises(ConfigError) as caught:
         load_config(str(path))
     message = str(caught.value)
-    assert message.startswith(f"{path}: "), message
     assert expected in message
     # Every error a person can cause says how to fix it, in parentheses at the end.
     assert re.search(r" \(.+\)$", message), message
-    # YAML refused as a whole (syntax, a key set twice, an alias bomb) names the line instead.
-    if not expected.startswith(("not valid YAML", "line ")):
-        field = expected.split(":", 1)[0]
-        assert re.fullmatch(r"top level|[a-z_]+(\[\d+\])?(\.[a-z_]+)*", field), field
-        assert message.startswith(f"{path}: {field}: ")
+    # YAML refused as a whole (syntax, a key set twice, an alias bomb) names the line in words.
+    if expected.startswith(("not valid YAML", "line ")):
+        assert message.startswith(f"{path}: "), message
+        return
+    field = expected.split(":", 1)[0]
+    assert re.fullmatch(r"top level|[a-z_]+(\[\d+\])?(\.[a-z_]+)*", field), field
+    # The file, the line of the node at fault, the field: `config.yml:7: admin.projects: ...`;
+    # a file with nothing in it has no node, so no line.
+    located = re.match(rf"{re.escape(str(path))}(?::(\d+))?: {re.escape(field)}: ", message)
+    assert located, message
+    lines = path.read_text(encoding="utf-8").splitlines()
+    written = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not written:
+        assert located.group(1) is None, message
+        return
+    assert located.group(1) is not None, message
+    assert 1 < int(located.group(1)) <= len(lines), message  # line 1 is the `# error:` comment
 
 
 def write(path: Path, text: str, mode: int = 0o600) -> Path:
@@ -144,7 +155,7 @@ def test_bad_configuration_beside_real_files(key_files: Path, case: TmpCase) -> 
     with pytest.raises(ConfigError) as caught:
         load_config(str(config))
     message = str(caught.value)
-    assert message.startswith(f"{config}: {case.field}: "), message
+    assert re.match(rf"{re.escape(str(config))}:\d+: {re.escape(case.field)}: ", message), message
     assert case.error in message
     assert_no_key(message)
 
@@ -157,7 +168,8 @@ def test_a_key_pasted_into_the_configuration_is_never_quoted_back(field: str) ->
     with pytest.raises(ConfigError) as caught:
         parse_config(text, "config.yml")
     message = str(caught.value)
-    assert message.startswith(f"config.yml: keys[0].{field}: ")
+    line = 2 if field == "name" else 3
+    assert message.startswith(f"config.yml:{line}: keys[0].{field}: ")
     assert "API key" in message
     assert_no_key(message)
 
@@ -166,7 +178,7 @@ def test_a_key_pasted_as_dotenv_var_is_never_quoted_back(key_files: Path) -> Non
     text = f"keys:\n  - name: relay\n    dotenv: {key_files}/.env\n    dotenv_var: {KEY}\n"
     with pytest.raises(ConfigError) as caught:
         parse_config(text, "config.yml")
-    assert str(caught.value).startswith("config.yml: keys[0].dotenv_var: ")
+    assert str(caught.value).startswith("config.yml:4: keys[0].dotenv_var: ")
     assert_no_key(str(caught.value))
 
 
@@ -401,7 +413,7 @@ def test_config_check_bad(checked: dict[Path, Run], path: Path) -> None:
     run = checked[path]
     assert run.code == 1
     assert run.stdout == ""
-    assert f"configuration is invalid: {path}: " in run.stderr
+    assert re.search(rf"configuration is invalid: {re.escape(str(path))}(:\d+)?: ", run.stderr)
     assert expected_error(path) in run.stderr
     assert "Traceback" not in run.stderr
 
@@ -411,7 +423,7 @@ def test_config_check_function_bad(path: Path, capsys: pytest.CaptureFixture[str
     assert cli_config_check(str(path)) == 1
     out, err = capsys.readouterr()
     assert out == ""
-    assert err.startswith(f"configuration is invalid: {path}: ")
+    assert re.match(rf"configuration is invalid: {re.escape(str(path))}(:\d+)?: ", err), err
     assert expected_error(path) in err
 
 

@@ -37,29 +37,29 @@ def test_admin_block_is_read_with_defaults(tmp_path: Path) -> None:
     [
         (
             "  api_key_env: A\n  dotenv: .env\n",
-            "c.yml: admin.dotenv: unknown field (remove it, or use one of: api_key_env,",
+            "c.yml:6: admin.dotenv: unknown field (remove it, or use one of: api_key_env,",
         ),
         (
             "  projects: [p]\n",
-            "c.yml: admin: no key source (set exactly one of api_key_env, api_key_file)",
+            "c.yml:5: admin: no key source (set exactly one of api_key_env, api_key_file)",
         ),
         (
             "  api_key_env: A\n  interval: 1m\n  timeout: 2m\n",
-            "c.yml: admin.timeout: 120s is longer than the interval (60s)"
+            "c.yml:7: admin.timeout: 120s is longer than the interval (60s)"
             " (make the timeout shorter than the interval)",
         ),
         (
             "  api_key_env: A\n  projects: ['proj/../x']\n",
-            "c.yml: admin.projects: 'proj/../x' is not a project ID (list project IDs (proj_...))",
+            "c.yml:6: admin.projects: 'proj/../x' is not a project ID (list project IDs (proj_...))",
         ),
         (
             "  api_key_env: WEB_KEY\n",
-            "c.yml: admin.api_key_env: WEB_KEY is also the source of keys[0] (web) (an admin key"
+            "c.yml:5: admin.api_key_env: WEB_KEY is also the source of keys[0] (web) (an admin key"
             " is never probed",
         ),
         (
             "  api_key_env: A\n  interval: often\n",
-            "c.yml: admin.interval: 'often' is not a duration (write a duration such as",
+            "c.yml:6: admin.interval: 'often' is not a duration (write a duration such as",
         ),
     ],
 )

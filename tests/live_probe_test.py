@@ -254,21 +254,21 @@ def test_estimated_monthly_cost() -> None:
     [
         (
             "keys: [{name: a, api_key_env: A, probes: [rest, live]}]",
-            r"c\.yml: keys\[0\]\.live\.model: missing: the live probe is listed in probes",
+            r"c\.yml:1: keys\[0\]\.live\.model: missing: the live probe is listed in probes",
         ),
         (
             "keys: [{name: a, api_key_env: A, probes: [live], live: {model: gpt-realtime}}]",
-            r"c\.yml: keys\[0\]\.live\.model: 'gpt-realtime' is a Realtime model "
+            r"c\.yml:1: keys\[0\]\.live\.model: 'gpt-realtime' is a Realtime model "
             r"\(use a GPT-Live model such as gpt-live-1; a Realtime model goes in "
             r"keys\[0\]\.realtime\.model\)",
         ),
         (
             "keys: [{name: a, api_key_env: A, realtime: {model: gpt-live-1}}]",
-            r"c\.yml: keys\[0\]\.realtime\.model: 'gpt-live-1' is a GPT-Live model",
+            r"c\.yml:1: keys\[0\]\.realtime\.model: 'gpt-live-1' is a GPT-Live model",
         ),
         (
             "defaults: {live: {model: gpt-realtime-mini}}\nkeys: [{name: a, api_key_env: A}]",
-            r"c\.yml: defaults\.live\.model: 'gpt-realtime-mini' is a Realtime model",
+            r"c\.yml:1: defaults\.live\.model: 'gpt-realtime-mini' is a Realtime model",
         ),
         (
             "keys: [{name: a, api_key_env: A, probes: [live], live: {model: gpt-live-1, "

@@ -214,5 +214,5 @@ def test_config_models_field(tmp_path: Path) -> None:
     env = "keys: [{name: a, api_key_env: A, models: [gpt-realtime, gpt-realtime]}]\n"
     config = parse_config(env, "c.yml")
     assert config.keys[0].models == ("gpt-realtime",)
-    with pytest.raises(ConfigError, match=r"c\.yml: keys\[0\]\.models: must be a list"):
+    with pytest.raises(ConfigError, match=r"c\.yml:1: keys\[0\]\.models: must be a list"):
         parse_config("keys: [{name: a, api_key_env: A, models: gpt-realtime}]\n", "c.yml")

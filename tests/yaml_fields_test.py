@@ -44,7 +44,7 @@ def refused_config(text: str) -> str:
 
 def test_the_first_unknown_field_as_written_is_named_with_the_known_ones() -> None:
     message = refused_config("keys: [{name: w, api_key_env: K, zzz: 1, aaa: 2}]\n")
-    assert message == f"f.yml: keys[0].zzz: unknown field {_KEY_FIELDS_FIX}"
+    assert message == f"f.yml:1: keys[0].zzz: unknown field {_KEY_FIELDS_FIX}"
 
 
 def test_the_web_config_names_the_known_fields_and_the_line(tmp_path: Path) -> None:
@@ -107,7 +107,7 @@ def test_the_config_reads_scalars_as_pyyaml() -> None:
     assert parse_config("keys: [{name: y, api_key_env: K}]\n", "f.yml").keys[0].name == "y"
     assert parse_config("keys: [{name: 2024, api_key_env: K}]\n", "f.yml").keys[0].name == "2024"
     assert refused_config("keys: [{name: yes, api_key_env: K}]\n") == (
-        "f.yml: keys[0].name: must be a non-empty string (name the key: it is its label in metrics)"
+        "f.yml:1: keys[0].name: must be a non-empty string (name the key: it is its label in metrics)"
     )
 
 
@@ -122,7 +122,7 @@ def test_the_web_config_reads_scalars_as_go_yaml_v2(tmp_path: Path) -> None:
 
 def test_a_mapping_where_a_value_belongs_is_named_in_each_file_s_terms(tmp_path: Path) -> None:
     assert refused_config("keys: [{name: w, api_key_env: K, realtime: [1]}]\n") == (
-        "f.yml: keys[0].realtime: must be a mapping, got list (write it as `field: value` lines)"
+        "f.yml:1: keys[0].realtime: must be a mapping, got list (write it as `field: value` lines)"
     )
     assert refused_web_config(tmp_path, "tls_server_config: [1]\n") == (
         ":1: tls_server_config: expected a mapping, got a list (write key: value lines)"
@@ -143,3 +143,20 @@ def test_fields_open_to_any_name_keep_the_written_order_and_lines() -> None:
         "u.yml:3: users.adam: too short (make it longer)"
     )
     assert str(users.error("", "empty", "add one")) == "u.yml:2: users: empty (add one)"
+
+
+def test_a_configuration_error_names_the_line_of_the_value_at_fault() -> None:
+    text = (
+        "defaults:\n"
+        "  interval: 1m\n"
+        "keys:\n"
+        "  - name: web\n"
+        "    api_key_env: WEB_KEY\n"
+        "  - name: voice\n"
+        "    api_key_env: VOICE_KEY\n"
+        "    timeout: soon\n"
+    )
+    assert refused_config(text).startswith("f.yml:8: keys[1].timeout: 'soon' is not a duration")
+    misspelt = text.replace("    timeout: soon\n", "    probes: [rest]\n    intreval: 1m\n")
+    assert refused_config(misspelt).startswith("f.yml:9: keys[1].intreval: unknown field")
+    assert refused_config("keys:\n  - name: web\n").startswith("f.yml:2: keys[0]: no key source")
