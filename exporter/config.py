@@ -16,7 +16,7 @@ import yarl
 from exporter.file_identity import FileIdentity, identity_of
 from exporter.keys import DotenvFormat, KeySource, SourceKind, key_file_problem, key_kind
 from exporter.provider import DEFAULT_PROVIDER, PROVIDERS, config_warnings
-from exporter.redaction import redact
+from exporter.redaction import redact, redact_pasted_keys
 from exporter.strict_yaml import YamlRefused, compose_strict
 from exporter.yaml_fields import EXCERPT_CHARS, FieldProblem, Fields, PyYaml, YamlFile, excerpt
 
@@ -29,7 +29,6 @@ REALTIME_APIS = ("ga", "beta")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$")
-_PASTED_KEY = re.compile(r"sk-[A-Za-z0-9_-]{20,}")  # every kind of key OpenAI issues starts sk-
 # A whole key inside a value (a URL's host or path, a model, an ID): sk- and at least 40
 # characters in all, as the shortest real keys, not part of a longer word.
 _KEY_IN_VALUE = re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]{37,}")
@@ -48,7 +47,7 @@ class ConfigError(Exception):
     """
 
     def __init__(self, message: str) -> None:
-        message = _PASTED_KEY.sub(lambda match: redact(match.group()), message)
+        message = redact_pasted_keys(message)
         if len(message) > _MAX_MESSAGE_CHARS:  # values are quoted as excerpts: never reached
             message = message[: _MAX_MESSAGE_CHARS - 3] + "..."
         super().__init__(message)
@@ -58,7 +57,7 @@ def quoted(value: object) -> str:
     """A value as an error message quotes it: a short excerpt, never the whole of a long or
     deeply nested value (an alias bomb's repr is gigabytes), any key in it redacted."""
     if isinstance(value, str):
-        return excerpt(_PASTED_KEY.sub(lambda match: redact(match.group()), value))
+        return excerpt(redact_pasted_keys(value))
     if value is None or isinstance(value, bool | float):
         return repr(value)
     if isinstance(value, int):

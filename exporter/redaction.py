@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 
 _PIECE = 12  # no run of this many characters of a key may reach output
 _REDACTED_HEAD = 8
 _REDACTED_TAIL = 4
 _MIN_LENGTH_FOR_FULL_REDACTION = 24
+_PASTED_KEY = re.compile(r"sk-[A-Za-z0-9_-]{20,}")  # every kind of key OpenAI issues starts sk-
 
 
 def redact(key: str) -> str:
@@ -22,6 +24,12 @@ def redact(key: str) -> str:
     if len(visible) < _MIN_LENGTH_FOR_FULL_REDACTION:
         return visible[:3] + "..."
     return f"{visible[:_REDACTED_HEAD]}...{visible[-_REDACTED_TAIL:]}"
+
+
+def redact_pasted_keys(text: str) -> str:
+    """Text a person wrote (a file's values and field names) as a message may quote it: what
+    looks like an OpenAI key in it shown redacted, whether or not it is a known key."""
+    return _PASTED_KEY.sub(lambda match: redact(match.group()), text)
 
 
 def _forms(key: str) -> set[str]:

@@ -323,6 +323,22 @@ def test_the_web_config_quotes_only_an_excerpt(tmp_path: Path) -> None:
     assert len(str(caught.value)) < MAX_MESSAGE_CHARS
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"{KEY}: 1\n",  # an unknown field
+        f"basic_auth_users:\n  {KEY}: x\n  {KEY}: y\n",  # a user name, set twice
+        f"tls_server_config:\n  min_version: {KEY}\n",  # a value
+    ],
+)
+def test_a_key_pasted_into_the_web_config_is_never_quoted_back(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "web.yml"
+    path.write_text(text)
+    with pytest.raises(WebConfigError) as caught:
+        load_web_config(str(path))
+    assert_no_key(str(caught.value))
+
+
 def test_nesting_too_deep_is_refused_by_both_files(tmp_path: Path) -> None:
     nested = "[" * 3000 + "]" * 3000
     with pytest.raises(ConfigError, match=r"^deep\.yml: not valid YAML.*nest"):

@@ -6,12 +6,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from exporter.redaction import redact_pasted_keys
+
 
 class WebConfigError(Exception):
     """A web config file that cannot be used; the message names the file, the field and the fix.
 
-    Messages never contain passwords or password hashes.
+    Messages never contain passwords or password hashes, and a key pasted anywhere in the file
+    (a user name, a field name) is shown redacted.
     """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact_pasted_keys(message))
 
 
 @dataclass(frozen=True)
